@@ -1,0 +1,786 @@
+//! HL7 FHIR R4: Bulk Data NDJSON and Bundle JSON, streamed into canonical records.
+//!
+//! Each line is parsed once, into one borrowed struct holding only the elements tidig
+//! reads; everything else (narrative, extensions, contained resources we do not need)
+//! is skipped by serde without allocation. Patients must come before the resources that
+//! refer to them (the engine orders a Bulk Data directory so that they do); references
+//! resolve by `Patient/id`, absolute URLs ending in `Patient/id`, `urn:uuid:` full URLs
+//! in Bundles, and logical references by identifier.
+
+use std::borrow::Cow;
+use std::io::{BufRead, Read};
+
+use serde::Deserialize;
+
+use crate::edge::{days, Edge, PersonFacts};
+use crate::national_id::Sex;
+use crate::pseudonym::Identity;
+use crate::record::{EventKind, EventRow, EventStatus, ParseCounts, Record, Rejection, Sink};
+use crate::time::{parse_fhir_datetime, DateError};
+use crate::ReadError;
+
+/// Resource types tidig loads. Everything else in an export is skipped.
+pub const SUPPORTED: &[&str] = &[
+    "Patient",
+    "Encounter",
+    "Condition",
+    "Observation",
+    "MedicationRequest",
+    "Procedure",
+    "Immunization",
+];
+
+/// Code systems preferred when a concept carries several codings.
+const PREFERRED_SYSTEMS: &[&str] = &[
+    "http://hl7.org/fhir/sid/icd-10",
+    "urn:oid:1.2.246.537.6.1",
+    "http://hl7.org/fhir/sid/icd-10-cm",
+    "http://www.whocc.no/atc",
+];
+
+#[derive(Deserialize)]
+struct Coding<'a> {
+    #[serde(borrow)]
+    system: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct CodeableConcept<'a> {
+    #[serde(default, borrow)]
+    coding: Vec<Coding<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Identifier<'a> {
+    #[serde(borrow)]
+    system: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    value: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Reference<'a> {
+    #[serde(borrow)]
+    reference: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    identifier: Option<Identifier<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Period<'a> {
+    #[serde(borrow)]
+    start: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    end: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Quantity {
+    value: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct Contained<'a> {
+    #[serde(rename = "resourceType", borrow)]
+    resource_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    code: Option<CodeableConcept<'a>>,
+}
+
+/// The union of the elements tidig reads from the supported resource types.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Resource<'a> {
+    #[serde(borrow)]
+    resource_type: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    identifier: Vec<Identifier<'a>>,
+    #[serde(borrow)]
+    subject: Option<Reference<'a>>,
+    #[serde(borrow)]
+    patient: Option<Reference<'a>>,
+    #[serde(borrow)]
+    class: Option<Coding<'a>>,
+    #[serde(rename = "type", default, borrow)]
+    type_: Vec<CodeableConcept<'a>>,
+    #[serde(borrow)]
+    code: Option<CodeableConcept<'a>>,
+    #[serde(borrow)]
+    vaccine_code: Option<CodeableConcept<'a>>,
+    #[serde(borrow)]
+    medication_codeable_concept: Option<CodeableConcept<'a>>,
+    #[serde(borrow)]
+    medication_reference: Option<Reference<'a>>,
+    #[serde(default, borrow)]
+    contained: Vec<Contained<'a>>,
+    #[serde(borrow)]
+    period: Option<Period<'a>>,
+    #[serde(borrow)]
+    onset_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    onset_period: Option<Period<'a>>,
+    #[serde(borrow)]
+    abatement_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    recorded_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    verification_status: Option<CodeableConcept<'a>>,
+    #[serde(borrow)]
+    effective_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    effective_period: Option<Period<'a>>,
+    #[serde(borrow)]
+    effective_instant: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    issued: Option<Cow<'a, str>>,
+    value_quantity: Option<Quantity>,
+    #[serde(borrow)]
+    value_codeable_concept: Option<CodeableConcept<'a>>,
+    #[serde(borrow)]
+    authored_on: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    performed_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    performed_period: Option<Period<'a>>,
+    #[serde(borrow)]
+    occurrence_date_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    birth_date: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    gender: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    deceased_date_time: Option<Cow<'a, str>>,
+}
+
+/// Finds the top-level `resourceType` without parsing the whole line.
+pub fn sniff_resource_type(line: &[u8]) -> Option<&str> {
+    const KEY: &[u8] = b"\"resourceType\"";
+    let pos = line.windows(KEY.len()).position(|w| w == KEY)?;
+    let mut rest = &line[pos + KEY.len()..];
+    let skip_ws = |r: &mut &[u8]| {
+        while let [b' ' | b'\t' | b'\r' | b'\n', tail @ ..] = *r {
+            *r = tail;
+        }
+    };
+    skip_ws(&mut rest);
+    rest = rest.strip_prefix(b":")?;
+    skip_ws(&mut rest);
+    rest = rest.strip_prefix(b"\"")?;
+    let end = rest.iter().position(|&c| c == b'"')?;
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+/// What happened to one resource.
+enum Outcome {
+    Loaded,
+    Skipped,
+}
+
+type Result1<T> = std::result::Result<T, Rejection>;
+
+/// Streams a FHIR NDJSON file (one resource per line).
+pub fn parse_ndjson<R: BufRead>(
+    mut reader: R,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result<ParseCounts, ReadError> {
+    let mut counts = ParseCounts::default();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut line_no = 0u64;
+    let mut bytes = 0u64;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(ReadError::io)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        line_no += 1;
+        let line = trim_line(&buf);
+        if line.is_empty() {
+            sink.line_done(bytes);
+            continue;
+        }
+        counts.read += 1;
+        match parse_line(line, line_no, edge, sink, None) {
+            Ok(Outcome::Loaded) => counts.accepted += 1,
+            Ok(Outcome::Skipped) => counts.skipped += 1,
+            Err(rej) => {
+                counts.rejected += 1;
+                sink.reject(rej);
+            }
+        }
+        sink.line_done(bytes);
+    }
+    Ok(counts)
+}
+
+fn trim_line(buf: &[u8]) -> &[u8] {
+    let mut end = buf.len();
+    while end > 0 && matches!(buf[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
+        end -= 1;
+    }
+    &buf[..end]
+}
+
+#[derive(Deserialize)]
+struct Bundle<'a> {
+    #[serde(rename = "resourceType", borrow)]
+    resource_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    entry: Vec<BundleEntry<'a>>,
+}
+
+#[derive(Deserialize)]
+struct BundleEntry<'a> {
+    #[serde(rename = "fullUrl", borrow)]
+    full_url: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    resource: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Parses a FHIR Bundle (JSON). Bundles are read whole; use Bulk Data NDJSON for large
+/// exports. Rejections are numbered by entry (1-based) and name `entry[i]`.
+pub fn parse_bundle<R: Read>(
+    mut reader: R,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result<ParseCounts, ReadError> {
+    let mut text = Vec::new();
+    reader.read_to_end(&mut text).map_err(ReadError::io)?;
+    let bundle: Bundle<'_> = serde_json::from_slice(&text)
+        .map_err(|e| ReadError::Format(format!("not a FHIR Bundle: {}", json_problem(&e))))?;
+    if bundle.resource_type.as_deref() != Some("Bundle") {
+        return Err(ReadError::Format("resourceType is not `Bundle`".into()));
+    }
+    let mut counts = ParseCounts::default();
+    // Patients first, so that entries may refer to patients later in the bundle.
+    let is_patient = |e: &BundleEntry<'_>| {
+        e.resource
+            .and_then(|r| sniff_resource_type(r.get().as_bytes()))
+            .is_some_and(|t| t == "Patient")
+    };
+    for pass in [true, false] {
+        for (i, entry) in bundle.entry.iter().enumerate() {
+            if is_patient(entry) != pass {
+                continue;
+            }
+            counts.read += 1;
+            let line = i as u64 + 1;
+            let Some(resource) = entry.resource else {
+                counts.skipped += 1;
+                continue;
+            };
+            let result = parse_line(
+                resource.get().as_bytes(),
+                line,
+                edge,
+                sink,
+                entry.full_url.as_deref(),
+            );
+            match result {
+                Ok(Outcome::Loaded) => counts.accepted += 1,
+                Ok(Outcome::Skipped) => counts.skipped += 1,
+                Err(mut rej) => {
+                    rej.field = format!("entry[{i}].resource.{}", rej.field);
+                    counts.rejected += 1;
+                    sink.reject(rej);
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// Describes a JSON error without quoting the input.
+fn json_problem(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "malformed JSON",
+        Category::Eof => "JSON ends early (truncated line?)",
+        Category::Data => "a field tidig reads has the wrong type or shape",
+        Category::Io => "read error",
+    };
+    format!("{what} at column {}", e.column())
+}
+
+fn parse_line(
+    line: &[u8],
+    line_no: u64,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+    full_url: Option<&str>,
+) -> Result1<Outcome> {
+    let Some(kind) = sniff_resource_type(line) else {
+        // Either not JSON at all or JSON without a resourceType: let serde say which.
+        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+            Err(e) => Rejection::new(line_no, "-", json_problem(&e)),
+            Ok(_) => Rejection::new(line_no, "resourceType", "missing resourceType"),
+        });
+    };
+    if !SUPPORTED.contains(&kind) {
+        return Ok(Outcome::Skipped);
+    }
+    let res: Resource<'_> = serde_json::from_slice(line)
+        .map_err(|e| Rejection::new(line_no, "-", json_problem(&e)))?;
+    let rt = res.resource_type.as_deref().unwrap_or("");
+    let ctx = Ctx { line: line_no };
+    match rt {
+        "Patient" => patient(&ctx, &res, edge, sink, full_url),
+        "Encounter" => encounter(&ctx, &res, edge, sink),
+        "Condition" => condition(&ctx, &res, edge, sink),
+        "Observation" => observation(&ctx, &res, edge, sink),
+        "MedicationRequest" => medication_request(&ctx, &res, edge, sink),
+        "Procedure" => procedure(&ctx, &res, edge, sink),
+        "Immunization" => immunization(&ctx, &res, edge, sink),
+        _ => Ok(Outcome::Skipped),
+    }
+}
+
+struct Ctx {
+    line: u64,
+}
+
+impl Ctx {
+    fn reject(&self, field: &str, reason: impl Into<String>) -> Rejection {
+        Rejection::new(self.line, field, reason)
+    }
+
+    fn time(&self, field: &str, value: &str) -> Result1<i64> {
+        parse_fhir_datetime(value).map_err(|e| self.date_err(field, e))
+    }
+
+    fn date_err(&self, field: &str, e: DateError) -> Rejection {
+        self.reject(field, e.to_string())
+    }
+}
+
+fn patient(
+    ctx: &Ctx,
+    res: &Resource<'_>,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+    full_url: Option<&str>,
+) -> Result1<Outcome> {
+    let id = res.id.as_deref().ok_or_else(|| ctx.reject("id", "missing"))?;
+    let systems = edge.config().person_systems.clone();
+    // The first configured system (in configuration order) the patient carries.
+    let found = systems.iter().find_map(|ps| {
+        res.identifier
+            .iter()
+            .enumerate()
+            .find(|(_, ident)| ident.system.as_deref() == Some(ps.system.as_str()))
+            .map(|(i, ident)| (ps, i, ident))
+    });
+    let Some((ps, i, ident)) = found else {
+        return Err(ctx.reject(
+            "identifier",
+            "no identifier with a configured person system (see health.person_systems)",
+        ));
+    };
+    let field = format!("identifier[{i}].value");
+    let value = ident
+        .value
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| ctx.reject(&field, "missing"))?;
+    let mut facts = PersonFacts {
+        sex: match res.gender.as_deref() {
+            Some("female") => Some(Sex::Female),
+            Some("male") => Some(Sex::Male),
+            _ => None,
+        },
+        ..PersonFacts::default()
+    };
+    if let Some(b) = res.birth_date.as_deref() {
+        let secs = ctx.time("birthDate", b)?;
+        facts.birth_date = Some(secs.div_euclid(86_400) as i32);
+    }
+    if let Some(d) = res.deceased_date_time.as_deref() {
+        let secs = ctx.time("deceasedDateTime", d)?;
+        facts.death_date = Some(secs.div_euclid(86_400) as i32);
+    }
+    let key = match ps.country {
+        Some(country) => {
+            let nid = edge
+                .national_id_of(country, value)
+                .map_err(|e| ctx.reject(&field, e.to_string()))?;
+            if facts.birth_date.is_none() {
+                facts.birth_date = Some(days(nid.birth_date()));
+            }
+            edge.person(Identity::National(&nid), facts, sink)
+        }
+        None => edge.person(
+            Identity::Opaque {
+                system: &ps.system,
+                value,
+            },
+            facts,
+            sink,
+        ),
+    };
+    edge.alias(&format!("Patient/{id}"), key.id, sink);
+    if let Some(url) = full_url {
+        edge.alias(url, key.id, sink);
+    }
+    Ok(Outcome::Loaded)
+}
+
+/// Normalises a reference to the key it was registered under.
+fn normalise_reference(r: &str) -> &str {
+    let r = r.split("/_history/").next().unwrap_or(r);
+    if r.starts_with("urn:uuid:") {
+        return r;
+    }
+    match r.rfind("Patient/") {
+        Some(pos) => &r[pos..],
+        None => r,
+    }
+}
+
+fn subject(
+    ctx: &Ctx,
+    field: &str,
+    reference: Option<&Reference<'_>>,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result1<i64> {
+    let Some(reference) = reference else {
+        return Err(ctx.reject(field, "missing: the resource names no patient"));
+    };
+    if let Some(r) = reference.reference.as_deref() {
+        let norm = normalise_reference(r);
+        return edge.resolve(norm).ok_or_else(|| {
+            ctx.reject(
+                &format!("{field}.reference"),
+                "refers to a Patient that has not been loaded",
+            )
+        });
+    }
+    if let Some(ident) = &reference.identifier {
+        let systems = edge.config().person_systems.clone();
+        let system = ident.system.as_deref().unwrap_or("");
+        let value = ident.value.as_deref().unwrap_or("");
+        let f = format!("{field}.identifier");
+        let Some(ps) = systems.iter().find(|ps| ps.system == system) else {
+            return Err(ctx.reject(&f, "identifier system is not a configured person system"));
+        };
+        let key = match ps.country {
+            Some(c) => {
+                let nid = edge
+                    .national_id_of(c, value)
+                    .map_err(|e| ctx.reject(&f, e.to_string()))?;
+                edge.person(Identity::National(&nid), PersonFacts::default(), sink)
+            }
+            None => edge.person(
+                Identity::Opaque { system, value },
+                PersonFacts::default(),
+                sink,
+            ),
+        };
+        return Ok(key.id);
+    }
+    Err(ctx.reject(field, "has neither reference nor identifier"))
+}
+
+/// Picks the coding to store: a preferred system if present, else the first complete one.
+fn pick_coding<'c, 'a>(cc: &'c CodeableConcept<'a>) -> Option<(&'c str, &'c str)> {
+    let complete = || {
+        cc.coding.iter().filter_map(|c| match (&c.system, &c.code) {
+            (Some(s), Some(k)) if !k.trim().is_empty() => Some((s.as_ref(), k.as_ref())),
+            _ => None,
+        })
+    };
+    PREFERRED_SYSTEMS
+        .iter()
+        .find_map(|p| complete().find(|(s, _)| s == p))
+        .or_else(|| complete().next())
+}
+
+fn code_of(
+    ctx: &Ctx,
+    field: &str,
+    cc: Option<&CodeableConcept<'_>>,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result1<i64> {
+    let cc = cc.ok_or_else(|| ctx.reject(field, "missing"))?;
+    let (system, code) =
+        pick_coding(cc).ok_or_else(|| ctx.reject(field, "no coding with both system and code"))?;
+    Ok(edge.code(system, code, sink))
+}
+
+fn optional_code(
+    cc: Option<&CodeableConcept<'_>>,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Option<i64> {
+    let (system, code) = pick_coding(cc?)?;
+    Some(edge.code(system, code, sink))
+}
+
+struct Common {
+    record_key: i64,
+    person_id: i64,
+}
+
+fn common(
+    ctx: &Ctx,
+    res: &Resource<'_>,
+    kind: &str,
+    subject_ref: Option<&Reference<'_>>,
+    subject_field: &str,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result1<Common> {
+    let id = res.id.as_deref().ok_or_else(|| ctx.reject("id", "missing"))?;
+    let person_id = subject(ctx, subject_field, subject_ref, edge, sink)?;
+    Ok(Common {
+        record_key: edge.record_key("fhir", &[kind.as_bytes(), id.as_bytes()]),
+        person_id,
+    })
+}
+
+fn emit(sink: &mut dyn Sink, c: &Common, kind: EventKind, code_id: i64, rest: EventRest) {
+    sink.record(Record::Event(EventRow {
+        record_key: c.record_key,
+        person_id: c.person_id,
+        kind,
+        code_id,
+        detail_id: rest.detail_id,
+        status: rest.status,
+        start: rest.start,
+        end: rest.end,
+        value: rest.value,
+    }));
+}
+
+struct EventRest {
+    detail_id: Option<i64>,
+    status: EventStatus,
+    start: i64,
+    end: Option<i64>,
+    value: Option<f64>,
+}
+
+impl EventRest {
+    fn at(start: i64, status: EventStatus) -> EventRest {
+        EventRest {
+            detail_id: None,
+            status,
+            start,
+            end: None,
+            value: None,
+        }
+    }
+}
+
+fn first_time(ctx: &Ctx, candidates: &[(&str, Option<&str>)]) -> Result1<Option<i64>> {
+    for (field, value) in candidates {
+        if let Some(v) = value {
+            return ctx.time(field, v).map(Some);
+        }
+    }
+    Ok(None)
+}
+
+fn period_start<'p>(p: Option<&'p Period<'_>>) -> Option<&'p str> {
+    p.and_then(|p| p.start.as_deref())
+}
+
+fn period_end<'p>(p: Option<&'p Period<'_>>) -> Option<&'p str> {
+    p.and_then(|p| p.end.as_deref())
+}
+
+fn encounter(
+    ctx: &Ctx,
+    res: &Resource<'_>,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result1<Outcome> {
+    let status = match res.status.as_deref() {
+        Some("entered-in-error") | Some("planned") | Some("unknown") => {
+            return Ok(Outcome::Skipped)
+        }
+        Some("cancelled") => EventStatus::NotDone,
+        Some(_) => EventStatus::Occurred,
+        None => return Err(ctx.reject("status", "missing")),
+    };
+    let c = common(ctx, res, "Encounter", res.subject.as_ref(), "subject", edge, sink)?;
+    let class = res.class.as_ref().ok_or_else(|| ctx.reject("class", "missing"))?;
+    let (Some(system), Some(code)) = (class.system.as_deref(), class.code.as_deref()) else {
+        return Err(ctx.reject("class", "needs both system and code"));
+    };
+    let code_id = edge.code(system, code, sink);
+    let start = period_start(res.period.as_ref())
+        .ok_or_else(|| ctx.reject("period.start", "missing: the encounter has no time"))?;
+    let mut rest = EventRest::at(ctx.time("period.start", start)?, status);
+    if let Some(end) = period_end(res.period.as_ref()) {
+        rest.end = Some(ctx.time("period.end", end)?);
+    }
+    rest.detail_id = optional_code(res.type_.first(), edge, sink);
+    emit(sink, &c, EventKind::Encounter, code_id, rest);
+    Ok(Outcome::Loaded)
+}
+
+fn condition(
+    ctx: &Ctx,
+    res: &Resource<'_>,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result1<Outcome> {
+    let verification = res
+        .verification_status
+        .as_ref()
+        .and_then(|v| v.coding.first())
+        .and_then(|c| c.code.as_deref());
+    if matches!(verification, Some("entered-in-error") | Some("refuted")) {
+        return Ok(Outcome::Skipped);
+    }
+    let c = common(ctx, res, "Condition", res.subject.as_ref(), "subject", edge, sink)?;
+    let code_id = code_of(ctx, "code", res.code.as_ref(), edge, sink)?;
+    let start = first_time(
+        ctx,
+        &[
+            ("onsetDateTime", res.onset_date_time.as_deref()),
+            ("onsetPeriod.start", period_start(res.onset_period.as_ref())),
+            ("recordedDate", res.recorded_date.as_deref()),
+        ],
+    )?
+    .ok_or_else(|| ctx.reject("onsetDateTime", "missing: no onset or recorded date"))?;
+    let mut rest = EventRest::at(start, EventStatus::Occurred);
+    if let Some(end) = res.abatement_date_time.as_deref() {
+        rest.end = Some(ctx.time("abatementDateTime", end)?);
+    }
+    emit(sink, &c, EventKind::Condition, code_id, rest);
+    Ok(Outcome::Loaded)
+}
+
+fn observation(
+    ctx: &Ctx,
+    res: &Resource<'_>,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result1<Outcome> {
+    let status = match res.status.as_deref() {
+        Some("entered-in-error") => return Ok(Outcome::Skipped),
+        Some("cancelled") => EventStatus::NotDone,
+        _ => EventStatus::Occurred,
+    };
+    let c = common(ctx, res, "Observation", res.subject.as_ref(), "subject", edge, sink)?;
+    let code_id = code_of(ctx, "code", res.code.as_ref(), edge, sink)?;
+    let start = first_time(
+        ctx,
+        &[
+            ("effectiveDateTime", res.effective_date_time.as_deref()),
+            ("effectivePeriod.start", period_start(res.effective_period.as_ref())),
+            ("effectiveInstant", res.effective_instant.as_deref()),
+            ("issued", res.issued.as_deref()),
+        ],
+    )?
+    .ok_or_else(|| ctx.reject("effectiveDateTime", "missing: the observation has no time"))?;
+    let mut rest = EventRest::at(start, status);
+    rest.value = res.value_quantity.as_ref().and_then(|q| q.value);
+    rest.detail_id = optional_code(res.value_codeable_concept.as_ref(), edge, sink);
+    emit(sink, &c, EventKind::Observation, code_id, rest);
+    Ok(Outcome::Loaded)
+}
+
+fn medication_request(
+    ctx: &Ctx,
+    res: &Resource<'_>,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result1<Outcome> {
+    let status = match res.status.as_deref() {
+        Some("entered-in-error") | Some("draft") => return Ok(Outcome::Skipped),
+        Some("cancelled") => EventStatus::NotDone,
+        _ => EventStatus::Occurred,
+    };
+    let c = common(ctx, res, "MedicationRequest", res.subject.as_ref(), "subject", edge, sink)?;
+    let code_id = match (&res.medication_codeable_concept, &res.medication_reference) {
+        (Some(cc), _) => code_of(ctx, "medicationCodeableConcept", Some(cc), edge, sink)?,
+        (None, Some(r)) => {
+            let target = r.reference.as_deref().unwrap_or("");
+            let contained = target.strip_prefix('#').and_then(|id| {
+                res.contained.iter().find(|m| {
+                    m.id.as_deref() == Some(id) && m.resource_type.as_deref() == Some("Medication")
+                })
+            });
+            let Some(med) = contained else {
+                return Err(ctx.reject(
+                    "medicationReference",
+                    "only references to a contained Medication can be resolved",
+                ));
+            };
+            code_of(ctx, "contained.Medication.code", med.code.as_ref(), edge, sink)?
+        }
+        (None, None) => return Err(ctx.reject("medication[x]", "missing")),
+    };
+    let authored = res
+        .authored_on
+        .as_deref()
+        .ok_or_else(|| ctx.reject("authoredOn", "missing: the request has no time"))?;
+    let rest = EventRest::at(ctx.time("authoredOn", authored)?, status);
+    emit(sink, &c, EventKind::Medication, code_id, rest);
+    Ok(Outcome::Loaded)
+}
+
+fn procedure(
+    ctx: &Ctx,
+    res: &Resource<'_>,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result1<Outcome> {
+    let status = match res.status.as_deref() {
+        Some("entered-in-error") | Some("preparation") => return Ok(Outcome::Skipped),
+        Some("not-done") => EventStatus::NotDone,
+        _ => EventStatus::Occurred,
+    };
+    let c = common(ctx, res, "Procedure", res.subject.as_ref(), "subject", edge, sink)?;
+    let code_id = code_of(ctx, "code", res.code.as_ref(), edge, sink)?;
+    let start = first_time(
+        ctx,
+        &[
+            ("performedDateTime", res.performed_date_time.as_deref()),
+            ("performedPeriod.start", period_start(res.performed_period.as_ref())),
+        ],
+    )?
+    .ok_or_else(|| ctx.reject("performed[x]", "missing: the procedure has no time"))?;
+    let mut rest = EventRest::at(start, status);
+    if let Some(end) = period_end(res.performed_period.as_ref()) {
+        rest.end = Some(ctx.time("performedPeriod.end", end)?);
+    }
+    emit(sink, &c, EventKind::Procedure, code_id, rest);
+    Ok(Outcome::Loaded)
+}
+
+fn immunization(
+    ctx: &Ctx,
+    res: &Resource<'_>,
+    edge: &mut Edge<'_>,
+    sink: &mut dyn Sink,
+) -> Result1<Outcome> {
+    let status = match res.status.as_deref() {
+        Some("entered-in-error") => return Ok(Outcome::Skipped),
+        Some("not-done") => EventStatus::NotDone,
+        _ => EventStatus::Occurred,
+    };
+    let c = common(ctx, res, "Immunization", res.patient.as_ref(), "patient", edge, sink)?;
+    let code_id = code_of(ctx, "vaccineCode", res.vaccine_code.as_ref(), edge, sink)?;
+    let when = res
+        .occurrence_date_time
+        .as_deref()
+        .ok_or_else(|| ctx.reject("occurrenceDateTime", "missing"))?;
+    let rest = EventRest::at(ctx.time("occurrenceDateTime", when)?, status);
+    emit(sink, &c, EventKind::Immunization, code_id, rest);
+    Ok(Outcome::Loaded)
+}
