@@ -108,13 +108,37 @@ mod tests {
         let check = |name: &str, head: &str, expect: Option<Format>| {
             assert_eq!(detect(name, head.as_bytes()), expect, "{name}");
         };
-        check("Patient.000.ndjson", "{\"resourceType\":\"Patient\",\"id\":\"1\"}\n", Some(Format::FhirNdjson));
-        check("b.json", "{ \"resourceType\" : \"Bundle\", \"entry\": []}", Some(Format::FhirBundle));
+        check(
+            "Patient.000.ndjson",
+            "{\"resourceType\":\"Patient\",\"id\":\"1\"}\n",
+            Some(Format::FhirNdjson),
+        );
+        check(
+            "b.json",
+            "{ \"resourceType\" : \"Bundle\", \"entry\": []}",
+            Some(Format::FhirBundle),
+        );
         check("log.ndjson", "{\"exportId\":1}", Some(Format::FhirBulkLog));
-        check("p.csv", "national_id,birth_date,sex,death_date,mother_tongue,citizenship,country_of_birth\n", Some(Format::PopulationCsv));
-        check("c.csv", "record_id,national_id,code,start_date,end_date,amount,unit\n", Some(Format::SocialCsv));
-        check("c.jsonl", "{\"record_id\":\"1\",\"national_id\":\"x\"}\n", Some(Format::SocialJsonl));
-        check("PNR.txt", "00000000000001109012001111920011116\n001010100503", Some(Format::Cpr));
+        check(
+            "p.csv",
+            "national_id,birth_date,sex,death_date,mother_tongue,citizenship,country_of_birth\n",
+            Some(Format::PopulationCsv),
+        );
+        check(
+            "c.csv",
+            "record_id,national_id,code,start_date,end_date,amount,unit\n",
+            Some(Format::SocialCsv),
+        );
+        check(
+            "c.jsonl",
+            "{\"record_id\":\"1\",\"national_id\":\"x\"}\n",
+            Some(Format::SocialJsonl),
+        );
+        check(
+            "PNR.txt",
+            "00000000000001109012001111920011116\n001010100503",
+            Some(Format::Cpr),
+        );
         check("x.txt", "hello", None);
     }
 }

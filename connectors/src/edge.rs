@@ -109,11 +109,9 @@ impl<'c> Edge<'c> {
         let first = self.sealed_persons.insert(key.id);
         if first || facts.has_any() {
             let (scheme, birth, sex) = match identity {
-                Identity::National(id) => (
-                    id.country().code(),
-                    Some(days(id.birth_date())),
-                    id.sex(),
-                ),
+                Identity::National(id) => {
+                    (id.country().code(), Some(days(id.birth_date())), id.sex())
+                }
                 Identity::Opaque { .. } => ("opaque", None, None),
             };
             sink.record(Record::Person(PersonRow {

@@ -321,16 +321,18 @@ fn parse_line(
 ) -> Result1<Outcome> {
     let Some(kind) = sniff_resource_type(line) else {
         // Either not JSON at all or JSON without a resourceType: let serde say which.
-        return Err(match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
-            Err(e) => Rejection::new(line_no, "-", json_problem(&e)),
-            Ok(_) => Rejection::new(line_no, "resourceType", "missing resourceType"),
-        });
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+                Err(e) => Rejection::new(line_no, "-", json_problem(&e)),
+                Ok(_) => Rejection::new(line_no, "resourceType", "missing resourceType"),
+            },
+        );
     };
     if !SUPPORTED.contains(&kind) {
         return Ok(Outcome::Skipped);
     }
-    let res: Resource<'_> = serde_json::from_slice(line)
-        .map_err(|e| Rejection::new(line_no, "-", json_problem(&e)))?;
+    let res: Resource<'_> =
+        serde_json::from_slice(line).map_err(|e| Rejection::new(line_no, "-", json_problem(&e)))?;
     let rt = res.resource_type.as_deref().unwrap_or("");
     let ctx = Ctx { line: line_no };
     match rt {
@@ -370,7 +372,10 @@ fn patient(
     sink: &mut dyn Sink,
     full_url: Option<&str>,
 ) -> Result1<Outcome> {
-    let id = res.id.as_deref().ok_or_else(|| ctx.reject("id", "missing"))?;
+    let id = res
+        .id
+        .as_deref()
+        .ok_or_else(|| ctx.reject("id", "missing"))?;
     let systems = edge.config().person_systems.clone();
     // The first configured system (in configuration order) the patient carries.
     let found = systems.iter().find_map(|ps| {
@@ -541,7 +546,10 @@ fn common(
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
 ) -> Result1<Common> {
-    let id = res.id.as_deref().ok_or_else(|| ctx.reject("id", "missing"))?;
+    let id = res
+        .id
+        .as_deref()
+        .ok_or_else(|| ctx.reject("id", "missing"))?;
     let person_id = subject(ctx, subject_field, subject_ref, edge, sink)?;
     Ok(Common {
         record_key: edge.record_key("fhir", &[kind.as_bytes(), id.as_bytes()]),
@@ -614,8 +622,19 @@ fn encounter(
         Some(_) => EventStatus::Occurred,
         None => return Err(ctx.reject("status", "missing")),
     };
-    let c = common(ctx, res, "Encounter", res.subject.as_ref(), "subject", edge, sink)?;
-    let class = res.class.as_ref().ok_or_else(|| ctx.reject("class", "missing"))?;
+    let c = common(
+        ctx,
+        res,
+        "Encounter",
+        res.subject.as_ref(),
+        "subject",
+        edge,
+        sink,
+    )?;
+    let class = res
+        .class
+        .as_ref()
+        .ok_or_else(|| ctx.reject("class", "missing"))?;
     let (Some(system), Some(code)) = (class.system.as_deref(), class.code.as_deref()) else {
         return Err(ctx.reject("class", "needs both system and code"));
     };
@@ -645,7 +664,15 @@ fn condition(
     if matches!(verification, Some("entered-in-error") | Some("refuted")) {
         return Ok(Outcome::Skipped);
     }
-    let c = common(ctx, res, "Condition", res.subject.as_ref(), "subject", edge, sink)?;
+    let c = common(
+        ctx,
+        res,
+        "Condition",
+        res.subject.as_ref(),
+        "subject",
+        edge,
+        sink,
+    )?;
     let code_id = code_of(ctx, "code", res.code.as_ref(), edge, sink)?;
     let start = first_time(
         ctx,
@@ -675,13 +702,24 @@ fn observation(
         Some("cancelled") => EventStatus::NotDone,
         _ => EventStatus::Occurred,
     };
-    let c = common(ctx, res, "Observation", res.subject.as_ref(), "subject", edge, sink)?;
+    let c = common(
+        ctx,
+        res,
+        "Observation",
+        res.subject.as_ref(),
+        "subject",
+        edge,
+        sink,
+    )?;
     let code_id = code_of(ctx, "code", res.code.as_ref(), edge, sink)?;
     let start = first_time(
         ctx,
         &[
             ("effectiveDateTime", res.effective_date_time.as_deref()),
-            ("effectivePeriod.start", period_start(res.effective_period.as_ref())),
+            (
+                "effectivePeriod.start",
+                period_start(res.effective_period.as_ref()),
+            ),
             ("effectiveInstant", res.effective_instant.as_deref()),
             ("issued", res.issued.as_deref()),
         ],
@@ -705,7 +743,15 @@ fn medication_request(
         Some("cancelled") => EventStatus::NotDone,
         _ => EventStatus::Occurred,
     };
-    let c = common(ctx, res, "MedicationRequest", res.subject.as_ref(), "subject", edge, sink)?;
+    let c = common(
+        ctx,
+        res,
+        "MedicationRequest",
+        res.subject.as_ref(),
+        "subject",
+        edge,
+        sink,
+    )?;
     let code_id = match (&res.medication_codeable_concept, &res.medication_reference) {
         (Some(cc), _) => code_of(ctx, "medicationCodeableConcept", Some(cc), edge, sink)?,
         (None, Some(r)) => {
@@ -721,7 +767,13 @@ fn medication_request(
                     "only references to a contained Medication can be resolved",
                 ));
             };
-            code_of(ctx, "contained.Medication.code", med.code.as_ref(), edge, sink)?
+            code_of(
+                ctx,
+                "contained.Medication.code",
+                med.code.as_ref(),
+                edge,
+                sink,
+            )?
         }
         (None, None) => return Err(ctx.reject("medication[x]", "missing")),
     };
@@ -745,13 +797,24 @@ fn procedure(
         Some("not-done") => EventStatus::NotDone,
         _ => EventStatus::Occurred,
     };
-    let c = common(ctx, res, "Procedure", res.subject.as_ref(), "subject", edge, sink)?;
+    let c = common(
+        ctx,
+        res,
+        "Procedure",
+        res.subject.as_ref(),
+        "subject",
+        edge,
+        sink,
+    )?;
     let code_id = code_of(ctx, "code", res.code.as_ref(), edge, sink)?;
     let start = first_time(
         ctx,
         &[
             ("performedDateTime", res.performed_date_time.as_deref()),
-            ("performedPeriod.start", period_start(res.performed_period.as_ref())),
+            (
+                "performedPeriod.start",
+                period_start(res.performed_period.as_ref()),
+            ),
         ],
     )?
     .ok_or_else(|| ctx.reject("performed[x]", "missing: the procedure has no time"))?;
@@ -774,7 +837,15 @@ fn immunization(
         Some("not-done") => EventStatus::NotDone,
         _ => EventStatus::Occurred,
     };
-    let c = common(ctx, res, "Immunization", res.patient.as_ref(), "patient", edge, sink)?;
+    let c = common(
+        ctx,
+        res,
+        "Immunization",
+        res.patient.as_ref(),
+        "patient",
+        edge,
+        sink,
+    )?;
     let code_id = code_of(ctx, "vaccineCode", res.vaccine_code.as_ref(), edge, sink)?;
     let when = res
         .occurrence_date_time

@@ -209,8 +209,8 @@ fn parse_fi(raw: &str, rules: &IdRules) -> Result<NationalId, NationalIdError> {
     let day = num(&dd[0..2]);
     let month = num(&dd[2..4]);
     let year = century + num(&dd[4..6]) as i32;
-    let birth_date = NaiveDate::from_ymd_opt(year, month, day)
-        .ok_or(NationalIdError::Date { country: C })?;
+    let birth_date =
+        NaiveDate::from_ymd_opt(year, month, day).ok_or(NationalIdError::Date { country: C })?;
     let serial = num(&sd);
     let kind = match serial {
         2..=899 => IdKind::Ordinary,
@@ -223,7 +223,11 @@ fn parse_fi(raw: &str, rules: &IdRules) -> Result<NationalId, NationalIdError> {
     if kind == IdKind::Temporary && !rules.allow_temporary {
         return Err(NationalIdError::Temporary { country: C });
     }
-    let sex = if serial % 2 == 1 { Sex::Male } else { Sex::Female };
+    let sex = if serial % 2 == 1 {
+        Sex::Male
+    } else {
+        Sex::Female
+    };
     Ok(NationalId {
         country: Country::Fi,
         canonical: upper,
@@ -292,15 +296,19 @@ fn parse_se(raw: &str, rules: &IdRules) -> Result<NationalId, NationalIdError> {
         day -= 60;
         kind = IdKind::Coordination;
     }
-    let birth_date = NaiveDate::from_ymd_opt(year, month, day)
-        .ok_or(NationalIdError::Date { country: C })?;
+    let birth_date =
+        NaiveDate::from_ymd_opt(year, month, day).ok_or(NationalIdError::Date { country: C })?;
     if num(&rest[6..9]) == 0 {
         return Err(NationalIdError::Serial { country: C });
     }
     if luhn_digit(&rest[0..9]) != rest[9] {
         return Err(NationalIdError::Checksum { country: C });
     }
-    let sex = if rest[8] % 2 == 1 { Sex::Male } else { Sex::Female };
+    let sex = if rest[8] % 2 == 1 {
+        Sex::Male
+    } else {
+        Sex::Female
+    };
     let canonical = format!("{year:04}{}", body[body.len() - 8..].to_owned());
     Ok(NationalId {
         country: Country::Se,
@@ -349,10 +357,14 @@ fn parse_dk(raw: &str) -> Result<NationalId, NationalIdError> {
     let day = num(&d[0..2]);
     let month = num(&d[2..4]);
     let year = dk_year(num(&d[4..6]) as i32, d[6]);
-    let birth_date = NaiveDate::from_ymd_opt(year, month, day)
-        .ok_or(NationalIdError::Date { country: C })?;
+    let birth_date =
+        NaiveDate::from_ymd_opt(year, month, day).ok_or(NationalIdError::Date { country: C })?;
     // The modulus-11 check was abandoned in 2007; a valid CPR may fail it.
-    let sex = if d[9] % 2 == 1 { Sex::Male } else { Sex::Female };
+    let sex = if d[9] % 2 == 1 {
+        Sex::Male
+    } else {
+        Sex::Female
+    };
     Ok(NationalId {
         country: Country::Dk,
         canonical: body,
@@ -407,13 +419,17 @@ fn parse_no(raw: &str) -> Result<NationalId, NationalIdError> {
         500..=999 if yy <= 39 => 2000 + yy,
         _ => return Err(NationalIdError::Serial { country: C }),
     };
-    let birth_date = NaiveDate::from_ymd_opt(year, month, day)
-        .ok_or(NationalIdError::Date { country: C })?;
+    let birth_date =
+        NaiveDate::from_ymd_opt(year, month, day).ok_or(NationalIdError::Date { country: C })?;
     match no_check_digits(&d) {
         Some((k1, k2)) if k1 == d[9] && k2 == d[10] => {}
         _ => return Err(NationalIdError::Checksum { country: C }),
     }
-    let sex = if d[8] % 2 == 1 { Sex::Male } else { Sex::Female };
+    let sex = if d[8] % 2 == 1 {
+        Sex::Male
+    } else {
+        Sex::Female
+    };
     Ok(NationalId {
         country: Country::No,
         canonical: raw.to_string(),
@@ -465,9 +481,15 @@ mod tests {
     #[test]
     fn danish_century_rule() {
         let id = parse(Country::Dk, "010100-5038", &rules()).unwrap();
-        assert_eq!(id.birth_date(), NaiveDate::from_ymd_opt(2000, 1, 1).unwrap());
+        assert_eq!(
+            id.birth_date(),
+            NaiveDate::from_ymd_opt(2000, 1, 1).unwrap()
+        );
         let id = parse(Country::Dk, "0101429059", &rules()).unwrap();
-        assert_eq!(id.birth_date(), NaiveDate::from_ymd_opt(1942, 1, 1).unwrap());
+        assert_eq!(
+            id.birth_date(),
+            NaiveDate::from_ymd_opt(1942, 1, 1).unwrap()
+        );
         check(Country::Dk, "3102420000", Err("birth date"));
     }
 
@@ -480,7 +502,17 @@ mod tests {
         // and as a D-number (day + 40).
         let make = |d0: u32| {
             (0..500).find_map(|serial: u32| {
-                let base = [d0, 1, 0, 1, 9, 0, serial / 100, serial / 10 % 10, serial % 10];
+                let base = [
+                    d0,
+                    1,
+                    0,
+                    1,
+                    9,
+                    0,
+                    serial / 100,
+                    serial / 10 % 10,
+                    serial % 10,
+                ];
                 let (k1, k2) = no_check_digits(&base)?;
                 let text: String = base.iter().map(|d| d.to_string()).collect();
                 Some(format!("{text}{k1}{k2}"))
@@ -491,7 +523,10 @@ mod tests {
         let d_number = make(4).unwrap();
         let id = parse(Country::No, &d_number, &rules()).unwrap();
         assert_eq!(id.kind(), IdKind::DNumber);
-        assert_eq!(id.birth_date(), NaiveDate::from_ymd_opt(1990, 1, 1).unwrap());
+        assert_eq!(
+            id.birth_date(),
+            NaiveDate::from_ymd_opt(1990, 1, 1).unwrap()
+        );
     }
 
     #[test]

@@ -96,9 +96,13 @@ impl Row<'_> {
         if v.is_empty() {
             return Ok(None);
         }
-        parse_date_days(v)
-            .map(Some)
-            .map_err(|e| Rejection::new(self.line, self.name(i), format!("{e} (expected YYYY-MM-DD)")))
+        parse_date_days(v).map(Some).map_err(|e| {
+            Rejection::new(
+                self.line,
+                self.name(i),
+                format!("{e} (expected YYYY-MM-DD)"),
+            )
+        })
     }
     fn national_id(&self, i: usize, edge: &Edge<'_>) -> Result<NationalId, Rejection> {
         let v = self.required(i)?;
@@ -123,7 +127,9 @@ pub fn parse_csv<R: Read>(
         .clone();
     let names: Vec<&str> = header.iter().map(str::trim).collect();
     let kind = CsvKind::from_header(&names).ok_or_else(|| {
-        ReadError::Format("header is not one of the population layouts (see docs/formats.md)".into())
+        ReadError::Format(
+            "header is not one of the population layouts (see docs/formats.md)".into(),
+        )
     })?;
     match kind {
         CsvKind::Persons => csv_rows(&mut rdr, PERSONS_HEADER, edge, sink, person_row),
@@ -168,7 +174,15 @@ pub(crate) fn csv_rows<R: Read>(
                 format!("expected {} fields, found {}", header.len(), rec.len()),
             ))
         } else {
-            parse_row(&Row { rec: &rec, line, header }, edge, sink)
+            parse_row(
+                &Row {
+                    rec: &rec,
+                    line,
+                    header,
+                },
+                edge,
+                sink,
+            )
         };
         match result {
             Ok(()) => counts.accepted += 1,
@@ -186,7 +200,9 @@ pub(crate) fn csv_rows<R: Read>(
 pub(crate) fn csv_problem(e: &csv::Error) -> String {
     match e.kind() {
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("expected {expected_len} fields, found {len}")
         }
         csv::ErrorKind::Io(err) => format!("read error: {err}"),
@@ -210,7 +226,11 @@ fn person_row(row: &Row<'_>, edge: &mut Edge<'_>, sink: &mut dyn Sink) -> Result
     let death = row.date(3)?;
     if let (Some(b), Some(d)) = (birth, death) {
         if d < b {
-            return Err(Rejection::new(row.line, "death_date", "is before birth_date"));
+            return Err(Rejection::new(
+                row.line,
+                "death_date",
+                "is before birth_date",
+            ));
         }
     }
     let facts = PersonFacts {
@@ -255,7 +275,11 @@ fn address_row(row: &Row<'_>, edge: &mut Edge<'_>, sink: &mut dyn Sink) -> Resul
     }
     let municipality = row.required(3)?;
     if !municipality.chars().all(|c| c.is_ascii_digit()) || municipality.len() > 4 {
-        return Err(Rejection::new(row.line, "municipality", "expected a numeric municipality code"));
+        return Err(Rejection::new(
+            row.line,
+            "municipality",
+            "expected a numeric municipality code",
+        ));
     }
     let postcode = Some(row.get(4)).filter(|p| !p.is_empty());
     let household = row.get(5);
@@ -263,10 +287,7 @@ fn address_row(row: &Row<'_>, edge: &mut Edge<'_>, sink: &mut dyn Sink) -> Resul
     let household_key =
         (!household.is_empty()).then(|| edge.record_key("household", &[household.as_bytes()]));
     sink.record(Record::Residence(ResidenceRow {
-        record_key: edge.record_key(
-            "residence",
-            &[&key.id.to_be_bytes(), &from.to_be_bytes()],
-        ),
+        record_key: edge.record_key("residence", &[&key.id.to_be_bytes(), &from.to_be_bytes()]),
         person_id: key.id,
         valid_from: from,
         valid_to: to,
@@ -281,12 +302,20 @@ fn relation_row(row: &Row<'_>, edge: &mut Edge<'_>, sink: &mut dyn Sink) -> Resu
     let child = row.national_id(0, edge)?;
     let parent = row.national_id(1, edge)?;
     let relation = Relation::parse(row.get(2)).ok_or_else(|| {
-        Rejection::new(row.line, "relation", "expected `mother`, `father` or `guardian`")
+        Rejection::new(
+            row.line,
+            "relation",
+            "expected `mother`, `father` or `guardian`",
+        )
     })?;
     let from = row.date(3)?;
     let to = row.date(4)?;
     if child == parent {
-        return Err(Rejection::new(row.line, "parent_id", "is the same person as child_id"));
+        return Err(Rejection::new(
+            row.line,
+            "parent_id",
+            "is the same person as child_id",
+        ));
     }
     let child = edge.person(Identity::National(&child), PersonFacts::default(), sink);
     let parent = edge.person(Identity::National(&parent), PersonFacts::default(), sink);
@@ -374,7 +403,11 @@ impl CprLine<'_> {
     fn get(&self, field: &Field) -> String {
         let start = (field.pos - 1).min(self.chars.len());
         let end = (start + field.len).min(self.chars.len());
-        self.chars[start..end].iter().collect::<String>().trim().to_string()
+        self.chars[start..end]
+            .iter()
+            .collect::<String>()
+            .trim()
+            .to_string()
     }
 
     fn reject(&self, field: &Field, reason: impl Into<String>) -> Rejection {
@@ -512,7 +545,11 @@ fn cpr_record(
     sink: &mut dyn Sink,
 ) -> Result<bool, Rejection> {
     if !line.record.chars().all(|c| c.is_ascii_digit()) {
-        return Err(Rejection::new(line.line, "RECORDTYPE", "expected a three-digit record type"));
+        return Err(Rejection::new(
+            line.line,
+            "RECORDTYPE",
+            "expected a three-digit record type",
+        ));
     }
     if !matches!(line.record, "001" | "002" | "003" | "014" | "015" | "016") {
         return Ok(false);
@@ -602,7 +639,15 @@ fn cpr_record(
             if let Some(holder) = line.pnr(&RELPNR, edge)? {
                 let child = edge.person(Identity::National(&pnr), PersonFacts::default(), sink);
                 let holder = edge.person(Identity::National(&holder), PersonFacts::default(), sink);
-                emit_relation(edge, sink, child.id, holder.id, Relation::Guardian, from, to);
+                emit_relation(
+                    edge,
+                    sink,
+                    child.id,
+                    holder.id,
+                    Relation::Guardian,
+                    from,
+                    to,
+                );
             }
         }
         _ => return Ok(false),

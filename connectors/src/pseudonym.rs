@@ -74,7 +74,10 @@ pub enum Identity<'a> {
     National(&'a NationalId),
     /// An identifier of a system tidig does not validate, such as the US SSN in the
     /// Synthea sample. Hashed together with its system so that systems never collide.
-    Opaque { system: &'a str, value: &'a str },
+    Opaque {
+        system: &'a str,
+        value: &'a str,
+    },
 }
 
 impl Identity<'_> {
@@ -121,8 +124,8 @@ impl std::fmt::Debug for Pseudonymizer {
 impl Pseudonymizer {
     pub fn new(key: &SecretKey) -> Pseudonymizer {
         // HMAC accepts keys of any length; a 32-byte key never fails.
-        let mac = <HmacSha256 as Mac>::new_from_slice(&key.0)
-            .unwrap_or_else(|_| unreachable_hmac());
+        let mac =
+            <HmacSha256 as Mac>::new_from_slice(&key.0).unwrap_or_else(|_| unreachable_hmac());
         Pseudonymizer {
             mac,
             fingerprint: key.fingerprint(),
@@ -220,8 +223,8 @@ pub struct OpenError;
 
 impl Vault {
     pub fn new(key: &SecretKey) -> Vault {
-        let nonce_mac = <HmacSha256 as Mac>::new_from_slice(&key.0)
-            .unwrap_or_else(|_| unreachable_hmac());
+        let nonce_mac =
+            <HmacSha256 as Mac>::new_from_slice(&key.0).unwrap_or_else(|_| unreachable_hmac());
         Vault {
             cipher: XChaCha20Poly1305::new((&key.0).into()),
             nonce_mac,

@@ -171,7 +171,10 @@ pub fn parse_jsonl<R: BufRead>(
             Err(e) => Err(Rejection::new(
                 line_no,
                 "-",
-                format!("malformed JSON or a field of the wrong type at column {}", e.column()),
+                format!(
+                    "malformed JSON or a field of the wrong type at column {}",
+                    e.column()
+                ),
             )),
             Ok(ev) => {
                 let amount = ev.amount.map(|a| a.to_string()).unwrap_or_default();
@@ -230,14 +233,20 @@ fn case_event(
         if code.is_empty() {
             rej("code", "missing".into())
         } else {
-            rej("code", format!("`{code}` is not in the code table `{}`", table.system))
+            rej(
+                "code",
+                format!("`{code}` is not in the code table `{}`", table.system),
+            )
         }
     })?;
     let start = parse_date_days(f.start_date)
         .map_err(|e| rej("start_date", format!("{e} (expected YYYY-MM-DD)")))?;
     let end = match f.end_date.trim() {
         "" => None,
-        v => Some(parse_date_days(v).map_err(|e| rej("end_date", format!("{e} (expected YYYY-MM-DD)")))?),
+        v => Some(
+            parse_date_days(v)
+                .map_err(|e| rej("end_date", format!("{e} (expected YYYY-MM-DD)")))?,
+        ),
     };
     if end.is_some_and(|e| e < start) {
         return Err(rej("end_date", "is before start_date".into()));

@@ -92,11 +92,15 @@ pub fn parse_fhir_datetime(s: &str) -> Result<i64, DateError> {
     }
     match zone {
         [b'Z'] => Ok(secs),
-        [sign @ (b'+' | b'-'), hh @ .., ] if hh.len() == 5 && hh[2] == b':' => {
+        [sign @ (b'+' | b'-'), hh @ ..] if hh.len() == 5 && hh[2] == b':' => {
             let oh = two(&hh[0..2]).ok_or(DateError::Layout)?;
             let om = two(&hh[3..5]).ok_or(DateError::Layout)?;
             let off = (oh * 3600 + om * 60) as i64;
-            Ok(if *sign == b'+' { secs - off } else { secs + off })
+            Ok(if *sign == b'+' {
+                secs - off
+            } else {
+                secs + off
+            })
         }
         _ => Err(DateError::Layout),
     }
@@ -138,7 +142,10 @@ mod tests {
     #[test]
     fn plain_dates() {
         assert_eq!(parse_date_days("1970-01-02"), Ok(1));
-        assert_eq!(parse_date_days("2000-02-29").map(format_days), Ok("2000-02-29".into()));
+        assert_eq!(
+            parse_date_days("2000-02-29").map(format_days),
+            Ok("2000-02-29".into())
+        );
         assert_eq!(parse_date_days("1900-02-29"), Err(DateError::Impossible));
         assert_eq!(parse_date_days("19000229"), Err(DateError::Layout));
     }

@@ -53,7 +53,12 @@ fn swedish_personnummer_and_samordningsnummer_vectors() {
     for case in cases {
         let valid = case["valid"].as_bool().unwrap();
         let coordination = case["type"].as_str() == Some("con");
-        for form in ["long_format", "separated_format", "separated_long", "short_format"] {
+        for form in [
+            "long_format",
+            "separated_format",
+            "separated_long",
+            "short_format",
+        ] {
             let raw = case[form].as_str().unwrap();
             let got = parse(Country::Se, raw, &rules());
             assert_eq!(got.is_ok(), valid, "{raw} ({form})");
@@ -61,7 +66,11 @@ fn swedish_personnummer_and_samordningsnummer_vectors() {
                 // The short form without separator cannot say "over 100 years old".
                 let centenarian = case["separated_format"].as_str().unwrap().contains('+');
                 if form != "short_format" || !centenarian {
-                    assert_eq!(id.canonical(), case["long_format"].as_str().unwrap(), "{raw}");
+                    assert_eq!(
+                        id.canonical(),
+                        case["long_format"].as_str().unwrap(),
+                        "{raw}"
+                    );
                 }
                 let male = case["isMale"].as_bool().unwrap();
                 assert_eq!(id.sex(), Some(if male { Sex::Male } else { Sex::Female }));

@@ -58,7 +58,12 @@ fn load_dir(dir: &Path) -> (Collect, HashMap<String, (u64, u64, u64, u64)>) {
     let mut counts = HashMap::new();
     let mut aliases = HashMap::new();
     for path in files {
-        let name = path.file_name().unwrap().to_string_lossy().trim_end_matches(".gz").to_string();
+        let name = path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .trim_end_matches(".gz")
+            .to_string();
         let mut reader = BufReader::new(open(&path));
         let head = {
             use std::io::BufRead;
@@ -94,8 +99,14 @@ fn bulk_export_13_loads_without_rejections() {
     assert_eq!(counts["Patient.000.ndjson"].1, 13);
     // Unsupported resource types are skipped whole, not rejected.
     assert_eq!(counts["Device.000.ndjson"], (16, 0, 0, 16));
-    assert_eq!(events_of(&out, EventKind::Condition) as u64, counts["Condition.000.ndjson"].1);
-    assert_eq!(events_of(&out, EventKind::Encounter) as u64, counts["Encounter.000.ndjson"].1);
+    assert_eq!(
+        events_of(&out, EventKind::Condition) as u64,
+        counts["Condition.000.ndjson"].1
+    );
+    assert_eq!(
+        events_of(&out, EventKind::Encounter) as u64,
+        counts["Encounter.000.ndjson"].1
+    );
     assert!(events_of(&out, EventKind::Medication) > 1000);
     assert!(events_of(&out, EventKind::Immunization) > 100);
 }
@@ -103,7 +114,11 @@ fn bulk_export_13_loads_without_rejections() {
 #[test]
 fn synthea_100_gzip_loads_without_rejections() {
     let (out, counts) = load_dir(&shared("fhir/synthea-100"));
-    assert!(out.rejections.is_empty(), "{:?}", &out.rejections[..out.rejections.len().min(5)]);
+    assert!(
+        out.rejections.is_empty(),
+        "{:?}",
+        &out.rejections[..out.rejections.len().min(5)]
+    );
     assert_eq!(counts["Patient.ndjson"].1, 100);
     assert_eq!(counts["Observation.ndjson"].0, 16_315);
     assert_eq!(counts["Observation.ndjson"].1, 16_315);
@@ -130,8 +145,12 @@ fn patients_without_a_configured_system_are_quarantined_with_the_field() {
     let mut edge = Edge::new(&cfg);
     let mut out = Collect::default();
     let path = shared("fhir/bulk-export-13/Patient.000.ndjson");
-    let c = fhir::parse_ndjson(BufReader::new(File::open(path).unwrap()), &mut edge, &mut out)
-        .unwrap();
+    let c = fhir::parse_ndjson(
+        BufReader::new(File::open(path).unwrap()),
+        &mut edge,
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(c.rejected, 13);
     assert_eq!(out.rejections[0].field, "identifier");
     assert_eq!(out.rejections[0].line, 1);
@@ -142,7 +161,10 @@ fn cpr_test_extracts_load() {
     let dir = shared("national_ids/dk_cpr/cprdirect_test_responses");
     let cfg = config(Country::Dk, vec![]);
     let mut total = Collect::default();
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     paths.sort();
     for path in &paths {
         let bytes = std::fs::read(path).unwrap();
@@ -175,8 +197,15 @@ fn cpr_test_extracts_load() {
         .unwrap();
     assert_eq!(residence.municipality, "0851");
     assert_eq!(residence.postcode.as_deref(), Some("9000"));
-    let residences = total.records.iter().filter(|r| matches!(r, Record::Residence(_))).count();
-    assert_eq!(residences, 7, "seven extracts carry a current address (002)");
+    let residences = total
+        .records
+        .iter()
+        .filter(|r| matches!(r, Record::Residence(_)))
+        .count();
+    assert_eq!(
+        residences, 7,
+        "seven extracts carry a current address (002)"
+    );
     // PNR_0101980014 has status 90 (dead) since 2000-06-30.
     let dead = total
         .records

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `tidig` binary.
+
+fn main() -> std::process::ExitCode {
+    tidig_engine::cli::main()
+}

@@ -1,0 +1,178 @@
+//! `tidig bench …`: the figures the README's Performance section reports.
+//!
+//! Each measured ingest runs as a child `tidig ingest --json` process so that its peak
+//! memory (VmHWM) is its own and not the generator's.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::cli::{run_synth, synth_config, SynthArgs};
+use crate::pgtemp::TempPostgres;
+use crate::settings::{Keys, Settings};
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub persons: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where the generated municipality is cached between runs.
+    #[arg(long, default_value = "target/bench-data")]
+    pub data: PathBuf,
+    /// PostgreSQL URL to measure; by default a throwaway local cluster is started when
+    /// the server binaries exist.
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// Skip PostgreSQL.
+    #[arg(long)]
+    pub no_postgres: bool,
+    /// Write FHIR gzip-compressed.
+    #[arg(long)]
+    pub gzip: bool,
+}
+
+/// Peak resident memory of this process in MiB (Linux), or 0 where unknown.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> Result<()> {
+    let dir = a.data.join(format!(
+        "synth-{}-seed{}{}",
+        a.persons,
+        a.seed,
+        if a.gzip { "-gz" } else { "" }
+    ));
+    if !dir.join("manifest.json").exists() {
+        let args = SynthArgs {
+            out: dir.clone(),
+            persons: a.persons,
+            seed: a.seed,
+            country: "fi".into(),
+            reference_date: "2026-01-01".into(),
+            corrupt_rate: 0.0,
+            gzip: a.gzip,
+            social_jsonl: false,
+            history_years: 6,
+            municipality: "091".into(),
+            population_data: None,
+        };
+        run_synth(&synth_config(&args)?, json_out)?;
+    }
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json"))?)?;
+    let fhir = manifest["report"]["fhir_resources"].as_u64().unwrap_or(0);
+    Keys::ensure(&settings.keys.dir)?;
+    let work = tempfile::tempdir()?;
+    let mut results = Vec::new();
+
+    let sqlite_url = format!("sqlite://{}", work.path().join("bench.db").display());
+    results.push(run_child("sqlite", &sqlite_url, &dir, fhir)?);
+
+    let _cluster;
+    let pg_url = match (&a.postgres, a.no_postgres) {
+        (_, true) => None,
+        (Some(u), false) => Some(u.clone()),
+        (None, false) => match TempPostgres::start(false)? {
+            Some(pg) => {
+                let url = pg.create_database("tidig_bench").await?;
+                _cluster = pg;
+                Some(url)
+            }
+            None => None,
+        },
+    };
+    match &pg_url {
+        Some(url) => results.push(run_child("postgres", url, &dir, fhir)?),
+        None => results.push(json!({"backend": "postgres", "skipped": "no PostgreSQL server binaries found and no --postgres URL"})),
+    }
+    let out = json!({
+        "ok": true,
+        "persons": a.persons,
+        "fhir_resources": fhir,
+        "input": dir.display().to_string(),
+        "results": results,
+    });
+    if json_out {
+        println!("{out}");
+    } else {
+        println!(
+            "ingest benchmark: {} persons, {} FHIR resources ({})",
+            a.persons,
+            fhir,
+            dir.display()
+        );
+        for r in out["results"].as_array().into_iter().flatten() {
+            if let Some(s) = r.get("skipped") {
+                println!(
+                    "  {:<9} skipped: {}",
+                    r["backend"].as_str().unwrap_or(""),
+                    s
+                );
+                continue;
+            }
+            println!(
+                "  {:<9} {:>7.2} s  {:>9.0} FHIR resources/s  {:>9.0} lines/s (all sources)  peak RSS {:>6.1} MiB",
+                r["backend"].as_str().unwrap_or(""),
+                r["seconds"].as_f64().unwrap_or(0.0),
+                r["fhir_resources_per_second"].as_f64().unwrap_or(0.0),
+                r["lines_per_second"].as_f64().unwrap_or(0.0),
+                r["peak_rss_mb"].as_f64().unwrap_or(0.0),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn run_child(backend: &str, url: &str, dir: &std::path::Path, fhir: u64) -> Result<Value> {
+    let exe = std::env::current_exe()?;
+    let output = Command::new(exe)
+        .args(["--json", "--db", url, "ingest"])
+        .arg(dir)
+        .output()
+        .context("running the ingest child")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let v: Value = serde_json::from_str(stdout.trim()).with_context(|| {
+        format!(
+            "ingest child printed no report: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    if !output.status.success() {
+        bail!("ingest into {backend} failed: {}", v["error"]);
+    }
+    // Only the FHIR files count for the FHIR rate: time spent in those files.
+    let fhir_secs: f64 = v["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| {
+            f["format"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("fhir-n"))
+        })
+        .map(|f| f["seconds"].as_f64().unwrap_or(0.0))
+        .sum();
+    Ok(json!({
+        "backend": backend,
+        "seconds": v["seconds"],
+        "lines": v["read"],
+        "lines_per_second": v["records_per_second"],
+        "fhir_resources": fhir,
+        "fhir_seconds": fhir_secs,
+        "fhir_resources_per_second": if fhir_secs > 0.0 { fhir as f64 / fhir_secs } else { 0.0 },
+        "peak_rss_mb": v["peak_rss_mb"],
+    }))
+}

@@ -1,0 +1,465 @@
+//! The `tidig` command line: flags are parsed and validated into settings before any
+//! work starts; every command prints a human summary, or one JSON object with `--json`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+use tidig_connectors::national_id::Country;
+use tidig_connectors::Format;
+
+use crate::ingest::{ingest, IngestOptions, IngestReport};
+use crate::settings::{Keys, Settings};
+use crate::store::Store;
+use crate::synth::{generate, SynthConfig, SynthReport};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tidig",
+    version,
+    about = "Rules-driven decision support for preventive municipal services"
+)]
+pub struct Cli {
+    /// Store URL: sqlite://PATH (default) or postgres://…
+    #[arg(
+        long,
+        global = true,
+        env = "TIDIG_DB",
+        default_value = "sqlite://tidig.db"
+    )]
+    pub db: String,
+    /// Print one JSON object with the command's figures on stdout, nothing else.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Settings file (default: ./tidig.toml when present).
+    #[arg(long, global = true, env = "TIDIG_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Synthetic municipality → keys → ingest, on ./tidig.db.
+    Quickstart(QuickstartArgs),
+    /// Write a synthetic municipality's registry extracts.
+    Synth(SynthArgs),
+    /// Load registry extracts (files or directories; format detected per file).
+    Ingest(IngestArgs),
+    /// Manage the pseudonym and vault keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Row counts of the store and its last ingest runs.
+    Status,
+    /// Benchmarks (release build).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create demo keys (mode 0600) in the key directory; never overwrites.
+    Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// End-to-end ingest of a synthetic municipality into SQLite and PostgreSQL.
+    Ingest(crate::bench::BenchIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    #[arg(long, default_value_t = 20_000)]
+    pub persons: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where the synthetic extracts go.
+    #[arg(long, default_value = "tidig-synth")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 20_000)]
+    pub persons: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// National ID scheme: fi, se, dk or no.
+    #[arg(long, default_value = "fi")]
+    pub country: String,
+    #[arg(long, default_value = "2026-01-01")]
+    pub reference_date: String,
+    /// Fraction of data lines given a fault (recorded in truth/corruptions.csv).
+    #[arg(long, default_value_t = 0.0)]
+    pub corrupt_rate: f64,
+    /// Write FHIR NDJSON gzip-compressed.
+    #[arg(long)]
+    pub gzip: bool,
+    /// Write social-services events as JSON Lines instead of CSV.
+    #[arg(long)]
+    pub social_jsonl: bool,
+    /// Years of history before the reference date.
+    #[arg(long, default_value_t = 6)]
+    pub history_years: u32,
+    /// Municipality code (091 Helsinki, 049 Espoo, 092 Vantaa, 837 Tampere, 853 Turku, …).
+    #[arg(long, default_value = "091")]
+    pub municipality: String,
+    /// Directory with the Statistics Finland population files.
+    #[arg(long, env = "TIDIG_POPULATION_DATA")]
+    pub population_data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Force a format: fhir-ndjson, fhir-bundle, population-csv, cpr, social-csv, social-jsonl.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Parse files again even when the same content was loaded before.
+    #[arg(long)]
+    pub force: bool,
+    /// Country of the national IDs in population and social extracts (overrides settings).
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Also accept this FHIR identifier system as an opaque person key (repeatable).
+    #[arg(long = "person-system")]
+    pub person_systems: Vec<String>,
+    /// Social-services code table (TOML).
+    #[arg(long)]
+    pub code_table: Option<PathBuf>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let json = cli.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!("{}", json!({ "ok": false, "error": format!("{e:#}") }));
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIDIG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// A progress bar on stderr, hidden for `--json` or when stderr is not a terminal.
+pub fn progress(json: bool, template: &str) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+const BYTES_BAR: &str =
+    "{spinner} {msg:24} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})";
+const COUNT_BAR: &str = "{spinner} {msg:24} [{bar:40}] {pos}/{len} ({per_sec}, {eta})";
+
+async fn run(cli: Cli) -> Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Quickstart(a) => quickstart(&cli.db, cli.json, settings, a).await,
+        Command::Synth(a) => {
+            let cfg = synth_config(&a)?;
+            let report = run_synth(&cfg, cli.json)?;
+            print_synth(&report, cli.json);
+            Ok(())
+        }
+        Command::Ingest(a) => {
+            let settings = apply_ingest_flags(settings, &a);
+            let format = match &a.format {
+                None => None,
+                Some(f) => Some(Format::from_name(f).with_context(|| {
+                    format!("--format `{f}` is not one of fhir-ndjson, fhir-bundle, population-csv, cpr, social-csv, social-jsonl")
+                })?),
+            };
+            let opts = IngestOptions {
+                format,
+                force: a.force,
+                ..IngestOptions::default()
+            };
+            let report = run_ingest(&cli.db, cli.json, &settings, &a.paths, &opts).await?;
+            print_ingest(&report, cli.json);
+            if report.failed_files > 0 {
+                anyhow::bail!(
+                    "{} file(s) failed to load; nothing of them was kept (see above)",
+                    report.failed_files
+                );
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Generate) => {
+            let created = Keys::ensure(&settings.keys.dir)?;
+            let keys = Keys::load(&settings.keys.dir)?;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "created": created, "pseudonym_fingerprint": keys.pseudonym.fingerprint(), "vault_fingerprint": keys.vault.fingerprint()})
+                );
+            } else {
+                for p in &created {
+                    println!("created {}", p.display());
+                }
+                println!(
+                    "keys in {} (pseudonym {}, vault {})",
+                    settings.keys.dir.display(),
+                    keys.pseudonym.fingerprint(),
+                    keys.vault.fingerprint()
+                );
+            }
+            Ok(())
+        }
+        Command::Status => {
+            let store = Store::open(&cli.db)
+                .await
+                .with_context(|| format!("opening {}", cli.db))?;
+            let counts = store.counts().await?;
+            if cli.json {
+                println!("{}", json!({"ok": true, "db": cli.db, "counts": counts}));
+            } else {
+                println!("{} ({})", cli.db, store.backend().name());
+                println!("{}", serde_json::to_string_pretty(&counts)?);
+            }
+            store.close().await;
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Ingest(a)) => {
+            crate::bench::ingest(a, cli.json, &settings).await
+        }
+    }
+}
+
+fn apply_ingest_flags(mut settings: Settings, a: &IngestArgs) -> Settings {
+    if let Some(c) = &a.country {
+        settings.country = c.clone();
+    }
+    for s in &a.person_systems {
+        settings
+            .health
+            .person_systems
+            .push(crate::settings::PersonSystemSetting {
+                system: s.clone(),
+                country: None,
+            });
+    }
+    if let Some(t) = &a.code_table {
+        settings.social.code_table = Some(t.clone());
+    }
+    settings
+}
+
+pub fn synth_config(a: &SynthArgs) -> Result<SynthConfig> {
+    let country = Country::from_code(&a.country)
+        .with_context(|| format!("--country `{}` is not one of fi, se, dk, no", a.country))?;
+    let reference_date =
+        NaiveDate::parse_from_str(&a.reference_date, "%Y-%m-%d").with_context(|| {
+            format!(
+                "--reference-date `{}`: expected YYYY-MM-DD",
+                a.reference_date
+            )
+        })?;
+    if !(0.0..=1.0).contains(&a.corrupt_rate) {
+        anyhow::bail!(
+            "--corrupt-rate {}: expected a fraction between 0 and 1",
+            a.corrupt_rate
+        );
+    }
+    if a.persons == 0 {
+        anyhow::bail!("--persons must be at least 1");
+    }
+    Ok(SynthConfig {
+        out: a.out.clone(),
+        persons: a.persons,
+        seed: a.seed,
+        country,
+        reference_date,
+        corrupt_rate: a.corrupt_rate,
+        gzip: a.gzip,
+        history_years: a.history_years.max(1),
+        municipality: a.municipality.clone(),
+        population_data: a.population_data.clone(),
+        social_jsonl: a.social_jsonl,
+    })
+}
+
+pub fn run_synth(cfg: &SynthConfig, json: bool) -> Result<SynthReport> {
+    let bar = progress(json, COUNT_BAR);
+    bar.set_length(cfg.persons as u64);
+    bar.set_message("synthesizing");
+    let report = generate(cfg, &|n| bar.set_position(n))?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+fn print_synth(r: &SynthReport, json: bool) {
+    if json {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        v["ok"] = json!(true);
+        println!("{v}");
+        return;
+    }
+    println!(
+        "synthetic municipality {} ({}) in {}: {} persons in {} households, {} FHIR resources, \
+         {} social-services events, {} population rows",
+        r.municipality,
+        r.country,
+        r.out,
+        r.persons,
+        r.households,
+        r.fhir_resources,
+        r.social_events,
+        r.population_rows
+    );
+    println!(
+        "truth: {} children on {}, {} interventions in the next 12 months (base rate {:.1}%); {} faults injected",
+        r.children_at_reference,
+        r.reference_date,
+        r.truth_positive,
+        100.0 * r.truth_base_rate,
+        r.corruptions
+    );
+}
+
+pub async fn run_ingest(
+    db: &str,
+    json: bool,
+    settings: &Settings,
+    paths: &[PathBuf],
+    opts: &IngestOptions,
+) -> Result<IngestReport> {
+    let today = crate::store::today();
+    let edge = settings.edge(today)?;
+    let table = settings.code_table()?;
+    let store = Store::open(db)
+        .await
+        .with_context(|| format!("opening {db}"))?;
+    let bar = progress(json, BYTES_BAR);
+    let report = ingest(&store, &edge, &table, paths, opts, &bar).await;
+    bar.finish_and_clear();
+    store.close().await;
+    report
+}
+
+fn print_ingest(r: &IngestReport, json: bool) {
+    if json {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        v["ok"] = json!(r.failed_files == 0);
+        v["peak_rss_mb"] = json!(crate::bench::peak_rss_mb());
+        println!("{v}");
+        return;
+    }
+    for f in &r.files {
+        let extra = f
+            .error
+            .as_deref()
+            .map(|e| format!(" — {e}"))
+            .unwrap_or_default();
+        if f.status != "loaded" {
+            println!("{:>14} {}{extra}", f.status, f.file);
+            continue;
+        }
+        println!(
+            "{:>14} {:<58} read {:>9} loaded {:>9} rejected {:>6} duplicate {:>6} skipped {:>6}{extra}",
+            f.status, f.file, f.read, f.loaded, f.rejected, f.duplicate, f.skipped
+        );
+    }
+    println!(
+        "total: read {} loaded {} rejected {} (quarantined with file, line, field and reason) duplicate {} skipped {} in {:.2}s ({:.0} lines/s)",
+        r.read, r.loaded, r.rejected, r.duplicate, r.skipped, r.seconds, r.records_per_second
+    );
+}
+
+async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartArgs) -> Result<()> {
+    let created = Keys::ensure(&settings.keys.dir)?;
+    let manifest = a.out.join("manifest.json");
+    let reuse = std::fs::read_to_string(&manifest)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|m| m["seed"] == json!(a.seed) && m["persons_requested"] == json!(a.persons));
+    let synth = if reuse {
+        None
+    } else {
+        let args = SynthArgs {
+            out: a.out.clone(),
+            persons: a.persons,
+            seed: a.seed,
+            country: settings.country.clone(),
+            reference_date: "2026-01-01".into(),
+            corrupt_rate: 0.0,
+            gzip: false,
+            social_jsonl: false,
+            history_years: 6,
+            municipality: "091".into(),
+            population_data: None,
+        };
+        let report = run_synth(&synth_config(&args)?, json)?;
+        if !json {
+            print_synth(&report, false);
+        }
+        Some(report)
+    };
+    settings.social.code_table = None;
+    let report = run_ingest(
+        db,
+        json,
+        &settings,
+        &[a.out.clone()],
+        &IngestOptions::default(),
+    )
+    .await?;
+    let store = Store::open(db).await?;
+    let counts = store.counts().await?;
+    store.close().await;
+    if json {
+        println!(
+            "{}",
+            json!({"ok": report.failed_files == 0, "db": db, "keys_created": created, "synth": synth, "ingest": report, "store": counts})
+        );
+    } else {
+        print_ingest(&report, false);
+        println!(
+            "store {db}: {} persons (pseudonymized), {} events, {} residences, {} parent-child relations, {} codes, {} quarantined lines",
+            counts.persons, counts.events, counts.residences, counts.relations, counts.codes, counts.quarantine
+        );
+        println!("next: features, models, rules and the gRPC service arrive in later releases");
+    }
+    if report.failed_files > 0 {
+        anyhow::bail!("{} file(s) failed to load", report.failed_files);
+    }
+    Ok(())
+}

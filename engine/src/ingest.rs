@@ -1,0 +1,513 @@
+//! `tidig ingest`: files in, canonical records out, one transaction per file.
+//!
+//! Parsing runs on its own thread and hands batches to the writer over a bounded
+//! channel, so memory stays bounded and parsing overlaps with the database work. A file
+//! is loaded completely or not at all: its rows, its quarantine entries and its run
+//! record commit together, so a process killed mid-file leaves no trace of that file and
+//! a re-run ends with the same store. Files whose content (SHA-256) was loaded before
+//! are recorded as `unchanged` and not parsed again.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use flate2::read::MultiGzDecoder;
+use indicatif::ProgressBar;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tidig_connectors::edge::{Edge, EdgeConfig};
+use tidig_connectors::record::{ParseCounts, Record, Rejection, Sink};
+use tidig_connectors::social::CodeTable;
+use tidig_connectors::{detect, fhir, population, social, Format, ReadError};
+use tokio::sync::mpsc;
+
+use crate::store::{now, Batch, RunRecord, Store};
+
+/// How an ingest runs.
+#[derive(Clone, Debug)]
+pub struct IngestOptions {
+    /// Force one format instead of detecting it per file.
+    pub format: Option<Format>,
+    /// Parse files again even if the same content was loaded before.
+    pub force: bool,
+    /// Records per batch handed from parser to writer.
+    pub batch_rows: usize,
+}
+
+impl Default for IngestOptions {
+    fn default() -> IngestOptions {
+        IngestOptions {
+            format: None,
+            force: false,
+            batch_rows: 8_192,
+        }
+    }
+}
+
+/// What happened to one file.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileReport {
+    pub file: String,
+    pub format: Option<String>,
+    pub sha256: Option<String>,
+    /// `loaded`, `unchanged`, `failed`, `not-recognised` or `ignored`.
+    pub status: String,
+    pub read: u64,
+    pub loaded: u64,
+    pub rejected: u64,
+    pub duplicate: u64,
+    pub skipped: u64,
+    pub seconds: f64,
+    pub error: Option<String>,
+}
+
+/// What one `tidig ingest` did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IngestReport {
+    pub files: Vec<FileReport>,
+    pub read: u64,
+    pub loaded: u64,
+    pub rejected: u64,
+    pub duplicate: u64,
+    pub skipped: u64,
+    pub failed_files: u64,
+    pub seconds: f64,
+    /// FHIR resources (lines) read per second over the whole run.
+    pub fhir_lines_per_second: f64,
+    pub records_per_second: f64,
+}
+
+/// A file to load, with its detected format.
+struct Input {
+    path: PathBuf,
+    display: String,
+    format: Option<Format>,
+}
+
+/// Expands paths (directories recursively, skipping `truth/`) into ordered inputs.
+fn collect(paths: &[PathBuf], forced: Option<Format>) -> Result<(Vec<Input>, Vec<FileReport>)> {
+    let mut inputs = Vec::new();
+    let mut notes = Vec::new();
+    for path in paths {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(path, &mut found, &mut notes)?;
+            found.sort();
+            for p in found {
+                let format = forced.or(sniff(&p)?);
+                match format {
+                    Some(f) => inputs.push(Input {
+                        display: p.display().to_string(),
+                        path: p,
+                        format: Some(f),
+                    }),
+                    None => notes.push(note(&p, "not-recognised", None)),
+                }
+            }
+        } else {
+            let format = forced.or(sniff(path)?);
+            if format.is_none() {
+                bail!(
+                    "{}: format not recognised (expected FHIR NDJSON/Bundle, a population or \
+                     case-event CSV/JSONL layout, or a CPR extract; use --format to force one)",
+                    path.display()
+                );
+            }
+            inputs.push(Input {
+                display: path.display().to_string(),
+                path: path.clone(),
+                format,
+            });
+        }
+    }
+    // Persons before what refers to them; FHIR Patients before other resources.
+    inputs.sort_by_key(|i| {
+        let f = i.format.map_or(9, Format::load_order);
+        let patient = i.display.contains("Patient");
+        (f, !patient, i.display.clone())
+    });
+    Ok((inputs, notes))
+}
+
+fn note(path: &Path, status: &str, error: Option<String>) -> FileReport {
+    FileReport {
+        file: path.display().to_string(),
+        format: None,
+        sha256: None,
+        status: status.into(),
+        read: 0,
+        loaded: 0,
+        rejected: 0,
+        duplicate: 0,
+        skipped: 0,
+        seconds: 0.0,
+        error,
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, notes: &mut Vec<FileReport>) -> Result<()> {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
+    {
+        let entry = entry?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            if name == "truth" {
+                notes.push(note(
+                    &path,
+                    "ignored",
+                    Some("ground truth is never ingested".into()),
+                ));
+                continue;
+            }
+            walk(&path, out, notes)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Opens a file, decompressing `.gz`.
+fn open(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    Ok(if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
+}
+
+fn plain_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    name.strip_suffix(".gz").map(str::to_string).unwrap_or(name)
+}
+
+fn sniff(path: &Path) -> Result<Option<Format>> {
+    let mut reader = BufReader::with_capacity(64 * 1024, open(path)?);
+    let head = match reader.fill_buf() {
+        Ok(h) => h,
+        Err(e) => bail!("{}: cannot read: {e}", path.display()),
+    };
+    Ok(detect(&plain_name(path), head))
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A reader that counts bytes into the progress bar and can be stopped from outside.
+struct Tracked<R> {
+    inner: R,
+    bar: ProgressBar,
+    stop: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.stop.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("stopped: the writer failed"));
+        }
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+/// Collects records into batches and hands full ones to the writer.
+struct BatchSink {
+    batch: Batch,
+    limit: usize,
+    tx: mpsc::Sender<Batch>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Sink for BatchSink {
+    fn record(&mut self, record: Record) {
+        self.batch.push(record);
+    }
+    fn reject(&mut self, rejection: Rejection) {
+        self.batch.rejections.push(rejection);
+    }
+    fn line_done(&mut self, _bytes: u64) {
+        if self.batch.len() >= self.limit {
+            self.flush();
+        }
+    }
+}
+
+impl BatchSink {
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if self.tx.blocking_send(batch).is_err() {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Everything a parse needs, moved to the parser thread.
+struct ParseJob {
+    path: PathBuf,
+    format: Format,
+    edge: EdgeConfig,
+    table: CodeTable,
+    aliases: HashMap<i64, i64>,
+    bar: ProgressBar,
+    stop: Arc<AtomicBool>,
+    limit: usize,
+}
+
+fn run_parse(
+    job: ParseJob,
+    tx: mpsc::Sender<Batch>,
+) -> (Result<ParseCounts, ReadError>, HashMap<i64, i64>) {
+    let raw = match File::open(&job.path) {
+        Ok(f) => f,
+        Err(e) => return (Err(ReadError::Io(e)), job.aliases),
+    };
+    let tracked = Tracked {
+        inner: raw,
+        bar: job.bar.clone(),
+        stop: job.stop.clone(),
+    };
+    let reader: Box<dyn Read> = if job.path.extension().is_some_and(|e| e == "gz") {
+        Box::new(MultiGzDecoder::new(tracked))
+    } else {
+        Box::new(tracked)
+    };
+    let reader = BufReader::with_capacity(256 * 1024, reader);
+    let mut sink = BatchSink {
+        batch: Batch::default(),
+        limit: job.limit,
+        tx,
+        stop: job.stop.clone(),
+    };
+    let mut edge = Edge::new(&job.edge).with_aliases(job.aliases);
+    let result = match job.format {
+        Format::FhirNdjson => fhir::parse_ndjson(reader, &mut edge, &mut sink),
+        Format::FhirBundle => fhir::parse_bundle(reader, &mut edge, &mut sink),
+        Format::PopulationCsv => population::parse_csv(reader, &mut edge, &mut sink),
+        Format::Cpr => population::parse_cpr(reader, &mut edge, &mut sink),
+        Format::SocialCsv => social::parse_csv(reader, &job.table, &mut edge, &mut sink),
+        Format::SocialJsonl => social::parse_jsonl(reader, &job.table, &mut edge, &mut sink),
+        Format::FhirBulkLog | _ => Ok(ParseCounts::default()),
+    };
+    sink.flush();
+    (result, edge.into_aliases())
+}
+
+/// Fault injection for the kill-and-rerun test: abort the process (no unwinding, no
+/// cleanup, like a SIGKILL) after this many batches have been written.
+fn abort_after() -> Option<u64> {
+    std::env::var("TIDIG_FAULT_ABORT_AFTER_BATCHES")
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Loads `paths` into `store`.
+pub async fn ingest(
+    store: &Store,
+    edge: &EdgeConfig,
+    table: &CodeTable,
+    paths: &[PathBuf],
+    opts: &IngestOptions,
+    bar: &ProgressBar,
+) -> Result<IngestReport> {
+    let started = Instant::now();
+    store
+        .check_key("pseudonym", edge.pseudonymizer.key_fingerprint())
+        .await?;
+    store
+        .check_key("vault", edge.vault.key_fingerprint())
+        .await?;
+    let (inputs, notes) = collect(paths, opts.format)?;
+    let total_bytes: u64 = inputs
+        .iter()
+        .map(|i| std::fs::metadata(&i.path).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    bar.set_length(total_bytes);
+    let mut report = IngestReport {
+        files: notes,
+        ..IngestReport::default()
+    };
+    let needs_aliases = inputs
+        .iter()
+        .any(|i| matches!(i.format, Some(Format::FhirNdjson | Format::FhirBundle)));
+    let mut aliases = if needs_aliases {
+        store.aliases().await?
+    } else {
+        HashMap::new()
+    };
+    let abort_at = abort_after();
+    let mut batches_written = 0u64;
+    let mut fhir_lines = 0u64;
+
+    for input in inputs {
+        let Some(format) = input.format else { continue };
+        let file_started = Instant::now();
+        let started_at = now();
+        let sha = sha256_file(&input.path)?;
+        let mut fr = FileReport {
+            file: input.display.clone(),
+            format: Some(format.name().into()),
+            sha256: Some(sha.clone()),
+            status: "loaded".into(),
+            read: 0,
+            loaded: 0,
+            rejected: 0,
+            duplicate: 0,
+            skipped: 0,
+            seconds: 0.0,
+            error: None,
+        };
+        let size = std::fs::metadata(&input.path).map(|m| m.len()).unwrap_or(0);
+        if format == Format::FhirBulkLog {
+            fr.status = "ignored".into();
+            fr.error = Some("Bulk Data export log: recognised, nothing to load".into());
+            bar.inc(size);
+            report.files.push(fr);
+            continue;
+        }
+        if !opts.force && store.loaded_run(&sha).await?.is_some() {
+            store
+                .record_run(&RunRecord {
+                    file: &input.display,
+                    sha256: &sha,
+                    format: format.name(),
+                    status: "unchanged",
+                    error: None,
+                    started_at: &started_at,
+                })
+                .await?;
+            fr.status = "unchanged".into();
+            bar.inc(size);
+            report.files.push(fr);
+            continue;
+        }
+        bar.set_message(plain_name(&input.path));
+        let mut tx = store
+            .begin_file(&input.display, &sha, format.name())
+            .await?;
+        let (btx, mut brx) = mpsc::channel::<Batch>(4);
+        let stop = Arc::new(AtomicBool::new(false));
+        let job = ParseJob {
+            path: input.path.clone(),
+            format,
+            edge: edge.clone(),
+            table: table.clone(),
+            aliases: aliases.clone(),
+            bar: bar.clone(),
+            stop: stop.clone(),
+            limit: opts.batch_rows,
+        };
+        let parser = std::thread::spawn(move || run_parse(job, btx));
+        let mut write_error = None;
+        let mut inserted_dup = (0u64, 0u64);
+        while let Some(batch) = brx.recv().await {
+            match tx.write(&batch).await {
+                Ok(o) => {
+                    inserted_dup.0 += o.inserted;
+                    inserted_dup.1 += o.duplicate;
+                    batches_written += 1;
+                    if abort_at.is_some_and(|n| batches_written >= n) {
+                        std::process::abort();
+                    }
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    write_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(brx);
+        let joined = tokio::task::spawn_blocking(move || parser.join()).await?;
+        let (parsed, new_aliases) = match joined {
+            Ok(v) => v,
+            Err(_) => bail!("{}: the parser thread panicked", input.display),
+        };
+        let failure = match (write_error, parsed) {
+            (Some(e), _) => Err(format!("database error: {e}")),
+            (None, Err(e)) => Err(e.to_string()),
+            (None, Ok(c)) => Ok(c),
+        };
+        match failure {
+            Ok(c) => {
+                let counts = crate::store::RunCounts {
+                    read: c.read,
+                    loaded: c.accepted.saturating_sub(inserted_dup.1),
+                    rejected: c.rejected,
+                    duplicate: inserted_dup.1,
+                    skipped: c.skipped,
+                };
+                tx.commit(&counts).await?;
+                aliases = new_aliases;
+                fr.read = counts.read;
+                fr.loaded = counts.loaded;
+                fr.rejected = counts.rejected;
+                fr.duplicate = counts.duplicate;
+                fr.skipped = counts.skipped;
+                if matches!(format, Format::FhirNdjson | Format::FhirBundle) {
+                    fhir_lines += c.read;
+                }
+            }
+            Err(message) => {
+                drop(tx);
+                let message = format!("{}: {message}", input.display);
+                store
+                    .record_run(&RunRecord {
+                        file: &input.display,
+                        sha256: &sha,
+                        format: format.name(),
+                        status: "failed",
+                        error: Some(&message),
+                        started_at: &started_at,
+                    })
+                    .await?;
+                fr.status = "failed".into();
+                fr.error = Some(message);
+                report.failed_files += 1;
+            }
+        }
+        fr.seconds = file_started.elapsed().as_secs_f64();
+        report.read += fr.read;
+        report.loaded += fr.loaded;
+        report.rejected += fr.rejected;
+        report.duplicate += fr.duplicate;
+        report.skipped += fr.skipped;
+        report.files.push(fr);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    let secs = report.seconds.max(1e-9);
+    report.fhir_lines_per_second = fhir_lines as f64 / secs;
+    report.records_per_second = report.read as f64 / secs;
+    Ok(report)
+}

@@ -1,0 +1,246 @@
+//! Layered settings (defaults → `tidig.toml` → `TIDIG__…` environment → flags) and the
+//! secret keys, which never live in the store or the settings file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use chrono::NaiveDate;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use tidig_connectors::edge::{EdgeConfig, PersonSystem};
+use tidig_connectors::national_id::{Country, IdRules};
+use tidig_connectors::pseudonym::{Pseudonymizer, SecretKey, Vault};
+use tidig_connectors::social::CodeTable;
+
+/// Everything configurable, with defaults that run the demo.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Country whose national IDs population and social-services extracts carry.
+    pub country: String,
+    pub keys: KeySettings,
+    pub health: HealthSettings,
+    pub social: SocialSettings,
+    pub ids: IdSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeySettings {
+    /// Directory holding `pseudonym.key` and `vault.key` (hex, mode 0600).
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// FHIR identifier systems that name a person, in order of preference.
+    pub person_systems: Vec<PersonSystemSetting>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonSystemSetting {
+    pub system: String,
+    /// `fi`, `se`, `dk` or `no` for a validated national ID; absent for an opaque one.
+    pub country: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SocialSettings {
+    /// A TOML code table; the built-in default table when absent.
+    pub code_table: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdSettings {
+    /// Accept Finnish temporary identity numbers (individual number 900–999).
+    pub allow_temporary: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            country: "fi".into(),
+            keys: KeySettings::default(),
+            health: HealthSettings::default(),
+            social: SocialSettings::default(),
+            ids: IdSettings::default(),
+        }
+    }
+}
+
+impl Default for KeySettings {
+    fn default() -> KeySettings {
+        KeySettings {
+            dir: PathBuf::from("tidig-keys"),
+        }
+    }
+}
+
+impl Default for HealthSettings {
+    fn default() -> HealthSettings {
+        HealthSettings {
+            person_systems: PersonSystem::nordic()
+                .into_iter()
+                .map(|p| PersonSystemSetting {
+                    system: p.system,
+                    country: p.country.map(|c| c.code().to_string()),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults, then `path` (or `./tidig.toml` if it exists), then `TIDIG__…`
+    /// environment variables (`TIDIG__KEYS__DIR=/secrets`).
+    pub fn load(path: Option<&Path>) -> Result<Settings> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        match path {
+            Some(p) => {
+                if !p.exists() {
+                    bail!("{}: settings file not found", p.display());
+                }
+                fig = fig.merge(Toml::file(p));
+            }
+            None if Path::new("tidig.toml").exists() => fig = fig.merge(Toml::file("tidig.toml")),
+            None => {}
+        }
+        fig = fig.merge(Env::prefixed("TIDIG__").split("__"));
+        fig.extract()
+            .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))
+    }
+
+    pub fn country(&self) -> Result<Country> {
+        Country::from_code(&self.country)
+            .with_context(|| format!("country `{}` is not one of fi, se, dk, no", self.country))
+    }
+
+    pub fn person_systems(&self) -> Result<Vec<PersonSystem>> {
+        self.health
+            .person_systems
+            .iter()
+            .map(|p| {
+                let country = match &p.country {
+                    None => None,
+                    Some(c) => Some(Country::from_code(c).with_context(|| {
+                        format!("health.person_systems: country `{c}` is not one of fi, se, dk, no")
+                    })?),
+                };
+                Ok(PersonSystem {
+                    system: p.system.clone(),
+                    country,
+                })
+            })
+            .collect()
+    }
+
+    pub fn code_table(&self) -> Result<CodeTable> {
+        match &self.social.code_table {
+            None => Ok(CodeTable::default_table()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("{}: cannot read code table", p.display()))?;
+                CodeTable::from_toml(&text)
+                    .with_context(|| format!("{}: invalid code table", p.display()))
+            }
+        }
+    }
+
+    /// The edge configuration with keys loaded.
+    pub fn edge(&self, today: NaiveDate) -> Result<EdgeConfig> {
+        let keys = Keys::load(&self.keys.dir)?;
+        let mut id_rules = IdRules::new(today);
+        id_rules.allow_temporary = self.ids.allow_temporary;
+        Ok(EdgeConfig {
+            pseudonymizer: Pseudonymizer::new(&keys.pseudonym),
+            vault: Vault::new(&keys.vault),
+            id_rules,
+            country: self.country()?,
+            person_systems: self.person_systems()?,
+        })
+    }
+}
+
+/// The two secrets: one keys pseudonyms, the other seals raw IDs in the vault.
+#[derive(Debug)]
+pub struct Keys {
+    pub pseudonym: SecretKey,
+    pub vault: SecretKey,
+}
+
+const PSEUDONYM_FILE: &str = "pseudonym.key";
+const VAULT_FILE: &str = "vault.key";
+
+impl Keys {
+    /// Loads the keys from `TIDIG_PSEUDONYM_KEY` / `TIDIG_VAULT_KEY` (hex) or from the
+    /// key directory.
+    pub fn load(dir: &Path) -> Result<Keys> {
+        Ok(Keys {
+            pseudonym: load_key("TIDIG_PSEUDONYM_KEY", &dir.join(PSEUDONYM_FILE))?,
+            vault: load_key("TIDIG_VAULT_KEY", &dir.join(VAULT_FILE))?,
+        })
+    }
+
+    /// Creates both key files (0600) if they do not exist; never overwrites a key, since
+    /// a new pseudonym key would break every link to data already loaded.
+    pub fn ensure(dir: &Path) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        let mut created = Vec::new();
+        for name in [PSEUDONYM_FILE, VAULT_FILE] {
+            let path = dir.join(name);
+            if path.exists() {
+                continue;
+            }
+            let mut bytes = [0u8; 32];
+            getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let key = SecretKey::from_bytes(bytes);
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts
+                .open(&path)
+                .with_context(|| format!("{}: cannot create key file", path.display()))?;
+            writeln!(f, "{}", key.to_hex())?;
+            created.push(path);
+        }
+        Ok(created)
+    }
+}
+
+fn load_key(env: &str, path: &Path) -> Result<SecretKey> {
+    if let Ok(v) = std::env::var(env) {
+        return SecretKey::from_hex(&v)
+            .with_context(|| format!("{env}: expected 64 hexadecimal characters"));
+    }
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "{}: key not found (set {env}, or run `tidig keys generate` for a demo key)",
+            path.display()
+        )
+    })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            bail!(
+                "{}: key file is readable by others (mode {:o}); chmod 600 it",
+                path.display(),
+                mode & 0o777
+            );
+        }
+    }
+    SecretKey::from_hex(&text)
+        .with_context(|| format!("{}: expected 64 hexadecimal characters", path.display()))
+}

@@ -1,0 +1,481 @@
+//! The write path: batches of canonical records into one transaction per file.
+
+use std::collections::HashMap;
+
+use sqlx::{Postgres, Sqlite, Transaction};
+use tidig_connectors::national_id::Sex;
+use tidig_connectors::record::{
+    AliasRow, CodeRow, EventRow, PersonRow, ProtectedRow, Record, Rejection, RelationRow,
+    ResidenceRow,
+};
+
+use super::{now, Backend, Store, StoreError};
+
+/// Records gathered from the parser, written together.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Persons by id; a later mention fills in facts an earlier one lacked.
+    pub persons: HashMap<i64, PersonRow>,
+    pub codes: Vec<CodeRow>,
+    pub events: Vec<EventRow>,
+    pub residences: Vec<ResidenceRow>,
+    pub relations: Vec<RelationRow>,
+    pub aliases: HashMap<i64, AliasRow>,
+    pub protected: HashMap<(i64, &'static str), ProtectedRow>,
+    pub rejections: Vec<Rejection>,
+}
+
+impl Batch {
+    pub fn push(&mut self, record: Record) {
+        match record {
+            Record::Person(p) => match self.persons.get_mut(&p.key.id) {
+                Some(old) => {
+                    old.birth_date = p.birth_date.or(old.birth_date);
+                    old.sex = p.sex.or(old.sex);
+                    old.death_date = p.death_date.or(old.death_date);
+                    if old.sealed.is_none() {
+                        old.sealed = p.sealed;
+                    }
+                }
+                None => {
+                    self.persons.insert(p.key.id, p);
+                }
+            },
+            Record::Code(c) => self.codes.push(c),
+            Record::Event(e) => self.events.push(e),
+            Record::Residence(r) => self.residences.push(r),
+            Record::Relation(r) => self.relations.push(r),
+            Record::Alias(a) => {
+                self.aliases.insert(a.ref_key, a);
+            }
+            Record::Protected(p) => {
+                self.protected
+                    .insert((p.person_id, p.attribute.as_str()), p);
+            }
+        }
+    }
+
+    /// Rows held, to decide when to flush.
+    pub fn len(&self) -> usize {
+        self.persons.len()
+            + self.codes.len()
+            + self.events.len()
+            + self.residences.len()
+            + self.relations.len()
+            + self.aliases.len()
+            + self.protected.len()
+            + self.rejections.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What a batch changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Keyed records (events, residences, relations) newly inserted.
+    pub inserted: u64,
+    /// Keyed records already present (in the store or earlier in the file).
+    pub duplicate: u64,
+}
+
+enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// The transaction that loads one file; nothing is visible until [`IngestTx::commit`].
+pub struct IngestTx {
+    tx: Tx,
+    run_id: i64,
+    file: String,
+    sha256: String,
+    started_at: String,
+}
+
+impl std::fmt::Debug for IngestTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "IngestTx(run {}, {})", self.run_id, self.file)
+    }
+}
+
+/// SQLite's bound-parameter limit in the bundled library (32766), with margin.
+const SQLITE_PARAMS: usize = 32_000;
+/// PostgreSQL's bound-parameter limit (65535), with margin.
+const PG_PARAMS: usize = 65_000;
+/// Rows per statement: larger statements cost more to prepare than they save.
+const MAX_ROWS: usize = 1_000;
+
+/// `INSERT INTO table (cols) VALUES ($1, …), (…) tail` for `rows` rows.
+/// SQLite gets anonymous `?` parameters: numbered ones are looked up by name while the
+/// statement is prepared, which is quadratic in their number.
+fn values_sql(backend: Backend, table_cols: &str, ncols: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(64 + rows * ncols * 7);
+    sql.push_str("INSERT INTO ");
+    sql.push_str(table_cols);
+    sql.push_str(" VALUES ");
+    let mut n = 1;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..ncols {
+            if c > 0 {
+                sql.push(',');
+            }
+            if backend == Backend::Sqlite {
+                sql.push('?');
+            } else {
+                sql.push('$');
+                sql.push_str(&n.to_string());
+                n += 1;
+            }
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+/// Inserts `rows` in chunks on either backend; evaluates to the rows affected.
+macro_rules! insert_rows {
+    ($self:expr, $table_cols:expr, $ncols:expr, $tail:expr, $rows:expr, |$q:ident, $r:ident| $bind:expr) => {{
+        let rows = $rows;
+        let mut affected = 0u64;
+        match &mut $self.tx {
+            Tx::Sqlite(tx) => {
+                for chunk in rows.chunks((SQLITE_PARAMS / $ncols).clamp(1, MAX_ROWS)) {
+                    let sql = values_sql(Backend::Sqlite, $table_cols, $ncols, chunk.len(), $tail);
+                    let mut $q = sqlx::query(&sql);
+                    for $r in chunk {
+                        $q = $bind;
+                    }
+                    affected += $q.execute(&mut **tx).await?.rows_affected();
+                }
+            }
+            Tx::Postgres(tx) => {
+                for chunk in rows.chunks((PG_PARAMS / $ncols).clamp(1, MAX_ROWS)) {
+                    let sql =
+                        values_sql(Backend::Postgres, $table_cols, $ncols, chunk.len(), $tail);
+                    let mut $q = sqlx::query(&sql);
+                    for $r in chunk {
+                        $q = $bind;
+                    }
+                    affected += $q.execute(&mut **tx).await?.rows_affected();
+                }
+            }
+        }
+        affected
+    }};
+}
+
+fn sex_text(s: Option<Sex>) -> Option<&'static str> {
+    s.map(|s| match s {
+        Sex::Female => "F",
+        Sex::Male => "M",
+    })
+}
+
+impl IngestTx {
+    pub(super) async fn begin(
+        store: &Store,
+        file: &str,
+        sha256: &str,
+        format: &str,
+    ) -> Result<IngestTx, StoreError> {
+        let started_at = now();
+        let sql = "INSERT INTO ingest_runs (file, sha256, format, status, started_at) \
+                   VALUES ($1, $2, $3, 'running', $4) RETURNING id";
+        let (tx, run_id) = match store {
+            Store::Sqlite(p) => {
+                // IMMEDIATE takes the write lock now, so concurrent writers queue on the
+                // busy timeout instead of failing with "database is locked" later.
+                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let id: i64 = sqlx::query_scalar(sql)
+                    .bind(file)
+                    .bind(sha256)
+                    .bind(format)
+                    .bind(&started_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                (Tx::Sqlite(tx), id)
+            }
+            Store::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                let id: i64 = sqlx::query_scalar(sql)
+                    .bind(file)
+                    .bind(sha256)
+                    .bind(format)
+                    .bind(&started_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "CREATE TEMP TABLE events_stage (LIKE events INCLUDING DEFAULTS) ON COMMIT DROP",
+                )
+                .execute(&mut *tx)
+                .await?;
+                (Tx::Postgres(tx), id)
+            }
+        };
+        Ok(IngestTx {
+            tx,
+            run_id,
+            file: file.into(),
+            sha256: sha256.into(),
+            started_at,
+        })
+    }
+
+    pub fn run_id(&self) -> i64 {
+        self.run_id
+    }
+
+    pub fn started_at(&self) -> &str {
+        &self.started_at
+    }
+
+    fn backend(&self) -> Backend {
+        match self.tx {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Writes one batch.
+    pub async fn write(&mut self, batch: &Batch) -> Result<WriteOutcome, StoreError> {
+        let run_id = self.run_id;
+        let mut out = WriteOutcome::default();
+
+        let persons: Vec<&PersonRow> = batch.persons.values().collect();
+        insert_rows!(
+            self,
+            "persons (id, pseudonym, scheme, birth_date, sex, death_date)",
+            6,
+            "ON CONFLICT (id) DO UPDATE SET \
+             birth_date = COALESCE(excluded.birth_date, persons.birth_date), \
+             sex = COALESCE(excluded.sex, persons.sex), \
+             death_date = COALESCE(excluded.death_date, persons.death_date)",
+            &persons,
+            |q, p| q
+                .bind(p.key.id)
+                .bind(p.key.pseudonym())
+                .bind(p.scheme)
+                .bind(p.birth_date.map(i64::from))
+                .bind(sex_text(p.sex))
+                .bind(p.death_date.map(i64::from))
+        );
+        let sealed: Vec<(i64, &tidig_connectors::pseudonym::Sealed)> = batch
+            .persons
+            .values()
+            .filter_map(|p| p.sealed.as_ref().map(|s| (p.key.id, s)))
+            .collect();
+        insert_rows!(
+            self,
+            "vault (person_id, nonce, ciphertext)",
+            3,
+            "ON CONFLICT (person_id) DO NOTHING",
+            &sealed,
+            |q, s| q
+                .bind(s.0)
+                .bind(s.1.nonce.to_vec())
+                .bind(s.1.ciphertext.clone())
+        );
+        insert_rows!(
+            self,
+            "codes (id, system, code)",
+            3,
+            "ON CONFLICT (id) DO NOTHING",
+            &batch.codes,
+            |q, c| q.bind(c.id).bind(&c.system).bind(&c.code)
+        );
+        let aliases: Vec<&AliasRow> = batch.aliases.values().collect();
+        insert_rows!(
+            self,
+            "fhir_refs (ref_key, person_id)",
+            2,
+            "ON CONFLICT (ref_key) DO UPDATE SET person_id = excluded.person_id",
+            &aliases,
+            |q, a| q.bind(a.ref_key).bind(a.person_id)
+        );
+        let protected: Vec<&ProtectedRow> = batch.protected.values().collect();
+        insert_rows!(
+            self,
+            "protected_attributes (person_id, attribute, value)",
+            3,
+            "ON CONFLICT (person_id, attribute) DO UPDATE SET value = excluded.value",
+            &protected,
+            |q, p| q
+                .bind(p.person_id)
+                .bind(p.attribute.as_str())
+                .bind(&p.value)
+        );
+        let n = insert_rows!(
+            self,
+            "residences (record_key, person_id, valid_from, valid_to, municipality, postcode, household_key, run_id)",
+            8,
+            "ON CONFLICT (record_key) DO NOTHING",
+            &batch.residences,
+            |q, r| q
+                .bind(r.record_key)
+                .bind(r.person_id)
+                .bind(r.valid_from as i64)
+                .bind(r.valid_to.map(i64::from))
+                .bind(&r.municipality)
+                .bind(&r.postcode)
+                .bind(r.household_key)
+                .bind(run_id)
+        );
+        out.inserted += n;
+        out.duplicate += batch.residences.len() as u64 - n;
+        let n = insert_rows!(
+            self,
+            "relations (record_key, child_id, parent_id, relation, valid_from, valid_to, run_id)",
+            7,
+            "ON CONFLICT (record_key) DO NOTHING",
+            &batch.relations,
+            |q, r| q
+                .bind(r.record_key)
+                .bind(r.child_id)
+                .bind(r.parent_id)
+                .bind(r.relation.as_str())
+                .bind(r.valid_from.map(i64::from))
+                .bind(r.valid_to.map(i64::from))
+                .bind(run_id)
+        );
+        out.inserted += n;
+        out.duplicate += batch.relations.len() as u64 - n;
+        let n = self.write_events(&batch.events).await?;
+        out.inserted += n;
+        out.duplicate += batch.events.len() as u64 - n;
+        let (file, sha) = (self.file.clone(), self.sha256.clone());
+        insert_rows!(
+            self,
+            "quarantine (sha256, line, field, reason, file, run_id)",
+            6,
+            "ON CONFLICT (sha256, line, field) DO NOTHING",
+            &batch.rejections,
+            |q, r| q
+                .bind(&sha)
+                .bind(r.line as i64)
+                .bind(&r.field)
+                .bind(&r.reason)
+                .bind(&file)
+                .bind(run_id)
+        );
+        Ok(out)
+    }
+
+    /// Events: multi-row inserts on SQLite; COPY into a staging table on PostgreSQL,
+    /// moved into `events` with `ON CONFLICT DO NOTHING` per batch.
+    async fn write_events(&mut self, events: &[EventRow]) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let run_id = self.run_id;
+        if self.backend() == Backend::Sqlite {
+            return Ok(insert_rows!(
+                self,
+                "events (record_key, person_id, kind, code_id, detail_id, status, start_time, end_time, value, run_id)",
+                10,
+                "ON CONFLICT (record_key) DO NOTHING",
+                events,
+                |q, e| q
+                    .bind(e.record_key)
+                    .bind(e.person_id)
+                    .bind(e.kind.code())
+                    .bind(e.code_id)
+                    .bind(e.detail_id)
+                    .bind(e.status as u8 as i64)
+                    .bind(e.start)
+                    .bind(e.end)
+                    .bind(e.value)
+                    .bind(run_id)
+            ));
+        }
+        let Tx::Postgres(tx) = &mut self.tx else {
+            return Ok(0);
+        };
+        let mut text = String::with_capacity(events.len() * 80);
+        for e in events {
+            use std::fmt::Write;
+            let opt = |v: Option<i64>| v.map_or("\\N".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                text,
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                e.record_key,
+                e.person_id,
+                e.kind.code(),
+                e.code_id,
+                opt(e.detail_id),
+                e.status as u8,
+                e.start,
+                opt(e.end),
+                e.value.map_or("\\N".to_string(), |v| format!("{v:?}")),
+                run_id
+            );
+        }
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY events_stage (record_key, person_id, kind, code_id, detail_id, status, \
+                 start_time, end_time, value, run_id) FROM STDIN",
+            )
+            .await?;
+        copy.send(text.into_bytes()).await?;
+        copy.finish().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO events SELECT * FROM events_stage ON CONFLICT (record_key) DO NOTHING",
+        )
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        sqlx::query("TRUNCATE events_stage")
+            .execute(&mut **tx)
+            .await?;
+        Ok(inserted)
+    }
+
+    /// Marks the run loaded with its counts and commits everything at once.
+    pub async fn commit(mut self, counts: &RunCounts) -> Result<(), StoreError> {
+        let sql =
+            "UPDATE ingest_runs SET status = 'loaded', finished_at = $1, read = $2, loaded = $3, \
+                   rejected = $4, duplicate = $5, skipped = $6 WHERE id = $7";
+        let finished = now();
+        macro_rules! go {
+            ($tx:expr) => {{
+                sqlx::query(sql)
+                    .bind(&finished)
+                    .bind(counts.read as i64)
+                    .bind(counts.loaded as i64)
+                    .bind(counts.rejected as i64)
+                    .bind(counts.duplicate as i64)
+                    .bind(counts.skipped as i64)
+                    .bind(self.run_id)
+                    .execute(&mut **$tx)
+                    .await?;
+            }};
+        }
+        match &mut self.tx {
+            Tx::Sqlite(tx) => go!(tx),
+            Tx::Postgres(tx) => go!(tx),
+        }
+        match self.tx {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// The figures a committed run records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunCounts {
+    pub read: u64,
+    pub loaded: u64,
+    pub rejected: u64,
+    pub duplicate: u64,
+    pub skipped: u64,
+}
