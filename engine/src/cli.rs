@@ -9,6 +9,9 @@ use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// The progress bar type the library functions take.
+pub use indicatif::ProgressBar as Bar;
 use serde_json::json;
 use tidig_connectors::national_id::Country;
 use tidig_connectors::Format;
@@ -136,6 +139,9 @@ pub struct IngestArgs {
     /// Social-services code table (TOML).
     #[arg(long)]
     pub code_table: Option<PathBuf>,
+    /// Records per batch handed from the parser to the writer.
+    #[arg(long, default_value_t = 8_192, hide = true)]
+    pub batch_rows: usize,
 }
 
 /// Entry point of the binary.
@@ -211,7 +217,7 @@ async fn run(cli: Cli) -> Result<()> {
             let opts = IngestOptions {
                 format,
                 force: a.force,
-                ..IngestOptions::default()
+                batch_rows: a.batch_rows.max(1),
             };
             let report = run_ingest(&cli.db, cli.json, &settings, &a.paths, &opts).await?;
             print_ingest(&report, cli.json);

@@ -1,1 +1,139 @@
-//! placeholder
+//! Shared helpers for tidig's cross-crate tests: real data paths, fixed test keys, fresh
+//! SQLite and PostgreSQL stores, and store dumps for comparisons.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use chrono::NaiveDate;
+use tidig_connectors::edge::{EdgeConfig, PersonSystem};
+use tidig_connectors::national_id::{Country, IdRules};
+use tidig_connectors::pseudonym::{Pseudonymizer, SecretKey, Vault};
+use tidig_connectors::social::CodeTable;
+use tidig_engine::ingest::{ingest, IngestOptions, IngestReport};
+use tidig_engine::pgtemp::TempPostgres;
+use tidig_engine::store::{Store, TABLES};
+use tidig_engine::synth::{generate, SynthConfig, SynthReport};
+
+/// A file or directory under `shared/data`.
+pub fn shared(rel: &str) -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel);
+    assert!(
+        p.exists(),
+        "test data {} is missing (shared/ must sit beside the repo)",
+        p.display()
+    );
+    p
+}
+
+pub fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
+}
+
+/// An edge configuration with fixed test keys.
+pub fn edge(country: Country, extra_opaque: &[&str]) -> EdgeConfig {
+    let mut systems = PersonSystem::nordic();
+    for s in extra_opaque {
+        systems.push(PersonSystem {
+            system: s.to_string(),
+            country: None,
+        });
+    }
+    EdgeConfig {
+        pseudonymizer: Pseudonymizer::new(&SecretKey::from_bytes([0x5a; 32])),
+        vault: Vault::new(&SecretKey::from_bytes([0xa5; 32])),
+        id_rules: IdRules::new(today()),
+        country,
+        person_systems: systems,
+    }
+}
+
+static PG: OnceLock<Option<TempPostgres>> = OnceLock::new();
+
+/// The shared throwaway PostgreSQL cluster of this test binary, if the server binaries
+/// exist here.
+pub fn pg() -> Option<&'static TempPostgres> {
+    PG.get_or_init(|| match TempPostgres::start(true) {
+        Ok(Some(pg)) => Some(pg),
+        Ok(None) => {
+            eprintln!(
+                "PostgreSQL server binaries not found: skipping the PostgreSQL half of this test"
+            );
+            None
+        }
+        Err(e) => panic!("PostgreSQL binaries exist but the cluster did not start: {e:#}"),
+    })
+    .as_ref()
+}
+
+/// A fresh, migrated store per backend available here: SQLite always, PostgreSQL when
+/// its binaries exist.
+pub async fn stores(dir: &Path, name: &str) -> Vec<(&'static str, Store)> {
+    let mut out = Vec::new();
+    let url = format!("sqlite://{}", dir.join(format!("{name}.db")).display());
+    out.push(("sqlite", Store::open(&url).await.unwrap()));
+    if let Some(pg) = pg() {
+        let db = format!("{}_{}", name, std::process::id());
+        let url = pg.create_database(&db).await.unwrap();
+        out.push(("postgres", Store::open(&url).await.unwrap()));
+    }
+    out
+}
+
+/// Generates a small synthetic municipality.
+pub fn synth(dir: &Path, persons: usize, f: impl FnOnce(&mut SynthConfig)) -> SynthReport {
+    let mut cfg = SynthConfig::new(dir.to_path_buf());
+    cfg.persons = persons;
+    cfg.seed = 7;
+    f(&mut cfg);
+    generate(&cfg, &|_| {}).unwrap()
+}
+
+pub async fn load(store: &Store, edge: &EdgeConfig, paths: &[PathBuf]) -> IngestReport {
+    load_with(store, edge, paths, &IngestOptions::default()).await
+}
+
+pub async fn load_with(
+    store: &Store,
+    edge: &EdgeConfig,
+    paths: &[PathBuf],
+    opts: &IngestOptions,
+) -> IngestReport {
+    let bar = indicatif_hidden();
+    ingest(store, edge, &CodeTable::default_table(), paths, opts, &bar)
+        .await
+        .unwrap()
+}
+
+fn indicatif_hidden() -> tidig_engine::cli::Bar {
+    tidig_engine::cli::Bar::hidden()
+}
+
+/// Columns that differ between equivalent runs: run ids and timestamps.
+pub const VOLATILE: &[&str] = &["run_id", "id", "started_at", "finished_at"];
+
+/// Every table's rows, without volatile columns and without the run log (whose row
+/// count legitimately grows with `unchanged` entries).
+pub async fn dump(store: &Store) -> BTreeMap<&'static str, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for t in TABLES {
+        if *t == "ingest_runs" {
+            continue;
+        }
+        out.insert(*t, store.dump_table(t, VOLATILE).await.unwrap());
+    }
+    out
+}
+
+/// The raw national IDs written by the generator (persons.csv), in file spelling.
+pub fn raw_ids(synth_dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(synth_dir.join("population/persons.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').next())
+        .filter(|s| s.len() >= 10)
+        .map(str::to_string)
+        .collect()
+}

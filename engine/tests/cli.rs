@@ -1,0 +1,183 @@
+//! The `tidig` binary as a user runs it: exit codes, one-line errors, `--json`, and the
+//! kill-and-rerun guarantee.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tidig_engine::pgtemp::TempPostgres;
+use tidig_engine::store::{Store, TABLES};
+
+fn tidig(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tidig"))
+        .current_dir(dir)
+        .env_remove("TIDIG_DB")
+        .env("TIDIG_PSEUDONYM_KEY", "11".repeat(32))
+        .env("TIDIG_VAULT_KEY", "22".repeat(32))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+async fn dump(url: &str) -> Vec<String> {
+    let store = Store::open(url).await.unwrap();
+    let mut all = Vec::new();
+    for t in TABLES {
+        if *t == "ingest_runs" {
+            continue;
+        }
+        for row in store
+            .dump_table(t, &["run_id", "id", "started_at", "finished_at"])
+            .await
+            .unwrap()
+        {
+            all.push(format!("{t}: {row}"));
+        }
+    }
+    store.close().await;
+    all
+}
+
+/// Kills ingest (abort, no cleanup) after `kill_after` batches, runs it again, and
+/// compares with an uninterrupted run.
+async fn kill_and_rerun(dir: &Path, synth: &str, clean_url: &str, url_for: impl Fn(u64) -> String) {
+    let clean = tidig(
+        dir,
+        &["--db", clean_url, "ingest", synth, "--batch-rows", "500"],
+    );
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    let expected = dump(clean_url).await;
+    assert!(expected.len() > 1_000);
+    for kill_after in [1u64, 4, 9, 17] {
+        let url = url_for(kill_after);
+        let killed = Command::new(env!("CARGO_BIN_EXE_tidig"))
+            .current_dir(dir)
+            .env("TIDIG_PSEUDONYM_KEY", "11".repeat(32))
+            .env("TIDIG_VAULT_KEY", "22".repeat(32))
+            .env("TIDIG_FAULT_ABORT_AFTER_BATCHES", kill_after.to_string())
+            .args(["--db", &url, "ingest", synth, "--batch-rows", "500"])
+            .output()
+            .unwrap();
+        assert!(
+            !killed.status.success(),
+            "the fault did not fire at batch {kill_after}"
+        );
+        let partial = dump(&url).await;
+        assert!(
+            partial.len() < expected.len(),
+            "kill at {kill_after} left a complete store"
+        );
+        let rerun = tidig(dir, &["--db", &url, "ingest", synth, "--batch-rows", "500"]);
+        assert!(rerun.status.success(), "{}", stderr(&rerun));
+        assert_eq!(
+            dump(&url).await,
+            expected,
+            "kill after batch {kill_after} then re-run differs"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_ingest_rerun_ends_with_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = tidig(
+        d,
+        &[
+            "synth",
+            "--out",
+            "s",
+            "--persons",
+            "700",
+            "--corrupt-rate",
+            "0.01",
+        ],
+    );
+    assert!(s.status.success(), "{}", stderr(&s));
+    let clean = format!("sqlite://{}", d.join("clean.db").display());
+    kill_and_rerun(d, "s", &clean, |k| {
+        format!("sqlite://{}", d.join(format!("killed{k}.db")).display())
+    })
+    .await;
+    match TempPostgres::start(true).unwrap() {
+        None => eprintln!("PostgreSQL server binaries not found: skipping the PostgreSQL half"),
+        Some(pg) => {
+            let clean = pg.create_database("clean").await.unwrap();
+            let mut urls = Vec::new();
+            for k in [1u64, 4, 9, 17] {
+                urls.push((k, pg.create_database(&format!("killed{k}")).await.unwrap()));
+            }
+            kill_and_rerun(d, "s", &clean, |k| {
+                urls.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, u)| u.clone())
+                    .unwrap()
+            })
+            .await;
+        }
+    }
+}
+
+#[test]
+fn errors_are_one_clear_line_with_a_failing_exit_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let missing = tidig(d, &["ingest", "no/such/file.ndjson"]);
+    assert!(!missing.status.success());
+    let err = stderr(&missing);
+    assert!(err.contains("no/such/file.ndjson"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    std::fs::write(d.join("notes.txt"), "hello\n").unwrap();
+    let unknown = tidig(d, &["ingest", "notes.txt"]);
+    assert!(!unknown.status.success());
+    assert!(
+        stderr(&unknown).contains("notes.txt: format not recognised"),
+        "{}",
+        stderr(&unknown)
+    );
+
+    let bad_db = tidig(d, &["--db", "mysql://x", "status"]);
+    assert!(!bad_db.status.success());
+    assert!(stderr(&bad_db).contains("mysql://x"), "{}", stderr(&bad_db));
+
+    let bad_rate = tidig(d, &["synth", "--out", "x", "--corrupt-rate", "2"]);
+    assert!(!bad_rate.status.success());
+    assert!(stderr(&bad_rate).contains("--corrupt-rate"));
+}
+
+#[test]
+fn json_output_is_one_object_and_progress_stays_off_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = tidig(d, &["--json", "synth", "--out", "s", "--persons", "120"]);
+    assert!(s.status.success(), "{}", stderr(&s));
+    let v: serde_json::Value = serde_json::from_slice(&s.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["persons"].as_u64().unwrap() >= 120);
+    let i = tidig(d, &["--json", "ingest", "s"]);
+    assert!(i.status.success(), "{}", stderr(&i));
+    let v: serde_json::Value = serde_json::from_slice(&i.stdout).unwrap();
+    assert_eq!(v["rejected"], 0);
+    assert!(v["loaded"].as_u64().unwrap() > 1_000);
+    assert!(v["peak_rss_mb"].as_f64().unwrap() > 0.0);
+    // A bad line in a loaded file is reported, and the file still loads.
+    std::fs::write(
+        d.join("cases.csv"),
+        "record_id,national_id,code,start_date,end_date,amount,unit\n\
+         r1,131052-308T,TT,2024-01-01,,500,u\n\
+         r2,131052-308U,TT,2024-01-01,,500,u\n",
+    )
+    .unwrap();
+    let c = tidig(d, &["--json", "ingest", "cases.csv"]);
+    assert!(c.status.success(), "{}", stderr(&c));
+    let v: serde_json::Value = serde_json::from_slice(&c.stdout).unwrap();
+    assert_eq!(
+        (v["loaded"].as_u64(), v["rejected"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(!String::from_utf8_lossy(&c.stdout).contains("308U"));
+}
