@@ -1,5 +1,7 @@
 //! The connectors on real files written by other people (`shared/data`).
 
+#![expect(clippy::unwrap_used, reason = "test helpers: a failure here is a test failure")]
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -46,7 +48,10 @@ fn open(path: &Path) -> Box<dyn Read> {
 }
 
 /// Loads every FHIR file of a directory, patients first; returns (records, per-file counts).
-fn load_dir(dir: &Path) -> (Collect, HashMap<String, (u64, u64, u64, u64)>) {
+/// Per file: (read, accepted, rejected, skipped).
+type FileCounts = HashMap<String, (u64, u64, u64, u64)>;
+
+fn load_dir(dir: &Path) -> (Collect, FileCounts) {
     let cfg = config(Country::Fi, us_ssn());
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()

@@ -444,7 +444,7 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
         db,
         json,
         &settings,
-        &[a.out.clone()],
+        std::slice::from_ref(&a.out),
         &IngestOptions::default(),
     )
     .await?;

@@ -14,7 +14,7 @@ async fn synthetic_municipality_loads_identically_into_every_backend() {
     let edge = edge(Country::Fi, &[]);
     let mut dumps = Vec::new();
     for (backend, store) in stores(dir.path(), "parity").await {
-        let r = load(&store, &edge, &[out.clone()]).await;
+        let r = load(&store, &edge, std::slice::from_ref(&out)).await;
         assert_eq!(
             r.rejected,
             0,
@@ -59,9 +59,9 @@ async fn reingesting_adds_nothing_and_forced_reparse_counts_duplicates() {
     synth(&out, 600, |_| {});
     let edge = edge(Country::Fi, &[]);
     for (backend, store) in stores(dir.path(), "idem").await {
-        let first = load(&store, &edge, &[out.clone()]).await;
+        let first = load(&store, &edge, std::slice::from_ref(&out)).await;
         let before = dump(&store).await;
-        let second = load(&store, &edge, &[out.clone()]).await;
+        let second = load(&store, &edge, std::slice::from_ref(&out)).await;
         assert_eq!(second.loaded, 0, "{backend}");
         assert!(second
             .files
@@ -77,7 +77,7 @@ async fn reingesting_adds_nothing_and_forced_reparse_counts_duplicates() {
             force: true,
             ..IngestOptions::default()
         };
-        let forced = load_with(&store, &edge, &[out.clone()], &opts).await;
+        let forced = load_with(&store, &edge, std::slice::from_ref(&out), &opts).await;
         assert_eq!(
             dump(&store).await,
             before,
@@ -128,7 +128,7 @@ async fn corrupted_lines_are_quarantined_with_reasons_and_the_rest_loads() {
     let ids = raw_ids(&out);
     let edge = edge(Country::Fi, &[]);
     for (backend, store) in stores(dir.path(), "corrupt").await {
-        let r = load(&store, &edge, &[out.clone()]).await;
+        let r = load(&store, &edge, std::slice::from_ref(&out)).await;
         assert_eq!(r.failed_files, 0, "{backend}");
         let quarantine = store.quarantine().await.unwrap();
         let at: BTreeMap<(String, i64), (String, String)> = quarantine
@@ -198,7 +198,7 @@ async fn no_raw_national_id_reaches_any_table_or_the_sqlite_file() {
     assert!(finder.find(&extract).is_some());
     let edge = edge(Country::Fi, &[]);
     for (backend, store) in stores(dir.path(), "leak").await {
-        load(&store, &edge, &[out.clone()]).await;
+        load(&store, &edge, std::slice::from_ref(&out)).await;
         for table in tidig_engine::store::TABLES {
             let rows = store.dump_table(table, &[]).await.unwrap().join("\n");
             if let Some(m) = finder.find(&rows) {
@@ -296,7 +296,7 @@ async fn other_countries_gzip_and_json_lines_load_cleanly() {
         ))
         .await
         .unwrap();
-        let r = load(&store, &edge, &[out.clone()]).await;
+        let r = load(&store, &edge, std::slice::from_ref(&out)).await;
         assert_eq!(
             r.rejected,
             0,
@@ -324,7 +324,7 @@ async fn a_store_refuses_a_different_pseudonym_key() {
     ))
     .await
     .unwrap();
-    load(&store, &edge(Country::Fi, &[]), &[out.clone()]).await;
+    load(&store, &edge(Country::Fi, &[]), std::slice::from_ref(&out)).await;
     let mut other = edge(Country::Fi, &[]);
     other.pseudonymizer = tidig_connectors::pseudonym::Pseudonymizer::new(
         &tidig_connectors::pseudonym::SecretKey::from_bytes([1; 32]),
