@@ -1,6 +1,9 @@
 //! National-ID validation against the published test vectors in `shared/data`.
 
-#![expect(clippy::unwrap_used, reason = "test helpers: a failure here is a test failure")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure here is a test failure"
+)]
 
 use std::path::PathBuf;
 

@@ -1,6 +1,9 @@
 //! The connectors on real files written by other people (`shared/data`).
 
-#![expect(clippy::unwrap_used, reason = "test helpers: a failure here is a test failure")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure here is a test failure"
+)]
 
 use std::collections::HashMap;
 use std::fs::File;

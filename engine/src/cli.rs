@@ -140,7 +140,7 @@ pub struct IngestArgs {
     #[arg(long)]
     pub code_table: Option<PathBuf>,
     /// Records per batch handed from the parser to the writer.
-    #[arg(long, default_value_t = 8_192, hide = true)]
+    #[arg(long, default_value_t = 32_768, hide = true)]
     pub batch_rows: usize,
 }
 

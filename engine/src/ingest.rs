@@ -44,7 +44,7 @@ impl Default for IngestOptions {
         IngestOptions {
             format: None,
             force: false,
-            batch_rows: 8_192,
+            batch_rows: 32_768,
         }
     }
 }
@@ -428,11 +428,14 @@ pub async fn ingest(
             stop: stop.clone(),
             limit: opts.batch_rows,
         };
-        let parser = std::thread::spawn(move || run_parse(job, btx));
+        let parser = std::thread::Builder::new()
+            .name("tidig-parse".into())
+            .spawn(move || run_parse(job, btx))
+            .context("starting the parser thread")?;
         let mut write_error = None;
         let mut inserted_dup = (0u64, 0u64);
         while let Some(batch) = brx.recv().await {
-            match tx.write(&batch).await {
+            match tx.write(batch).await {
                 Ok(o) => {
                     inserted_dup.0 += o.inserted;
                     inserted_dup.1 += o.duplicate;

@@ -1,7 +1,10 @@
 //! The `tidig` binary as a user runs it: exit codes, one-line errors, `--json`, and the
 //! kill-and-rerun guarantee.
 
-#![expect(clippy::unwrap_used, reason = "test helpers: a failure here is a test failure")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure here is a test failure"
+)]
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,7 +1,10 @@
 //! Shared helpers for tidig's cross-crate tests: real data paths, fixed test keys, fresh
 //! SQLite and PostgreSQL stores, and store dumps for comparisons.
 
-#![expect(clippy::unwrap_used, reason = "test support: a failure here is a test failure")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test support: a failure here is a test failure"
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 fn manifest(krate: &str) -> toml::Table {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(krate).join("Cargo.toml");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(krate)
+        .join("Cargo.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     text.parse().unwrap()
 }
@@ -22,9 +25,25 @@ fn dependencies(krate: &str) -> Vec<String> {
 
 /// Crates that do I/O (database, network, async runtime) or speak the wire format.
 const IO_CRATES: &[&str] = &[
-    "sqlx", "tokio", "tonic", "tonic-build", "tonic-prost", "tonic-health", "tonic-reflection",
-    "prost", "prost-build", "reqwest", "hyper", "axum", "tower", "async-std", "postgres",
-    "rusqlite", "libsqlite3-sys", "indicatif", "tidig-engine",
+    "sqlx",
+    "tokio",
+    "tonic",
+    "tonic-build",
+    "tonic-prost",
+    "tonic-health",
+    "tonic-reflection",
+    "prost",
+    "prost-build",
+    "reqwest",
+    "hyper",
+    "axum",
+    "tower",
+    "async-std",
+    "postgres",
+    "rusqlite",
+    "libsqlite3-sys",
+    "indicatif",
+    "tidig-engine",
 ];
 
 #[test]
@@ -42,7 +61,10 @@ fn pure_crates_take_no_io_dependencies() {
 #[test]
 fn pure_crates_do_not_reach_for_io_in_source() {
     for krate in ["connectors", "models", "governance"] {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(krate).join("src");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(krate)
+            .join("src");
         let mut stack = vec![dir];
         while let Some(d) = stack.pop() {
             for entry in std::fs::read_dir(&d).unwrap() {
@@ -52,7 +74,13 @@ fn pure_crates_do_not_reach_for_io_in_source() {
                     continue;
                 }
                 let text = std::fs::read_to_string(&path).unwrap();
-                for needle in ["std::net::", "std::process::", "File::create", "File::open", "std::fs::"] {
+                for needle in [
+                    "std::net::",
+                    "std::process::",
+                    "File::create",
+                    "File::open",
+                    "std::fs::",
+                ] {
                     assert!(
                         !text.contains(needle),
                         "{}: a pure crate uses `{needle}`; take a reader or a value instead",

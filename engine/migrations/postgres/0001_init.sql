@@ -7,9 +7,11 @@ CREATE TABLE store_meta (
     value TEXT NOT NULL
 );
 
+-- The id is the first 63 bits of the pseudonym, so a pseudonym is looked up by its id
+-- (no second index).
 CREATE TABLE persons (
     id         BIGINT PRIMARY KEY,
-    pseudonym  TEXT    NOT NULL UNIQUE,
+    pseudonym  TEXT    NOT NULL,
     scheme     TEXT    NOT NULL,
     birth_date BIGINT,
     sex        TEXT,

@@ -7,9 +7,11 @@ CREATE TABLE store_meta (
     value TEXT NOT NULL
 );
 
+-- The id is the first 63 bits of the pseudonym, so a pseudonym is looked up by its id
+-- (no second index).
 CREATE TABLE persons (
     id         INTEGER PRIMARY KEY,
-    pseudonym  TEXT    NOT NULL UNIQUE,
+    pseudonym  TEXT    NOT NULL,
     scheme     TEXT    NOT NULL,
     birth_date INTEGER,
     sex        TEXT,
@@ -28,8 +30,12 @@ CREATE TABLE codes (
     code   TEXT NOT NULL
 );
 
+-- Events are appended in rowid order; deduplication goes through the (much smaller)
+-- unique index on record_key, which stays in the page cache where a random-keyed table
+-- would not.
 CREATE TABLE events (
-    record_key INTEGER PRIMARY KEY,
+    id         INTEGER PRIMARY KEY,
+    record_key INTEGER NOT NULL UNIQUE,
     person_id  INTEGER NOT NULL,
     kind       INTEGER NOT NULL,
     code_id    INTEGER NOT NULL,

@@ -122,6 +122,7 @@ impl Store {
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
+            .page_size(16_384)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(60))

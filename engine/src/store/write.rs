@@ -106,14 +106,22 @@ const SQLITE_PARAMS: usize = 32_000;
 /// PostgreSQL's bound-parameter limit (65535), with margin.
 const PG_PARAMS: usize = 65_000;
 /// Rows per statement: larger statements cost more to prepare than they save.
-const MAX_ROWS: usize = 1_000;
+const MAX_ROWS: usize = 512;
 
 /// `INSERT INTO table (cols) VALUES ($1, …), (…) tail` for `rows` rows.
 /// SQLite gets anonymous `?` parameters: numbered ones are looked up by name while the
 /// statement is prepared, which is quadratic in their number.
 fn values_sql(backend: Backend, table_cols: &str, ncols: usize, rows: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(64 + rows * ncols * 7);
-    sql.push_str("INSERT INTO ");
+    // On SQLite, `OR IGNORE` (unlike `ON CONFLICT DO NOTHING` with NOT NULL columns) lets
+    // no row abort the statement, so SQLite needs no statement journal for it: every page
+    // a multi-row insert touches would otherwise be copied there first.
+    let ignore = tail.ends_with("DO NOTHING");
+    if backend == Backend::Sqlite && ignore {
+        sql.push_str("INSERT OR IGNORE INTO ");
+    } else {
+        sql.push_str("INSERT INTO ");
+    }
     sql.push_str(table_cols);
     sql.push_str(" VALUES ");
     let mut n = 1;
@@ -136,9 +144,28 @@ fn values_sql(backend: Backend, table_cols: &str, ncols: usize, rows: usize, tai
         }
         sql.push(')');
     }
-    sql.push(' ');
-    sql.push_str(tail);
+    if !(backend == Backend::Sqlite && ignore) {
+        sql.push(' ');
+        sql.push_str(tail);
+    }
     sql
+}
+
+/// Splits `rows` into chunks of a few fixed sizes (`max`, 64, 8, 1), so that only a handful
+/// of distinct statements is ever prepared and cached per table: a cached statement with
+/// thousands of parameters costs megabytes.
+fn fixed_chunks<T>(rows: &[T], max: usize) -> Vec<&[T]> {
+    let mut out = Vec::new();
+    let mut rest = rows;
+    for size in [max, 64, 8, 1] {
+        let size = size.min(max);
+        while rest.len() >= size {
+            let (head, tail) = rest.split_at(size);
+            out.push(head);
+            rest = tail;
+        }
+    }
+    out
 }
 
 /// Inserts `rows` in chunks on either backend; evaluates to the rows affected.
@@ -148,7 +175,7 @@ macro_rules! insert_rows {
         let mut affected = 0u64;
         match &mut $self.tx {
             Tx::Sqlite(tx) => {
-                for chunk in rows.chunks((SQLITE_PARAMS / $ncols).clamp(1, MAX_ROWS)) {
+                for chunk in fixed_chunks(rows, (SQLITE_PARAMS / $ncols).clamp(1, MAX_ROWS)) {
                     let sql = values_sql(Backend::Sqlite, $table_cols, $ncols, chunk.len(), $tail);
                     let mut $q = sqlx::query(&sql);
                     for $r in chunk {
@@ -158,7 +185,7 @@ macro_rules! insert_rows {
                 }
             }
             Tx::Postgres(tx) => {
-                for chunk in rows.chunks((PG_PARAMS / $ncols).clamp(1, MAX_ROWS)) {
+                for chunk in fixed_chunks(rows, (PG_PARAMS / $ncols).clamp(1, MAX_ROWS)) {
                     let sql =
                         values_sql(Backend::Postgres, $table_cols, $ncols, chunk.len(), $tail);
                     let mut $q = sqlx::query(&sql);
@@ -246,7 +273,10 @@ impl IngestTx {
     }
 
     /// Writes one batch.
-    pub async fn write(&mut self, batch: &Batch) -> Result<WriteOutcome, StoreError> {
+    pub async fn write(&mut self, mut batch: Batch) -> Result<WriteOutcome, StoreError> {
+        // In key order, consecutive inserts walk the same index pages.
+        batch.events.sort_unstable_by_key(|e| e.record_key);
+        let batch = &batch;
         let run_id = self.run_id;
         let mut out = WriteOutcome::default();
 
