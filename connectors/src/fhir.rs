@@ -855,3 +855,121 @@ fn immunization(
     emit(sink, &c, EventKind::Immunization, code_id, rest);
     Ok(Outcome::Loaded)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::{EdgeConfig, PersonSystem};
+    use crate::national_id::{Country, IdRules};
+    use crate::pseudonym::{Pseudonymizer, SecretKey, Vault};
+    use crate::record::Collect;
+
+    fn config() -> EdgeConfig {
+        EdgeConfig {
+            pseudonymizer: Pseudonymizer::new(&SecretKey::from_bytes([3; 32])),
+            vault: Vault::new(&SecretKey::from_bytes([4; 32])),
+            id_rules: IdRules::new(chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()),
+            country: Country::Fi,
+            person_systems: PersonSystem::nordic(),
+        }
+    }
+
+    const PATIENT: &str = r#"{"resourceType":"Patient","id":"p1","extension":[{"url":"http://example.org/x","valueString":"ignored"}],"identifier":[{"system":"urn:oid:1.2.246.21","value":"131052-308T"}],"birthDate":"1952","gender":"male"}"#;
+
+    fn events(c: &Collect) -> Vec<EventRow> {
+        c.records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Event(e) => Some(*e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn partial_dates_time_zones_contained_resources_and_extensions() {
+        let cfg = config();
+        let mut edge = Edge::new(&cfg);
+        let mut out = Collect::default();
+        let text = [
+            PATIENT,
+            // Time zone: 10:00+02:00 is 08:00Z.
+            r#"{"resourceType":"Encounter","id":"e1","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},"subject":{"reference":"Patient/p1"},"period":{"start":"2024-03-01T10:00:00+02:00"}}"#,
+            // Partial date, absolute reference, extension on a primitive.
+            r#"{"resourceType":"Condition","id":"c1","code":{"coding":[{"system":"http://snomed.info/sct","code":"35489007"},{"system":"http://hl7.org/fhir/sid/icd-10","code":"F32.1"}]},"subject":{"reference":"https://fhir.example.org/r4/Patient/p1/_history/3"},"onsetDateTime":"2023-05","_onsetDateTime":{"extension":[{"url":"x","valueCode":"approx"}]}}"#,
+            // A contained Medication.
+            r##"{"resourceType":"MedicationRequest","id":"m1","status":"active","intent":"order","contained":[{"resourceType":"Medication","id":"med","code":{"coding":[{"system":"http://www.whocc.no/atc","code":"N06AB10"}]}}],"medicationReference":{"reference":"#med"},"subject":{"reference":"Patient/p1"},"authoredOn":"2024-01-02"}"##,
+            // Logical reference by identifier; not-done status.
+            r#"{"resourceType":"Immunization","id":"i1","status":"not-done","vaccineCode":{"coding":[{"system":"http://www.whocc.no/atc","code":"J07BD52"}]},"patient":{"identifier":{"system":"urn:oid:1.2.246.21","value":"131052-308T"}},"occurrenceDateTime":"2024-02-03T09:00:00Z"}"#,
+            r#"{"resourceType":"Observation","id":"o1","status":"entered-in-error","code":{"coding":[{"system":"http://loinc.org","code":"8302-2"}]},"subject":{"reference":"Patient/p1"}}"#,
+        ]
+        .join("\n");
+        let c = parse_ndjson(text.as_bytes(), &mut edge, &mut out).unwrap();
+        assert!(out.rejections.is_empty(), "{:?}", out.rejections);
+        assert_eq!((c.read, c.accepted, c.skipped), (6, 5, 1));
+        let ev = events(&out);
+        assert_eq!(ev.len(), 4);
+        let person = ev[0].person_id;
+        assert!(
+            ev.iter().all(|e| e.person_id == person),
+            "all resolve to one person"
+        );
+        assert_eq!(
+            ev[0].start,
+            parse_fhir_datetime("2024-03-01T08:00:00Z").unwrap()
+        );
+        assert_eq!(ev[1].start, parse_fhir_datetime("2023-05-01").unwrap());
+        let icd =
+            crate::pseudonym::public_key63("code", &[b"http://hl7.org/fhir/sid/icd-10", b"F32.1"]);
+        assert_eq!(ev[1].code_id, icd, "ICD-10 is preferred over SNOMED");
+        assert_eq!(ev[3].status, EventStatus::NotDone);
+        // The patient's own birthDate (a partial date) wins over the one in the ID.
+        let birth = out.records.iter().find_map(|r| match r {
+            Record::Person(p) => p.birth_date,
+            _ => None,
+        });
+        assert_eq!(
+            birth,
+            Some(crate::time::parse_date_days("1952-01-01").unwrap())
+        );
+    }
+
+    #[test]
+    fn bundles_resolve_full_urls_and_name_the_entry_of_a_bad_resource() {
+        let cfg = config();
+        let mut edge = Edge::new(&cfg);
+        let mut out = Collect::default();
+        let bundle = r#"{"resourceType":"Bundle","type":"collection","entry":[
+          {"fullUrl":"urn:uuid:aaaa","resource":{"resourceType":"Encounter","id":"e1","status":"finished","class":{"system":"s","code":"AMB"},"subject":{"reference":"urn:uuid:bbbb"},"period":{"start":"2024-01-01"}}},
+          {"fullUrl":"urn:uuid:bbbb","resource":{"resourceType":"Patient","id":"x","identifier":[{"system":"urn:oid:1.2.246.21","value":"131052-308T"}]}},
+          {"fullUrl":"urn:uuid:cccc","resource":{"resourceType":"Condition","id":"c1","code":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10","code":"J06.9"}]},"subject":{"reference":"urn:uuid:bbbb"},"onsetDateTime":"2024-02-30"}}
+        ]}"#;
+        let c = parse_bundle(bundle.as_bytes(), &mut edge, &mut out).unwrap();
+        assert_eq!((c.read, c.accepted, c.rejected), (3, 2, 1));
+        assert_eq!(events(&out).len(), 1);
+        let rej = &out.rejections[0];
+        assert_eq!(rej.line, 3);
+        assert_eq!(rej.field, "entry[2].resource.onsetDateTime");
+        assert!(rej.reason.contains("does not exist"), "{}", rej.reason);
+    }
+
+    #[test]
+    fn rejections_never_quote_the_identifier() {
+        let cfg = config();
+        let mut edge = Edge::new(&cfg);
+        let mut out = Collect::default();
+        let bad = PATIENT.replace("308T", "308U");
+        let truncated = &PATIENT[..60];
+        let text = format!("{bad}\n{truncated}\n");
+        let c = parse_ndjson(text.as_bytes(), &mut edge, &mut out).unwrap();
+        assert_eq!(c.rejected, 2);
+        assert_eq!(out.rejections[0].field, "identifier[0].value");
+        assert_eq!(out.rejections[1].line, 2);
+        for r in &out.rejections {
+            assert!(
+                !r.reason.contains("131052") && !r.field.contains("131052"),
+                "{r:?}"
+            );
+        }
+    }
+}

@@ -96,6 +96,7 @@ pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> 
     };
     match &pg_url {
         Some(url) => results.push(run_child("postgres", url, &dir, fhir)?),
+        None if a.no_postgres => results.push(json!({"backend": "postgres", "skipped": "--no-postgres"})),
         None => results.push(json!({"backend": "postgres", "skipped": "no PostgreSQL server binaries found and no --postgres URL"})),
     }
     let out = json!({
