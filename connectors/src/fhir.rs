@@ -15,7 +15,10 @@ use serde::Deserialize;
 use crate::edge::{days, Edge, PersonFacts};
 use crate::national_id::Sex;
 use crate::pseudonym::Identity;
-use crate::record::{EventKind, EventRow, EventStatus, ParseCounts, Record, Rejection, Sink};
+use crate::record::{
+    for_each_line, EventKind, EventRow, EventStatus, LineOutcome, ParseCounts, Record, Rejection,
+    Sink,
+};
 use crate::time::{parse_fhir_datetime, DateError};
 use crate::ReadError;
 
@@ -178,57 +181,17 @@ pub fn sniff_resource_type(line: &[u8]) -> Option<&str> {
     std::str::from_utf8(&rest[..end]).ok()
 }
 
-/// What happened to one resource.
-enum Outcome {
-    Loaded,
-    Skipped,
-}
-
 type Result1<T> = std::result::Result<T, Rejection>;
 
 /// Streams a FHIR NDJSON file (one resource per line).
 pub fn parse_ndjson<R: BufRead>(
-    mut reader: R,
+    reader: R,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
 ) -> Result<ParseCounts, ReadError> {
-    let mut counts = ParseCounts::default();
-    let mut buf = Vec::with_capacity(64 * 1024);
-    let mut line_no = 0u64;
-    let mut bytes = 0u64;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(ReadError::io)?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-        line_no += 1;
-        let line = trim_line(&buf);
-        if line.is_empty() {
-            sink.line_done(bytes);
-            continue;
-        }
-        counts.read += 1;
-        match parse_line(line, line_no, edge, sink, None) {
-            Ok(Outcome::Loaded) => counts.accepted += 1,
-            Ok(Outcome::Skipped) => counts.skipped += 1,
-            Err(rej) => {
-                counts.rejected += 1;
-                sink.reject(rej);
-            }
-        }
-        sink.line_done(bytes);
-    }
-    Ok(counts)
-}
-
-fn trim_line(buf: &[u8]) -> &[u8] {
-    let mut end = buf.len();
-    while end > 0 && matches!(buf[end - 1], b'\n' | b'\r' | b' ' | b'\t') {
-        end -= 1;
-    }
-    &buf[..end]
+    for_each_line(reader, sink, |line_no, line, sink| {
+        parse_line(line.trim_ascii_end(), line_no, edge, sink, None)
+    })
 }
 
 #[derive(Deserialize)]
@@ -287,8 +250,8 @@ pub fn parse_bundle<R: Read>(
                 entry.full_url.as_deref(),
             );
             match result {
-                Ok(Outcome::Loaded) => counts.accepted += 1,
-                Ok(Outcome::Skipped) => counts.skipped += 1,
+                Ok(LineOutcome::Loaded) => counts.accepted += 1,
+                Ok(_) => counts.skipped += 1,
                 Err(mut rej) => {
                     rej.field = format!("entry[{i}].resource.{}", rej.field);
                     counts.rejected += 1;
@@ -318,7 +281,7 @@ fn parse_line(
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
     full_url: Option<&str>,
-) -> Result1<Outcome> {
+) -> Result1<LineOutcome> {
     let Some(kind) = sniff_resource_type(line) else {
         // Either not JSON at all or JSON without a resourceType: let serde say which.
         return Err(
@@ -329,7 +292,7 @@ fn parse_line(
         );
     };
     if !SUPPORTED.contains(&kind) {
-        return Ok(Outcome::Skipped);
+        return Ok(LineOutcome::Skipped);
     }
     let res: Resource<'_> =
         serde_json::from_slice(line).map_err(|e| Rejection::new(line_no, "-", json_problem(&e)))?;
@@ -343,7 +306,7 @@ fn parse_line(
         "MedicationRequest" => medication_request(&ctx, &res, edge, sink),
         "Procedure" => procedure(&ctx, &res, edge, sink),
         "Immunization" => immunization(&ctx, &res, edge, sink),
-        _ => Ok(Outcome::Skipped),
+        _ => Ok(LineOutcome::Skipped),
     }
 }
 
@@ -371,7 +334,7 @@ fn patient(
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
     full_url: Option<&str>,
-) -> Result1<Outcome> {
+) -> Result1<LineOutcome> {
     let id = res
         .id
         .as_deref()
@@ -436,7 +399,7 @@ fn patient(
     if let Some(url) = full_url {
         edge.alias(url, key.id, sink);
     }
-    Ok(Outcome::Loaded)
+    Ok(LineOutcome::Loaded)
 }
 
 /// Normalises a reference to the key it was registered under.
@@ -613,10 +576,10 @@ fn encounter(
     res: &Resource<'_>,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
-) -> Result1<Outcome> {
+) -> Result1<LineOutcome> {
     let status = match res.status.as_deref() {
         Some("entered-in-error") | Some("planned") | Some("unknown") => {
-            return Ok(Outcome::Skipped)
+            return Ok(LineOutcome::Skipped)
         }
         Some("cancelled") => EventStatus::NotDone,
         Some(_) => EventStatus::Occurred,
@@ -647,7 +610,7 @@ fn encounter(
     }
     rest.detail_id = optional_code(res.type_.first(), edge, sink);
     emit(sink, &c, EventKind::Encounter, code_id, rest);
-    Ok(Outcome::Loaded)
+    Ok(LineOutcome::Loaded)
 }
 
 fn condition(
@@ -655,14 +618,14 @@ fn condition(
     res: &Resource<'_>,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
-) -> Result1<Outcome> {
+) -> Result1<LineOutcome> {
     let verification = res
         .verification_status
         .as_ref()
         .and_then(|v| v.coding.first())
         .and_then(|c| c.code.as_deref());
     if matches!(verification, Some("entered-in-error") | Some("refuted")) {
-        return Ok(Outcome::Skipped);
+        return Ok(LineOutcome::Skipped);
     }
     let c = common(
         ctx,
@@ -688,7 +651,7 @@ fn condition(
         rest.end = Some(ctx.time("abatementDateTime", end)?);
     }
     emit(sink, &c, EventKind::Condition, code_id, rest);
-    Ok(Outcome::Loaded)
+    Ok(LineOutcome::Loaded)
 }
 
 fn observation(
@@ -696,9 +659,9 @@ fn observation(
     res: &Resource<'_>,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
-) -> Result1<Outcome> {
+) -> Result1<LineOutcome> {
     let status = match res.status.as_deref() {
-        Some("entered-in-error") => return Ok(Outcome::Skipped),
+        Some("entered-in-error") => return Ok(LineOutcome::Skipped),
         Some("cancelled") => EventStatus::NotDone,
         _ => EventStatus::Occurred,
     };
@@ -729,7 +692,7 @@ fn observation(
     rest.value = res.value_quantity.as_ref().and_then(|q| q.value);
     rest.detail_id = optional_code(res.value_codeable_concept.as_ref(), edge, sink);
     emit(sink, &c, EventKind::Observation, code_id, rest);
-    Ok(Outcome::Loaded)
+    Ok(LineOutcome::Loaded)
 }
 
 fn medication_request(
@@ -737,9 +700,9 @@ fn medication_request(
     res: &Resource<'_>,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
-) -> Result1<Outcome> {
+) -> Result1<LineOutcome> {
     let status = match res.status.as_deref() {
-        Some("entered-in-error") | Some("draft") => return Ok(Outcome::Skipped),
+        Some("entered-in-error") | Some("draft") => return Ok(LineOutcome::Skipped),
         Some("cancelled") => EventStatus::NotDone,
         _ => EventStatus::Occurred,
     };
@@ -783,7 +746,7 @@ fn medication_request(
         .ok_or_else(|| ctx.reject("authoredOn", "missing: the request has no time"))?;
     let rest = EventRest::at(ctx.time("authoredOn", authored)?, status);
     emit(sink, &c, EventKind::Medication, code_id, rest);
-    Ok(Outcome::Loaded)
+    Ok(LineOutcome::Loaded)
 }
 
 fn procedure(
@@ -791,9 +754,9 @@ fn procedure(
     res: &Resource<'_>,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
-) -> Result1<Outcome> {
+) -> Result1<LineOutcome> {
     let status = match res.status.as_deref() {
-        Some("entered-in-error") | Some("preparation") => return Ok(Outcome::Skipped),
+        Some("entered-in-error") | Some("preparation") => return Ok(LineOutcome::Skipped),
         Some("not-done") => EventStatus::NotDone,
         _ => EventStatus::Occurred,
     };
@@ -823,7 +786,7 @@ fn procedure(
         rest.end = Some(ctx.time("performedPeriod.end", end)?);
     }
     emit(sink, &c, EventKind::Procedure, code_id, rest);
-    Ok(Outcome::Loaded)
+    Ok(LineOutcome::Loaded)
 }
 
 fn immunization(
@@ -831,9 +794,9 @@ fn immunization(
     res: &Resource<'_>,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
-) -> Result1<Outcome> {
+) -> Result1<LineOutcome> {
     let status = match res.status.as_deref() {
-        Some("entered-in-error") => return Ok(Outcome::Skipped),
+        Some("entered-in-error") => return Ok(LineOutcome::Skipped),
         Some("not-done") => EventStatus::NotDone,
         _ => EventStatus::Occurred,
     };
@@ -853,7 +816,7 @@ fn immunization(
         .ok_or_else(|| ctx.reject("occurrenceDateTime", "missing"))?;
     let rest = EventRest::at(ctx.time("occurrenceDateTime", when)?, status);
     emit(sink, &c, EventKind::Immunization, code_id, rest);
-    Ok(Outcome::Loaded)
+    Ok(LineOutcome::Loaded)
 }
 
 #[cfg(test)]

@@ -15,8 +15,8 @@ use crate::edge::{Edge, PersonFacts};
 use crate::national_id::{NationalId, Sex};
 use crate::pseudonym::Identity;
 use crate::record::{
-    ParseCounts, ProtectedAttribute, ProtectedRow, Record, Rejection, Relation, RelationRow,
-    ResidenceRow, Sink,
+    for_each_line, LineOutcome, ParseCounts, ProtectedAttribute, ProtectedRow, Record, Rejection,
+    Relation, RelationRow, ResidenceRow, Sink,
 };
 use crate::time::parse_date_days;
 use crate::ReadError;
@@ -487,53 +487,25 @@ impl CprPerson {
 /// (postcode), 014 (child), 015 (parents) and 016 (parental authority) are loaded; other
 /// record types are counted as skipped.
 pub fn parse_cpr<R: BufRead>(
-    mut reader: R,
+    reader: R,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
 ) -> Result<ParseCounts, ReadError> {
-    let mut counts = ParseCounts::default();
-    let mut buf = Vec::new();
-    let mut line_no = 0u64;
-    let mut bytes = 0u64;
     let mut person = CprPerson::default();
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(ReadError::io)?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-        line_no += 1;
+    let counts = for_each_line(reader, sink, |line_no, bytes, sink| {
         // ISO-8859-1 maps each byte to the code point of the same value.
-        let chars: Vec<char> = buf
-            .iter()
-            .copied()
-            .filter(|&b| b != b'\n' && b != b'\r')
-            .map(char::from)
-            .collect();
-        if chars.iter().all(|c| c.is_whitespace()) {
-            continue;
-        }
+        let chars: Vec<char> = bytes.iter().copied().map(char::from).collect();
         let record: String = chars.iter().take(3).collect();
         if record == "000" || record == "999" {
-            continue;
+            return Ok(LineOutcome::Ignored);
         }
-        counts.read += 1;
         let line = CprLine {
             chars: &chars,
             line: line_no,
             record: &record,
         };
-        match cpr_record(&line, &mut person, edge, sink) {
-            Ok(true) => counts.accepted += 1,
-            Ok(false) => counts.skipped += 1,
-            Err(r) => {
-                counts.rejected += 1;
-                sink.reject(r);
-            }
-        }
-        sink.line_done(bytes);
-    }
+        cpr_record(&line, &mut person, edge, sink)
+    })?;
     person.flush(edge, sink);
     Ok(counts)
 }
@@ -543,7 +515,7 @@ fn cpr_record(
     person: &mut CprPerson,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
-) -> Result<bool, Rejection> {
+) -> Result<LineOutcome, Rejection> {
     if !line.record.chars().all(|c| c.is_ascii_digit()) {
         return Err(Rejection::new(
             line.line,
@@ -552,7 +524,7 @@ fn cpr_record(
         ));
     }
     if !matches!(line.record, "001" | "002" | "003" | "014" | "015" | "016") {
-        return Ok(false);
+        return Ok(LineOutcome::Skipped);
     }
     let pnr = line
         .pnr(&PNR, edge)?
@@ -650,7 +622,7 @@ fn cpr_record(
                 );
             }
         }
-        _ => return Ok(false),
+        _ => return Ok(LineOutcome::Skipped),
     }
-    Ok(true)
+    Ok(LineOutcome::Loaded)
 }

@@ -271,3 +271,65 @@ impl Sink for Collect {
         self.rejections.push(rejection);
     }
 }
+
+/// What became of one input line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LineOutcome {
+    /// Produced records.
+    Loaded,
+    /// Valid but deliberately not used.
+    Skipped,
+    /// Not a data line at all (blank line, frame record): not counted.
+    Ignored,
+}
+
+/// Drives a line-oriented parse: reads lines with a reused buffer, numbers them, keeps
+/// the counts, hands rejections to the sink and reports progress after each line.
+pub(crate) fn for_each_line<R: std::io::BufRead>(
+    mut reader: R,
+    sink: &mut dyn Sink,
+    mut parse: impl FnMut(u64, &[u8], &mut dyn Sink) -> Result<LineOutcome, Rejection>,
+) -> Result<ParseCounts, crate::ReadError> {
+    let mut counts = ParseCounts::default();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut line_no = 0u64;
+    let mut bytes = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(crate::ReadError::io)?;
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        line_no += 1;
+        let mut end = buf.len();
+        while end > 0 && matches!(buf[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        let line = &buf[..end];
+        if line.iter().all(u8::is_ascii_whitespace) {
+            sink.line_done(bytes);
+            continue;
+        }
+        match parse(line_no, line, sink) {
+            Ok(LineOutcome::Ignored) => {}
+            Ok(LineOutcome::Loaded) => {
+                counts.read += 1;
+                counts.accepted += 1;
+            }
+            Ok(LineOutcome::Skipped) => {
+                counts.read += 1;
+                counts.skipped += 1;
+            }
+            Err(rejection) => {
+                counts.read += 1;
+                counts.rejected += 1;
+                sink.reject(rejection);
+            }
+        }
+        sink.line_done(bytes);
+    }
+    Ok(counts)
+}

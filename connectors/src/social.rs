@@ -12,7 +12,10 @@ use serde::Deserialize;
 use crate::edge::{Edge, PersonFacts};
 use crate::population::csv_rows;
 use crate::pseudonym::Identity;
-use crate::record::{EventKind, EventRow, EventStatus, ParseCounts, Record, Rejection, Sink};
+use crate::record::{
+    for_each_line, EventKind, EventRow, EventStatus, LineOutcome, ParseCounts, Record, Rejection,
+    Sink,
+};
 use crate::time::parse_date_days;
 use crate::ReadError;
 
@@ -146,59 +149,33 @@ struct JsonEvent<'a> {
 
 /// Streams a case-event JSON Lines file.
 pub fn parse_jsonl<R: BufRead>(
-    mut reader: R,
+    reader: R,
     table: &CodeTable,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
 ) -> Result<ParseCounts, ReadError> {
-    let mut counts = ParseCounts::default();
-    let mut buf = Vec::new();
-    let mut line_no = 0u64;
-    let mut bytes = 0u64;
-    loop {
-        buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(ReadError::io)?;
-        if n == 0 {
-            break;
-        }
-        bytes += n as u64;
-        line_no += 1;
-        if buf.iter().all(|c| c.is_ascii_whitespace()) {
-            continue;
-        }
-        counts.read += 1;
-        let result = match serde_json::from_slice::<JsonEvent<'_>>(&buf) {
-            Err(e) => Err(Rejection::new(
+    for_each_line(reader, sink, |line_no, line, sink| {
+        let ev = serde_json::from_slice::<JsonEvent<'_>>(line).map_err(|e| {
+            Rejection::new(
                 line_no,
                 "-",
                 format!(
                     "malformed JSON or a field of the wrong type at column {}",
                     e.column()
                 ),
-            )),
-            Ok(ev) => {
-                let amount = ev.amount.map(|a| a.to_string()).unwrap_or_default();
-                let fields = Fields {
-                    record_id: ev.record_id.as_deref().unwrap_or(""),
-                    national_id: ev.national_id.as_deref().unwrap_or(""),
-                    code: ev.code.as_deref().unwrap_or(""),
-                    start_date: ev.start_date.as_deref().unwrap_or(""),
-                    end_date: ev.end_date.as_deref().unwrap_or(""),
-                    amount: &amount,
-                };
-                case_event(line_no, &fields, table, edge, sink)
-            }
+            )
+        })?;
+        let amount = ev.amount.map(|a| a.to_string()).unwrap_or_default();
+        let fields = Fields {
+            record_id: ev.record_id.as_deref().unwrap_or(""),
+            national_id: ev.national_id.as_deref().unwrap_or(""),
+            code: ev.code.as_deref().unwrap_or(""),
+            start_date: ev.start_date.as_deref().unwrap_or(""),
+            end_date: ev.end_date.as_deref().unwrap_or(""),
+            amount: &amount,
         };
-        match result {
-            Ok(()) => counts.accepted += 1,
-            Err(r) => {
-                counts.rejected += 1;
-                sink.reject(r);
-            }
-        }
-        sink.line_done(bytes);
-    }
-    Ok(counts)
+        case_event(line_no, &fields, table, edge, sink).map(|()| LineOutcome::Loaded)
+    })
 }
 
 struct Fields<'a> {

@@ -1,7 +1,10 @@
 //! Architecture invariants as a test: the pure crates take no I/O dependencies, and only
 //! the engine may know the wire format. Fails when a Cargo.toml adds a forbidden crate.
 
-#![expect(clippy::unwrap_used, reason = "test helpers: a failure here is a test failure")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure here is a test failure"
+)]
 
 use std::path::PathBuf;
 

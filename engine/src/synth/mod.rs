@@ -158,6 +158,16 @@ impl Person {
     }
 }
 
+/// The FHIR files of resources that refer to a patient.
+#[derive(Clone, Copy)]
+enum Fhir {
+    Encounter,
+    Condition,
+    Observation,
+    Medication,
+    Immunization,
+}
+
 /// All output files.
 struct Files {
     persons: OutFile,
@@ -888,14 +898,7 @@ impl World<'_> {
             r#"{{"resourceType":"Encounter","id":"{id}","status":"{status}","class":{{"system":"{ACT}","code":"{class}"}},"type":[{{"coding":[{{"system":"{SNOMED}","code":"{kind}","display":"{display}"}}]}}],"subject":{{"reference":"Patient/{}"}},"period":{{"start":"{t}","end":"{t}"}}}}"#,
             p.fhir_id
         );
-        let date = day.to_string();
-        let parts = LineParts {
-            date: Some(&date),
-            keyed: true,
-            ..LineParts::default()
-        };
-        self.files.encounter.write(&json, parts, &mut self.faults)?;
-        self.report.fhir_resources += 1;
+        self.fhir(Fhir::Encounter, &json, day)?;
         Ok(id)
     }
 
@@ -906,14 +909,7 @@ impl World<'_> {
             r#"{{"resourceType":"Condition","id":"{id}","clinicalStatus":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}}]}},"verificationStatus":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/condition-ver-status","code":"confirmed"}}]}},"code":{{"coding":[{{"system":"{ICD10}","code":"{code}"}}]}},"subject":{{"reference":"Patient/{}"}},"encounter":{{"reference":"Encounter/{enc}"}},"onsetDateTime":"{t}","recordedDate":"{t}"}}"#,
             p.fhir_id
         );
-        let date = day.to_string();
-        let parts = LineParts {
-            date: Some(&date),
-            keyed: true,
-            ..LineParts::default()
-        };
-        self.files.condition.write(&json, parts, &mut self.faults)?;
-        self.report.fhir_resources += 1;
+        self.fhir(Fhir::Condition, &json, day)?;
         Ok(())
     }
 
@@ -937,16 +933,7 @@ impl World<'_> {
             r#"{{"resourceType":"Observation","id":"{id}","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}}]}}],"code":{{"coding":[{{"system":"{LOINC}","code":"{loinc}","display":"{display}"}}]}},"subject":{{"reference":"Patient/{}"}},"encounter":{{"reference":"Encounter/{enc}"}},"effectiveDateTime":"{t}","valueQuantity":{{"value":{value:.1},"unit":"{unit}","system":"http://unitsofmeasure.org","code":"{unit}"}}}}"#,
             p.fhir_id
         );
-        let date = day.to_string();
-        let parts = LineParts {
-            date: Some(&date),
-            keyed: true,
-            ..LineParts::default()
-        };
-        self.files
-            .observation
-            .write(&json, parts, &mut self.faults)?;
-        self.report.fhir_resources += 1;
+        self.fhir(Fhir::Observation, &json, day)?;
         Ok(())
     }
 
@@ -957,16 +944,7 @@ impl World<'_> {
             r#"{{"resourceType":"MedicationRequest","id":"{id}","status":"completed","intent":"order","medicationCodeableConcept":{{"coding":[{{"system":"{ATC}","code":"{atc}"}}]}},"subject":{{"reference":"Patient/{}"}},"authoredOn":"{t}"}}"#,
             p.fhir_id
         );
-        let date = day.to_string();
-        let parts = LineParts {
-            date: Some(&date),
-            keyed: true,
-            ..LineParts::default()
-        };
-        self.files
-            .medication
-            .write(&json, parts, &mut self.faults)?;
-        self.report.fhir_resources += 1;
+        self.fhir(Fhir::Medication, &json, day)?;
         Ok(())
     }
 
@@ -977,16 +955,7 @@ impl World<'_> {
             r#"{{"resourceType":"Immunization","id":"{id}","status":"{status}","vaccineCode":{{"coding":[{{"system":"{ATC}","code":"{atc}"}}]}},"patient":{{"reference":"Patient/{}"}},"occurrenceDateTime":"{t}","primarySource":true}}"#,
             p.fhir_id
         );
-        let date = day.to_string();
-        let parts = LineParts {
-            date: Some(&date),
-            keyed: true,
-            ..LineParts::default()
-        };
-        self.files
-            .immunization
-            .write(&json, parts, &mut self.faults)?;
-        self.report.fhir_resources += 1;
+        self.fhir(Fhir::Immunization, &json, day)?;
         Ok(())
     }
 
@@ -1020,6 +989,26 @@ impl World<'_> {
         };
         self.files.social.write(&line, parts, &mut self.faults)?;
         self.report.social_events += 1;
+        Ok(())
+    }
+
+    /// Writes one FHIR resource line (dated `day`, keyed by its id).
+    fn fhir(&mut self, file: Fhir, json: &str, day: NaiveDate) -> Result<()> {
+        let date = day.to_string();
+        let parts = LineParts {
+            date: Some(&date),
+            keyed: true,
+            ..LineParts::default()
+        };
+        let out = match file {
+            Fhir::Encounter => &mut self.files.encounter,
+            Fhir::Condition => &mut self.files.condition,
+            Fhir::Observation => &mut self.files.observation,
+            Fhir::Medication => &mut self.files.medication,
+            Fhir::Immunization => &mut self.files.immunization,
+        };
+        out.write(json, parts, &mut self.faults)?;
+        self.report.fhir_resources += 1;
         Ok(())
     }
 
