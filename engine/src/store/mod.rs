@@ -126,12 +126,16 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(60))
-            .pragma("cache_size", "-65536")
+            // Page cache per connection (KiB); with at most two connections this bounds
+            // SQLite's memory at ~96 MiB whatever the store size.
+            .pragma("cache_size", "-49152")
             .pragma("temp_store", "memory")
             .log_statements(log::LevelFilter::Off)
             .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(60));
+        // SQLite has one writer at a time anyway; each extra connection would carry its
+        // own page cache.
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(2)
             .connect_with(opts)
             .await
             .map_err(StoreError::Connect)?;
