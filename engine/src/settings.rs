@@ -244,3 +244,52 @@ fn load_key(env: &str, path: &Path) -> Result<SecretKey> {
     SecretKey::from_hex(&text)
         .with_context(|| format!("{}: expected 64 hexadecimal characters", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_keys_are_private_files_and_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let created = Keys::ensure(dir.path()).unwrap();
+        assert_eq!(created.len(), 2);
+        #[cfg(unix)]
+        for p in &created {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", p.display());
+        }
+        let first = Keys::load(dir.path()).unwrap();
+        assert!(Keys::ensure(dir.path()).unwrap().is_empty());
+        let again = Keys::load(dir.path()).unwrap();
+        assert_eq!(first.pseudonym.fingerprint(), again.pseudonym.fingerprint());
+        assert_ne!(first.pseudonym.fingerprint(), first.vault.fingerprint());
+    }
+
+    #[test]
+    fn a_key_file_readable_by_others_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        Keys::ensure(dir.path()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let p = dir.path().join(PSEUDONYM_FILE);
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let err = Keys::load(dir.path()).unwrap_err();
+            assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
+        }
+    }
+
+    #[test]
+    fn settings_files_are_validated_with_the_offending_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tidig.toml");
+        std::fs::write(&p, "country = \"fi\"\n[keys]\ndirr = \"x\"\n").unwrap();
+        let err = Settings::load(Some(&p)).unwrap_err();
+        assert!(format!("{err:#}").contains("dirr"), "{err:#}");
+        std::fs::write(&p, "country = \"xx\"\n").unwrap();
+        let s = Settings::load(Some(&p)).unwrap();
+        assert!(s.country().is_err());
+    }
+}
