@@ -3,7 +3,9 @@
 //! Architecture invariant: this crate takes feature matrices and returns models, scores
 //! and explanations as values; it never reads the store or the network. The training,
 //! explanation and evaluation code arrives with the models issue; until then the crate
-//! holds only the link function the rest of the pipeline agrees on.
+//! holds the feature definitions and the link function the pipeline agrees on.
+
+pub mod features;
 
 /// The logistic function: log-odds to probability.
 pub fn sigmoid(log_odds: f64) -> f64 {
