@@ -54,6 +54,9 @@ pub enum Command {
     Synth(SynthArgs),
     /// Load registry extracts (files or directories; format detected per file).
     Ingest(IngestArgs),
+    /// Point-in-time feature vectors.
+    #[command(subcommand)]
+    Features(FeaturesCommand),
     /// Manage the pseudonym and vault keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -62,6 +65,22 @@ pub enum Command {
     /// Benchmarks (release build).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeaturesCommand {
+    /// Build (or rebuild) the vectors of a feature set as of a date.
+    Build(FeaturesBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FeaturesBuildArgs {
+    /// The as-of date: only events at or before its start (00:00 UTC) count.
+    #[arg(long)]
+    pub as_of: String,
+    /// A feature-set file (TOML); the built-in child-and-family set by default.
+    #[arg(long)]
+    pub set: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -229,6 +248,13 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Features(FeaturesCommand::Build(a)) => {
+            let as_of = parse_date("--as-of", &a.as_of)?;
+            let set = load_feature_set(a.set.as_deref())?;
+            let report = run_features(&cli.db, cli.json, &set, as_of).await?;
+            print_features(&report, cli.json);
+            Ok(())
+        }
         Command::Keys(KeysCommand::Generate) => {
             let created = Keys::ensure(&settings.keys.dir)?;
             let keys = Keys::load(&settings.keys.dir)?;
@@ -267,6 +293,91 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Ingest(a)) => {
             crate::bench::ingest(a, cli.json, &settings).await
         }
+    }
+}
+
+fn parse_date(flag: &str, text: &str) -> Result<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .with_context(|| format!("{flag} `{text}`: expected YYYY-MM-DD"))
+}
+
+/// The feature set in `path`, or the built-in one.
+pub fn load_feature_set(
+    path: Option<&std::path::Path>,
+) -> Result<tidig_models::features::FeatureSet> {
+    Ok(match path {
+        None => tidig_models::features::child_family()?,
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read feature set", p.display()))?;
+            tidig_models::features::parse_feature_set(&p.display().to_string(), &text)?
+        }
+    })
+}
+
+pub async fn run_features(
+    db: &str,
+    json: bool,
+    set: &tidig_models::features::FeatureSet,
+    as_of: NaiveDate,
+) -> Result<crate::features::FeatureReport> {
+    let store = Store::open(db)
+        .await
+        .with_context(|| format!("opening {db}"))?;
+    let bar = progress(json, "{spinner} {msg:12} {pos} events ({per_sec})");
+    let report = crate::features::build(&store, set, as_of, &bar).await;
+    bar.finish_and_clear();
+    store.close().await;
+    report
+}
+
+fn print_features(r: &crate::features::FeatureReport, json: bool) {
+    if json {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        v["ok"] = json!(true);
+        v["peak_rss_mb"] = json!(crate::bench::peak_rss_mb());
+        println!("{v}");
+        return;
+    }
+    println!(
+        "features {} (version {}) as of {}: {} persons x {} features from {} events in {:.2}s",
+        r.feature_set,
+        &r.version[..12],
+        r.as_of,
+        r.persons,
+        r.features,
+        r.events_scanned,
+        r.seconds
+    );
+    let label = if r.label_complete {
+        format!(
+            "{} positive ({:.1}%)",
+            r.label_positive,
+            100.0 * r.label_positive as f64 / r.persons.max(1) as f64
+        )
+    } else {
+        "not yet observable (the horizon reaches past the data)".to_string()
+    };
+    println!("label: {label}");
+    let mut rates: Vec<(&String, &f64)> =
+        r.missing_rate.iter().filter(|(_, m)| **m > 0.0).collect();
+    rates.sort_by(|a, b| b.1.partial_cmp(a.1).unwrap_or(std::cmp::Ordering::Equal));
+    if !rates.is_empty() {
+        let top: Vec<String> = rates
+            .iter()
+            .take(5)
+            .map(|(k, m)| format!("{k} {:.0}%", *m * 100.0))
+            .collect();
+        println!(
+            "most often missing (no such relative in the household, or no event yet): {}",
+            top.join(", ")
+        );
+    }
+    if !r.not_materialised.is_empty() {
+        println!(
+            "declared but never materialised (prohibited): {}",
+            r.not_materialised.join(", ")
+        );
     }
 }
 
@@ -410,6 +521,9 @@ fn print_ingest(r: &IngestReport, json: bool) {
     );
 }
 
+/// The synthetic municipality's reference date, and the as-of date quickstart builds.
+const QUICKSTART_AS_OF: &str = "2026-01-01";
+
 async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartArgs) -> Result<()> {
     let created = Keys::ensure(&settings.keys.dir)?;
     let manifest = a.out.join("manifest.json");
@@ -425,7 +539,7 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
             persons: a.persons,
             seed: a.seed,
             country: settings.country.clone(),
-            reference_date: "2026-01-01".into(),
+            reference_date: QUICKSTART_AS_OF.into(),
             corrupt_rate: 0.0,
             gzip: false,
             social_jsonl: false,
@@ -451,10 +565,13 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
     let store = Store::open(db).await?;
     let counts = store.counts().await?;
     store.close().await;
+    let set = load_feature_set(None)?;
+    let as_of = parse_date("reference date", QUICKSTART_AS_OF)?;
+    let features = run_features(db, json, &set, as_of).await?;
     if json {
         println!(
             "{}",
-            json!({"ok": report.failed_files == 0, "db": db, "keys_created": created, "synth": synth, "ingest": report, "store": counts})
+            json!({"ok": report.failed_files == 0, "db": db, "keys_created": created, "synth": synth, "ingest": report, "store": counts, "features": features})
         );
     } else {
         print_ingest(&report, false);
@@ -462,7 +579,8 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
             "store {db}: {} persons (pseudonymized), {} events, {} residences, {} parent-child relations, {} codes, {} quarantined lines",
             counts.persons, counts.events, counts.residences, counts.relations, counts.codes, counts.quarantine
         );
-        println!("next: features, models, rules and the gRPC service arrive in later releases");
+        print_features(&features, false);
+        println!("next: models, rules and the gRPC service arrive in later releases");
     }
     if report.failed_files > 0 {
         anyhow::bail!("{} file(s) failed to load", report.failed_files);

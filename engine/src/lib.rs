@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod features;
 pub mod ingest;
 pub mod pgtemp;
 pub mod settings;
