@@ -3,7 +3,7 @@
 //! Each measured ingest runs as a child `tidig ingest --json` process so that its peak
 //! memory (VmHWM) is its own and not the generator's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
@@ -48,22 +48,27 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> Result<()> {
-    let dir = a.data.join(format!(
-        "synth-{}-seed{}{}",
-        a.persons,
-        a.seed,
-        if a.gzip { "-gz" } else { "" }
+/// The cached synthetic municipality for a benchmark, generated on first use.
+fn municipality(
+    data: &Path,
+    persons: usize,
+    seed: u64,
+    gzip: bool,
+    json_out: bool,
+) -> Result<PathBuf> {
+    let dir = data.join(format!(
+        "synth-{persons}-seed{seed}{}",
+        if gzip { "-gz" } else { "" }
     ));
     if !dir.join("manifest.json").exists() {
         let args = SynthArgs {
             out: dir.clone(),
-            persons: a.persons,
-            seed: a.seed,
+            persons,
+            seed,
             country: "fi".into(),
             reference_date: "2026-01-01".into(),
             corrupt_rate: 0.0,
-            gzip: a.gzip,
+            gzip,
             social_jsonl: false,
             history_years: 6,
             municipality: "091".into(),
@@ -71,33 +76,58 @@ pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> 
         };
         run_synth(&synth_config(&args)?, json_out)?;
     }
+    Ok(dir)
+}
+
+/// The backends to measure: SQLite in `work`, and PostgreSQL when asked for or available.
+async fn backends(
+    work: &Path,
+    postgres: Option<&str>,
+    no_postgres: bool,
+) -> Result<(
+    Vec<(&'static str, String)>,
+    Option<TempPostgres>,
+    Option<String>,
+)> {
+    let mut out = vec![(
+        "sqlite",
+        format!("sqlite://{}", work.join("bench.db").display()),
+    )];
+    if no_postgres {
+        return Ok((out, None, Some("--no-postgres".into())));
+    }
+    if let Some(u) = postgres {
+        out.push(("postgres", u.to_string()));
+        return Ok((out, None, None));
+    }
+    match TempPostgres::start(false)? {
+        Some(pg) => {
+            out.push(("postgres", pg.create_database("tidig_bench").await?));
+            Ok((out, Some(pg), None))
+        }
+        None => Ok((
+            out,
+            None,
+            Some("no PostgreSQL server binaries found and no --postgres URL".into()),
+        )),
+    }
+}
+
+pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> Result<()> {
+    let dir = municipality(&a.data, a.persons, a.seed, a.gzip, json_out)?;
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json"))?)?;
     let fhir = manifest["report"]["fhir_resources"].as_u64().unwrap_or(0);
     Keys::ensure(&settings.keys.dir)?;
     let work = tempfile::tempdir()?;
     let mut results = Vec::new();
-
-    let sqlite_url = format!("sqlite://{}", work.path().join("bench.db").display());
-    results.push(run_child("sqlite", &sqlite_url, &dir, fhir)?);
-
-    let _cluster;
-    let pg_url = match (&a.postgres, a.no_postgres) {
-        (_, true) => None,
-        (Some(u), false) => Some(u.clone()),
-        (None, false) => match TempPostgres::start(false)? {
-            Some(pg) => {
-                let url = pg.create_database("tidig_bench").await?;
-                _cluster = pg;
-                Some(url)
-            }
-            None => None,
-        },
-    };
-    match &pg_url {
-        Some(url) => results.push(run_child("postgres", url, &dir, fhir)?),
-        None if a.no_postgres => results.push(json!({"backend": "postgres", "skipped": "--no-postgres"})),
-        None => results.push(json!({"backend": "postgres", "skipped": "no PostgreSQL server binaries found and no --postgres URL"})),
+    let (targets, _cluster, skipped) =
+        backends(work.path(), a.postgres.as_deref(), a.no_postgres).await?;
+    for (backend, url) in &targets {
+        results.push(run_child(backend, url, &dir, fhir)?);
+    }
+    if let Some(why) = skipped {
+        results.push(json!({"backend": "postgres", "skipped": why}));
     }
     let out = json!({
         "ok": true,
@@ -137,23 +167,29 @@ pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> 
     Ok(())
 }
 
-fn run_child(backend: &str, url: &str, dir: &std::path::Path, fhir: u64) -> Result<Value> {
+/// Runs `tidig --json --db URL ARGS…` as a child and returns its report.
+fn child(backend: &str, url: &str, args: &[&std::ffi::OsStr]) -> Result<Value> {
     let exe = std::env::current_exe()?;
     let output = Command::new(exe)
-        .args(["--json", "--db", url, "ingest"])
-        .arg(dir)
+        .args(["--json", "--db", url])
+        .args(args)
         .output()
-        .context("running the ingest child")?;
+        .context("running the benchmark child")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let v: Value = serde_json::from_str(stdout.trim()).with_context(|| {
         format!(
-            "ingest child printed no report: {}",
+            "child printed no report: {}",
             String::from_utf8_lossy(&output.stderr)
         )
     })?;
     if !output.status.success() {
-        bail!("ingest into {backend} failed: {}", v["error"]);
+        bail!("{backend}: {}", v["error"]);
     }
+    Ok(v)
+}
+
+fn run_child(backend: &str, url: &str, dir: &Path, fhir: u64) -> Result<Value> {
+    let v = child(backend, url, &["ingest".as_ref(), dir.as_os_str()])?;
     // Only the FHIR files count for the FHIR rate: time spent in those files.
     let fhir_secs: f64 = v["files"]
         .as_array()
@@ -176,4 +212,85 @@ fn run_child(backend: &str, url: &str, dir: &std::path::Path, fhir: u64) -> Resu
         "fhir_resources_per_second": if fhir_secs > 0.0 { fhir as f64 / fhir_secs } else { 0.0 },
         "peak_rss_mb": v["peak_rss_mb"],
     }))
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFeaturesArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub persons: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value = "target/bench-data")]
+    pub data: PathBuf,
+    /// The as-of date of the build.
+    #[arg(long, default_value = "2025-01-01")]
+    pub as_of: String,
+    #[arg(long)]
+    pub postgres: Option<String>,
+    #[arg(long)]
+    pub no_postgres: bool,
+}
+
+/// Ingests the cached municipality into each backend (not timed), then times one
+/// `features build` of the default set per backend, as a child process.
+pub async fn features(a: BenchFeaturesArgs, json_out: bool, settings: &Settings) -> Result<()> {
+    let dir = municipality(&a.data, a.persons, a.seed, false, json_out)?;
+    Keys::ensure(&settings.keys.dir)?;
+    let work = tempfile::tempdir()?;
+    let (targets, _cluster, skipped) =
+        backends(work.path(), a.postgres.as_deref(), a.no_postgres).await?;
+    let mut results = Vec::new();
+    for (backend, url) in &targets {
+        child(backend, url, &["ingest".as_ref(), dir.as_os_str()])?;
+        let v = child(
+            backend,
+            url,
+            &[
+                "features".as_ref(),
+                "build".as_ref(),
+                "--as-of".as_ref(),
+                a.as_of.as_ref(),
+            ],
+        )?;
+        results.push(json!({
+            "backend": backend,
+            "seconds": v["seconds"],
+            "persons": v["persons"],
+            "features": v["features"],
+            "events_scanned": v["events_scanned"],
+            "peak_rss_mb": v["peak_rss_mb"],
+        }));
+    }
+    if let Some(why) = skipped {
+        results.push(json!({"backend": "postgres", "skipped": why}));
+    }
+    let out = json!({"ok": true, "persons": a.persons, "as_of": a.as_of, "results": results});
+    if json_out {
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "feature build benchmark: {}-person municipality, as of {}",
+        a.persons, a.as_of
+    );
+    for r in out["results"].as_array().into_iter().flatten() {
+        if let Some(s) = r.get("skipped") {
+            println!(
+                "  {:<9} skipped: {}",
+                r["backend"].as_str().unwrap_or(""),
+                s
+            );
+            continue;
+        }
+        println!(
+            "  {:<9} {:>7.2} s  {} persons x {} features  {} events scanned  peak RSS {:>6.1} MiB",
+            r["backend"].as_str().unwrap_or(""),
+            r["seconds"].as_f64().unwrap_or(0.0),
+            r["persons"],
+            r["features"],
+            r["events_scanned"],
+            r["peak_rss_mb"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(())
 }

@@ -93,6 +93,8 @@ pub enum KeysCommand {
 pub enum BenchCommand {
     /// End-to-end ingest of a synthetic municipality into SQLite and PostgreSQL.
     Ingest(crate::bench::BenchIngestArgs),
+    /// One feature build of the default set on an ingested municipality.
+    Features(crate::bench::BenchFeaturesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +294,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(BenchCommand::Ingest(a)) => {
             crate::bench::ingest(a, cli.json, &settings).await
+        }
+        Command::Bench(BenchCommand::Features(a)) => {
+            crate::bench::features(a, cli.json, &settings).await
         }
     }
 }

@@ -186,3 +186,32 @@ fn json_output_is_one_object_and_progress_stays_off_stdout() {
     );
     assert!(!String::from_utf8_lossy(&c.stdout).contains("308U"));
 }
+
+#[test]
+fn an_invalid_feature_set_is_rejected_with_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = tidig_models::features::CHILD_FAMILY;
+    let bad = good.replacen("aggregation = \"count\"", "aggregation = \"median\"", 1);
+    let line = bad[..bad.find("\"median\"").unwrap()].matches('\n').count() + 1;
+    std::fs::write(d.join("bad.toml"), bad).unwrap();
+    let out = tidig(
+        d,
+        &[
+            "features",
+            "build",
+            "--as-of",
+            "2024-01-01",
+            "--set",
+            "bad.toml",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("bad.toml:{line}: `aggregation`")),
+        "{err}"
+    );
+    assert!(err.contains("`median` is not one of"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
