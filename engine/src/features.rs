@@ -375,7 +375,7 @@ pub async fn build(
         let mut consume = |row: Row| {
             let (pid, kind, code, detail, status, start, end, value) = row;
             scanned += 1;
-            if scanned % 65_536 == 0 {
+            if scanned.is_multiple_of(65_536) {
                 bar.inc(65_536);
             }
             if start > cutoff {
