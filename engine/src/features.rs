@@ -16,6 +16,7 @@ use chrono::NaiveDate;
 use futures_util::TryStreamExt;
 use serde::Serialize;
 use tidig_connectors::edge::days;
+use tidig_connectors::record::Relation;
 use tidig_models::features::{
     Aggregation, CodePattern, FeatureDef, FeatureSet, StatusFilter, Subject,
 };
@@ -43,14 +44,77 @@ pub struct FeatureReport {
     pub not_materialised: Vec<String>,
 }
 
-/// Per-person aggregate of one event base.
-#[derive(Clone, Copy, Debug, Default)]
+/// Per-person aggregate of one event base, kept small: there is one per person and base
+/// the person's roles need.
+#[derive(Clone, Copy, Debug)]
 struct Agg {
-    count: u32,
     sum: f64,
-    last_time: Option<i64>,
-    last_value: Option<f64>,
-    duration_secs: i64,
+    /// Value of the most recent event; NaN when it had none.
+    last_value: f64,
+    /// Start of the most recent event; `i64::MIN` when there was none.
+    last_time: i64,
+    count: u32,
+    duration_minutes: u32,
+}
+
+impl Default for Agg {
+    fn default() -> Agg {
+        Agg {
+            sum: 0.0,
+            last_value: f64::NAN,
+            last_time: i64::MIN,
+            count: 0,
+            duration_minutes: 0,
+        }
+    }
+}
+
+impl Agg {
+    fn last(&self) -> Option<(i64, Option<f64>)> {
+        (self.last_time != i64::MIN).then_some((
+            self.last_time,
+            Some(self.last_value).filter(|v| !v.is_nan()),
+        ))
+    }
+}
+
+/// The role bit of a subject kind: which relation makes a person's events matter.
+fn role_bit(s: Subject) -> u8 {
+    match s {
+        Subject::Person => 1,
+        Subject::Mother => 2,
+        Subject::Father => 4,
+        Subject::Guardian => 8,
+        Subject::AnyParent => 16,
+        Subject::Sibling => 32,
+    }
+}
+
+/// For each combination of roles, which base goes to which slot of a person's aggregates.
+struct Slots {
+    need: Vec<u8>,
+    maps: HashMap<u8, Vec<Option<u16>>>,
+}
+
+impl Slots {
+    fn map(&mut self, roles: u8) -> &[Option<u16>] {
+        let need = &self.need;
+        self.maps.entry(roles).or_insert_with(|| {
+            let mut next = 0u16;
+            need.iter()
+                .map(|n| {
+                    (n & roles != 0).then(|| {
+                        next += 1;
+                        next - 1
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn len(&mut self, roles: u8) -> usize {
+        self.map(roles).iter().flatten().count()
+    }
 }
 
 /// A distinct event filter + window; several features (for different subjects) share one.
@@ -95,16 +159,33 @@ fn age_on(birth: i32, d: i32) -> Option<f64> {
 /// Everything about the population on the as-of date that features need.
 struct World {
     persons: HashMap<i64, PersonInfo>,
-    /// person → (household key, municipality) of the residence valid on the date.
-    residence: HashMap<i64, (Option<i64>, String)>,
+    /// person → (household key, municipality index) of the residence valid on the date.
+    residence: HashMap<i64, (Option<i64>, u32)>,
+    /// Municipality codes, interned.
+    municipalities: Vec<String>,
     /// child → [(parent, relation)] valid on the date.
-    parents: HashMap<i64, Vec<(i64, String)>>,
+    parents: HashMap<i64, Vec<(i64, Relation)>>,
     /// parent → children (mother/father relations valid on the date).
     children: HashMap<i64, Vec<i64>>,
     household_size: HashMap<i64, u32>,
-    protected: HashMap<i64, BTreeMap<String, String>>,
     /// person → residence start days (for moves).
     moves: HashMap<i64, Vec<i32>>,
+}
+
+/// Streams the rows of a query through `$body`, on either backend, without holding them.
+macro_rules! for_each_row {
+    ($store:expr, $ty:ty, $sql:expr, [$($bind:expr),*], |$row:pat_param| $body:block) => {
+        match $store {
+            Store::Sqlite(p) => {
+                let mut rows = sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch(p);
+                while let Some($row) = rows.try_next().await? $body
+            }
+            Store::Postgres(p) => {
+                let mut rows = sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch(p);
+                while let Some($row) = rows.try_next().await? $body
+            }
+        }
+    };
 }
 
 macro_rules! fetch_all {
@@ -120,88 +201,88 @@ impl World {
     async fn load(store: &Store, d: i32, moves_window: i32) -> Result<World> {
         let d64 = d as i64;
         let mut persons = HashMap::new();
-        for (id, birth, death) in fetch_all!(
+        for_each_row!(
             store,
             (i64, Option<i64>, Option<i64>),
-            "SELECT id, birth_date, death_date FROM persons"
-        ) {
-            persons.insert(
-                id,
-                PersonInfo {
-                    birth: birth.map(|b| b as i32),
-                    death: death.map(|x| x as i32),
-                },
-            );
-        }
+            "SELECT id, birth_date, death_date FROM persons",
+            [],
+            |(id, birth, death)| {
+                persons.insert(
+                    id,
+                    PersonInfo {
+                        birth: birth.map(|b| b as i32),
+                        death: death.map(|x| x as i32),
+                    },
+                );
+            }
+        );
         let alive = |id: &i64| {
             persons
                 .get(id)
                 .is_some_and(|p| p.birth.is_none_or(|b| b <= d) && p.death.is_none_or(|x| x > d))
         };
         let mut residence = HashMap::new();
-        for (pid, hh, municipality) in fetch_all!(
+        let mut municipalities: Vec<String> = Vec::new();
+        for_each_row!(
             store,
             (i64, Option<i64>, String),
             "SELECT person_id, household_key, municipality FROM residences \
              WHERE valid_from <= $1 AND (valid_to IS NULL OR valid_to > $1) \
              ORDER BY person_id, valid_from, record_key",
-            d64
-        ) {
-            if alive(&pid) {
-                residence.insert(pid, (hh, municipality));
+            [d64],
+            |(pid, hh, municipality)| {
+                if alive(&pid) {
+                    let m = match municipalities.iter().position(|x| *x == municipality) {
+                        Some(i) => i,
+                        None => {
+                            municipalities.push(municipality);
+                            municipalities.len() - 1
+                        }
+                    };
+                    residence.insert(pid, (hh, m as u32));
+                }
             }
-        }
+        );
         let mut household_size: HashMap<i64, u32> = HashMap::new();
         for (hh, _) in residence.values() {
             if let Some(hh) = hh {
                 *household_size.entry(*hh).or_default() += 1;
             }
         }
-        let mut parents: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
+        let mut parents: HashMap<i64, Vec<(i64, Relation)>> = HashMap::new();
         let mut children: HashMap<i64, Vec<i64>> = HashMap::new();
-        for (child, parent, relation) in fetch_all!(
+        for_each_row!(
             store,
             (i64, i64, String),
             "SELECT child_id, parent_id, relation FROM relations \
              WHERE (valid_from IS NULL OR valid_from <= $1) AND (valid_to IS NULL OR valid_to > $1) \
              ORDER BY child_id, parent_id, relation",
-            d64
-        ) {
-            if relation != "guardian" {
-                children.entry(parent).or_default().push(child);
+            [d64],
+            |(child, parent, relation)| {
+                let Some(relation) = Relation::parse(&relation) else { continue };
+                if relation != Relation::Guardian {
+                    children.entry(parent).or_default().push(child);
+                }
+                parents.entry(child).or_default().push((parent, relation));
             }
-            parents.entry(child).or_default().push((parent, relation));
-        }
-        let mut protected: HashMap<i64, BTreeMap<String, String>> = HashMap::new();
-        for (pid, attribute, value) in fetch_all!(
-            store,
-            (i64, String, String),
-            "SELECT person_id, attribute, value FROM protected_attributes"
-        ) {
-            protected.entry(pid).or_default().insert(attribute, value);
-        }
-        for (pid, sex) in fetch_all!(store, (i64, Option<String>), "SELECT id, sex FROM persons") {
-            if let Some(sex) = sex {
-                protected.entry(pid).or_default().insert("sex".into(), sex);
-            }
-        }
+        );
         let mut moves: HashMap<i64, Vec<i32>> = HashMap::new();
-        for (pid, from) in fetch_all!(
+        for_each_row!(
             store,
             (i64, i64),
             "SELECT person_id, valid_from FROM residences WHERE valid_from > $1 AND valid_from <= $2",
-            (d - moves_window) as i64,
-            d64
-        ) {
-            moves.entry(pid).or_default().push(from as i32);
-        }
+            [(d - moves_window) as i64, d64],
+            |(pid, from)| {
+                moves.entry(pid).or_default().push(from as i32);
+            }
+        );
         Ok(World {
             persons,
             residence,
+            municipalities,
             parents,
             children,
             household_size,
-            protected,
             moves,
         })
     }
@@ -214,15 +295,55 @@ impl World {
         matches!((self.household(a), self.household(b)), (Some(x), Some(y)) if x == y)
     }
 
+    /// The protected attributes of the cohort (and sex from the persons table).
+    async fn protected(
+        &self,
+        store: &Store,
+        cohort: &HashSet<i64>,
+    ) -> Result<HashMap<i64, BTreeMap<String, String>>> {
+        let mut out: HashMap<i64, BTreeMap<String, String>> = HashMap::new();
+        for_each_row!(
+            store,
+            (i64, String, String),
+            "SELECT person_id, attribute, value FROM protected_attributes",
+            [],
+            |(pid, attribute, value)| {
+                if cohort.contains(&pid) {
+                    out.entry(pid).or_default().insert(attribute, value);
+                }
+            }
+        );
+        for_each_row!(
+            store,
+            (i64, Option<String>),
+            "SELECT id, sex FROM persons",
+            [],
+            |(pid, sex)| {
+                if let (true, Some(sex)) = (cohort.contains(&pid), sex) {
+                    out.entry(pid).or_default().insert("sex".into(), sex);
+                }
+            }
+        );
+        for &c in cohort {
+            if let Some((_, m)) = self.residence.get(&c) {
+                let name = self.municipalities[*m as usize].clone();
+                out.entry(c)
+                    .or_default()
+                    .insert("municipality".into(), name);
+            }
+        }
+        Ok(out)
+    }
+
     /// The persons a subject names for `c`, as of the date (co-resident and alive).
     fn subjects(&self, c: i64, subject: Subject) -> Vec<i64> {
-        let parents = |want: &[&str]| -> Vec<i64> {
+        let parents = |want: &[Relation]| -> Vec<i64> {
             let mut v: Vec<i64> = self
                 .parents
                 .get(&c)
                 .into_iter()
                 .flatten()
-                .filter(|(p, r)| want.contains(&r.as_str()) && self.co_resident(c, *p))
+                .filter(|(p, r)| want.contains(r) && self.co_resident(c, *p))
                 .map(|(p, _)| *p)
                 .collect();
             v.sort_unstable();
@@ -231,17 +352,19 @@ impl World {
         };
         match subject {
             Subject::Person => vec![c],
-            Subject::Mother => parents(&["mother"]),
-            Subject::Father => parents(&["father"]),
-            Subject::Guardian => parents(&["guardian"]),
-            Subject::AnyParent => parents(&["mother", "father", "guardian"]),
+            Subject::Mother => parents(&[Relation::Mother]),
+            Subject::Father => parents(&[Relation::Father]),
+            Subject::Guardian => parents(&[Relation::Guardian]),
+            Subject::AnyParent => {
+                parents(&[Relation::Mother, Relation::Father, Relation::Guardian])
+            }
             Subject::Sibling => {
                 let mut v: Vec<i64> = self
                     .parents
                     .get(&c)
                     .into_iter()
                     .flatten()
-                    .filter(|(_, r)| r != "guardian")
+                    .filter(|(_, r)| *r != Relation::Guardian)
                     .flat_map(|(p, _)| self.children.get(p).into_iter().flatten().copied())
                     .filter(|s| *s != c && self.co_resident(c, *s))
                     .collect();
@@ -293,22 +416,19 @@ pub async fn build(
         .collect();
     cohort.sort_unstable();
 
-    // Subjects per cohort member and feature subject kind.
-    let subject_kinds = [
-        Subject::Person,
-        Subject::Mother,
-        Subject::Father,
-        Subject::Guardian,
-        Subject::AnyParent,
-        Subject::Sibling,
-    ];
-    let mut subjects: HashMap<(i64, Subject), Vec<i64>> = HashMap::new();
-    let mut relevant: HashSet<i64> = HashSet::new();
+    // Who matters, and in which roles: the cohort itself and its relatives.
+    let used: Vec<Subject> = {
+        let mut v: Vec<Subject> = numeric.iter().map(|f| f.subject).collect();
+        v.sort_by_key(|s| role_bit(*s));
+        v.dedup();
+        v
+    };
+    let mut roles: HashMap<i64, u8> = HashMap::new();
     for &c in &cohort {
-        for s in subject_kinds {
-            let list = world.subjects(c, s);
-            relevant.extend(list.iter().copied());
-            subjects.insert((c, s), list);
+        for &s in &used {
+            for p in world.subjects(c, s) {
+                *roles.entry(p).or_default() |= role_bit(s);
+            }
         }
     }
 
@@ -344,6 +464,16 @@ pub async fn build(
         };
         feature_base.push(Some(idx));
     }
+    let mut need = vec![0u8; bases.len()];
+    for (f, b) in numeric.iter().zip(&feature_base) {
+        if let Some(b) = b {
+            need[*b] |= role_bit(f.subject);
+        }
+    }
+    let mut slots = Slots {
+        need,
+        maps: HashMap::new(),
+    };
     let mut by_kind: HashMap<i64, Vec<usize>> = HashMap::new();
     for (i, b) in bases.iter().enumerate() {
         by_kind.entry(b.kind).or_default().push(i);
@@ -355,7 +485,7 @@ pub async fn build(
 
     // One pass over the events that can matter.
     bar.set_message("events");
-    let mut aggs: HashMap<i64, Vec<Agg>> = HashMap::new();
+    let mut aggs: HashMap<i64, Box<[Agg]>> = HashMap::new();
     let mut label_hit: HashSet<i64> = HashSet::new();
     let mut scanned = 0u64;
     let sql = "SELECT person_id, kind, code_id, detail_id, status, start_time, end_time, value \
@@ -387,9 +517,9 @@ pub async fn build(
                 }
                 return;
             }
-            if !relevant.contains(&pid) {
+            let Some(&role) = roles.get(&pid) else {
                 return;
-            }
+            };
             let Some(candidates) = by_kind.get(&kind) else {
                 return;
             };
@@ -404,23 +534,25 @@ pub async fn build(
                 {
                     continue;
                 }
+                let Some(slot) = slots.map(role)[bi] else {
+                    continue;
+                };
+                let len = slots.len(role);
                 let a = &mut aggs
                     .entry(pid)
-                    .or_insert_with(|| vec![Agg::default(); bases.len()])[bi];
+                    .or_insert_with(|| vec![Agg::default(); len].into_boxed_slice())
+                    [slot as usize];
                 a.count += 1;
                 a.sum += value.unwrap_or(0.0);
-                let newer = match a.last_time {
-                    None => true,
-                    Some(t) => start > t || (start == t && value > a.last_value),
-                };
-                if newer {
-                    a.last_time = Some(start);
-                    a.last_value = value;
+                let v = value.unwrap_or(f64::NAN);
+                if start > a.last_time || (start == a.last_time && v > a.last_value) {
+                    a.last_time = start;
+                    a.last_value = v;
                 }
                 if let Some(end) = end {
                     let from = start.max(cutoff - b.window_secs);
                     let to = end.min(cutoff);
-                    a.duration_secs += (to - from).max(0);
+                    a.duration_minutes += ((to - from).max(0) / 60) as u32;
                 }
             }
         };
@@ -455,13 +587,29 @@ pub async fn build(
 
     // Vectors.
     bar.set_message("vectors");
+    let protected = world.protected(store, &cohort_set).await?;
     let mut missing = vec![0u64; numeric.len()];
     let mut rows: Vec<(i64, String, String, Option<f64>)> = Vec::with_capacity(cohort.len());
     for &c in &cohort {
         let mut vals = Vec::with_capacity(numeric.len());
+        let mut subjects: HashMap<Subject, Vec<i64>> = HashMap::new();
         for (i, f) in numeric.iter().enumerate() {
-            let subj = &subjects[&(c, f.subject)];
-            let v = value(f, feature_base[i], subj, c, d, cutoff, &world, &aggs);
+            let subj = subjects
+                .entry(f.subject)
+                .or_insert_with(|| world.subjects(c, f.subject));
+            let parts: Vec<Agg> = match feature_base[i] {
+                None => Vec::new(),
+                Some(bi) => subj
+                    .iter()
+                    .map(|p| {
+                        let role = roles.get(p).copied().unwrap_or(0);
+                        let slot = slots.map(role)[bi];
+                        slot.and_then(|s| aggs.get(p).map(|a| a[s as usize]))
+                            .unwrap_or_default()
+                    })
+                    .collect(),
+            };
+            let v = value(f, subj, &parts, c, d, cutoff, &world);
             if v.is_none() {
                 missing[i] += 1;
             }
@@ -470,12 +618,10 @@ pub async fn build(
         let mut prot = BTreeMap::new();
         for f in set.protected() {
             let attr = f.attribute.as_deref().unwrap_or("");
-            let v = if attr == "municipality" {
-                world.residence.get(&c).map(|(_, m)| m.clone())
-            } else {
-                world.protected.get(&c).and_then(|m| m.get(attr)).cloned()
-            };
-            prot.insert(f.id.clone(), v);
+            prot.insert(
+                f.id.clone(),
+                protected.get(&c).and_then(|m| m.get(attr)).cloned(),
+            );
         }
         let label = label_complete.then(|| if label_hit.contains(&c) { 1.0 } else { 0.0 });
         rows.push((
@@ -485,6 +631,7 @@ pub async fn build(
             label,
         ));
     }
+    drop(aggs);
 
     bar.set_message("writing");
     write(store, set, &version, d, &rows, label_complete).await?;
@@ -515,16 +662,15 @@ pub async fn build(
     Ok(report)
 }
 
-#[expect(clippy::too_many_arguments, reason = "one feature value's inputs")]
+/// One feature's value for cohort member `c`, from the aggregates of its subjects.
 fn value(
     f: &FeatureDef,
-    base: Option<usize>,
     subj: &[i64],
+    parts: &[Agg],
     c: i64,
     d: i32,
     cutoff: i64,
     world: &World,
-    aggs: &HashMap<i64, Vec<Agg>>,
 ) -> Option<f64> {
     match f.aggregation {
         Aggregation::Age => {
@@ -555,29 +701,20 @@ fn value(
             if subj.is_empty() {
                 return None;
             }
-            let bi = base?;
-            let empty = Agg::default();
-            let parts: Vec<&Agg> = subj
-                .iter()
-                .map(|p| aggs.get(p).map_or(&empty, |v| &v[bi]))
-                .collect();
             let count: u32 = parts.iter().map(|a| a.count).sum();
-            let last = parts
-                .iter()
-                .filter_map(|a| a.last_time.map(|t| (t, a.last_value)))
-                .max_by(|x, y| {
-                    x.0.cmp(&y.0)
-                        .then(x.1.partial_cmp(&y.1).unwrap_or(std::cmp::Ordering::Equal))
-                });
+            let last = parts.iter().filter_map(Agg::last).max_by(|x, y| {
+                x.0.cmp(&y.0)
+                    .then(x.1.partial_cmp(&y.1).unwrap_or(std::cmp::Ordering::Equal))
+            });
             match f.aggregation {
                 Aggregation::Count => Some(count as f64),
                 Aggregation::Exists => Some((count > 0) as u8 as f64),
                 Aggregation::Sum => Some(parts.iter().map(|a| a.sum).sum()),
                 Aggregation::Latest => last.and_then(|(_, v)| v),
                 Aggregation::DaysSinceLast => last.map(|(t, _)| ((cutoff - t) / 86_400) as f64),
-                Aggregation::Duration => {
-                    Some((parts.iter().map(|a| a.duration_secs).sum::<i64>() / 86_400) as f64)
-                }
+                Aggregation::Duration => Some(
+                    (parts.iter().map(|a| a.duration_minutes as u64).sum::<u64>() / 1_440) as f64,
+                ),
                 _ => None,
             }
         }
