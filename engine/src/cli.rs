@@ -528,6 +528,8 @@ fn print_ingest(r: &IngestReport, json: bool) {
 
 /// The synthetic municipality's reference date, and the as-of date quickstart builds.
 const QUICKSTART_AS_OF: &str = "2026-01-01";
+/// A training snapshot a year earlier, whose label horizon the synthetic history covers.
+const QUICKSTART_SNAPSHOT: &str = "2025-01-01";
 
 async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartArgs) -> Result<()> {
     let created = Keys::ensure(&settings.keys.dir)?;
@@ -571,8 +573,11 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
     let counts = store.counts().await?;
     store.close().await;
     let set = load_feature_set(None)?;
-    let as_of = parse_date("reference date", QUICKSTART_AS_OF)?;
-    let features = run_features(db, json, &set, as_of).await?;
+    let mut features = Vec::new();
+    for date in [QUICKSTART_SNAPSHOT, QUICKSTART_AS_OF] {
+        let as_of = parse_date("as-of date", date)?;
+        features.push(run_features(db, json, &set, as_of).await?);
+    }
     if json {
         println!(
             "{}",
@@ -584,7 +589,9 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
             "store {db}: {} persons (pseudonymized), {} events, {} residences, {} parent-child relations, {} codes, {} quarantined lines",
             counts.persons, counts.events, counts.residences, counts.relations, counts.codes, counts.quarantine
         );
-        print_features(&features, false);
+        for f in &features {
+            print_features(f, false);
+        }
         println!("next: models, rules and the gRPC service arrive in later releases");
     }
     if report.failed_files > 0 {
