@@ -6,6 +6,7 @@
 //! holds the feature definitions and the link function the pipeline agrees on.
 
 pub mod features;
+pub mod logistic;
 
 /// The logistic function: log-odds to probability.
 pub fn sigmoid(log_odds: f64) -> f64 {
