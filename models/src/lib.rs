@@ -5,8 +5,10 @@
 //! explanation and evaluation code arrives with the models issue; until then the crate
 //! holds the feature definitions and the link function the pipeline agrees on.
 
+pub mod fairness;
 pub mod features;
 pub mod logistic;
+pub mod metrics;
 
 /// The logistic function: log-odds to probability.
 pub fn sigmoid(log_odds: f64) -> f64 {
