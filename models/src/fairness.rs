@@ -41,7 +41,7 @@ fn ratio(v: &[f64]) -> Option<f64> {
 fn diff(v: &[f64]) -> Option<f64> {
     let max = v.iter().copied().fold(f64::NAN, f64::max);
     let min = v.iter().copied().fold(f64::NAN, f64::min);
-    (v.len() >= 2).then(|| max - min)
+    (v.len() >= 2).then_some(max - min)
 }
 
 /// Metrics of `flags` (the decisions) against `labels` for each value of `groups`.

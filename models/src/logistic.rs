@@ -219,10 +219,10 @@ mod tests {
             assert!((crate::sigmoid(e.logit) - e.probability).abs() < 1e-12);
             // Reference: SHAP for a linear model on raw inputs is
             // beta_i * (raw_i - raw_mean_i) with beta_i = w_i / scale_i.
-            for j in 0..3 {
+            for (j, raw) in row.iter().enumerate() {
                 let beta = m.weights[j] / m.scaler.scales[j];
                 let raw_mean = m.scaler.means[j] + m.background[j] * m.scaler.scales[j];
-                let reference = beta * (row[j].unwrap() - raw_mean);
+                let reference = beta * (raw.unwrap() - raw_mean);
                 assert!((reference - e.contributions[j]).abs() < 1e-9);
             }
         }
