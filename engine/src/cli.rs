@@ -57,6 +57,11 @@ pub enum Command {
     /// Point-in-time feature vectors.
     #[command(subcommand)]
     Features(FeaturesCommand),
+    /// Train, evaluate and register a model on time-split snapshots.
+    Train(TrainArgs),
+    /// The model registry.
+    #[command(subcommand)]
+    Models(ModelsCommand),
     /// Manage the pseudonym and vault keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -81,6 +86,36 @@ pub struct FeaturesBuildArgs {
     /// A feature-set file (TOML); the built-in child-and-family set by default.
     #[arg(long)]
     pub set: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Labels up to this date are used: holdout one horizon before, training before that.
+    #[arg(long)]
+    pub as_of: String,
+    /// Model family.
+    #[arg(long, default_value = "logistic")]
+    pub model: String,
+    /// Share of the cohort the units can act on (flags at capacity).
+    #[arg(long, default_value_t = 0.05)]
+    pub capacity: f64,
+    /// A feature-set file; the built-in child-and-family set by default.
+    #[arg(long)]
+    pub set: Option<PathBuf>,
+    /// Where the model card (Markdown and JSON) is written.
+    #[arg(long, default_value = "model-cards")]
+    pub cards: PathBuf,
+    /// Who trains (recorded in the registry); defaults to $USER.
+    #[arg(long, env = "USER", default_value = "unknown")]
+    pub by: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every registered model with its state.
+    List,
+    /// One model's artifact (id or unique prefix).
+    Show { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -257,6 +292,67 @@ async fn run(cli: Cli) -> Result<()> {
             print_features(&report, cli.json);
             Ok(())
         }
+        Command::Train(a) => {
+            if a.model != "logistic" {
+                anyhow::bail!("--model `{}`: only `logistic` is available", a.model);
+            }
+            if !(0.0..=1.0).contains(&a.capacity) || a.capacity == 0.0 {
+                anyhow::bail!(
+                    "--capacity {}: expected a share between 0 and 1",
+                    a.capacity
+                );
+            }
+            let as_of = parse_date("--as-of", &a.as_of)?;
+            let set = load_feature_set(a.set.as_deref())?;
+            let report = run_train(&cli.db, &set, as_of, a.capacity, &a.by, &a.cards).await?;
+            print_train(&report, cli.json);
+            Ok(())
+        }
+        Command::Models(ModelsCommand::List) => {
+            let store = Store::open(&cli.db)
+                .await
+                .with_context(|| format!("opening {}", cli.db))?;
+            let rows = crate::train::list(&store).await?;
+            store.close().await;
+            if cli.json {
+                println!("{}", json!({"ok": true, "models": rows}));
+            } else {
+                for r in rows {
+                    println!(
+                        "{}  {:<9} {:<8} gate {}  {} by {}",
+                        &r.id[..16],
+                        r.kind,
+                        r.state,
+                        if r.gate_passed == 1 {
+                            "passed"
+                        } else {
+                            "FAILED"
+                        },
+                        r.created_at,
+                        r.created_by
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Models(ModelsCommand::Show { id }) => {
+            let store = Store::open(&cli.db)
+                .await
+                .with_context(|| format!("opening {}", cli.db))?;
+            let (row, artifact) = crate::train::show(&store, &id).await?;
+            store.close().await;
+            if cli.json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "model": row, "artifact": artifact})
+                );
+            } else {
+                let set = load_feature_set(None)?;
+                println!("{} ({}, {})\n", row.id, row.state, row.created_at);
+                println!("{}", crate::train::card(&row.id, &artifact, &set));
+            }
+            Ok(())
+        }
         Command::Keys(KeysCommand::Generate) => {
             let created = Keys::ensure(&settings.keys.dir)?;
             let keys = Keys::load(&settings.keys.dir)?;
@@ -382,6 +478,83 @@ fn print_features(r: &crate::features::FeatureReport, json: bool) {
         println!(
             "declared but never materialised (prohibited): {}",
             r.not_materialised.join(", ")
+        );
+    }
+}
+
+pub async fn run_train(
+    db: &str,
+    set: &tidig_models::features::FeatureSet,
+    as_of: NaiveDate,
+    capacity: f64,
+    by: &str,
+    cards: &std::path::Path,
+) -> Result<crate::train::TrainReport> {
+    let store = Store::open(db)
+        .await
+        .with_context(|| format!("opening {db}"))?;
+    let gate = crate::train::Gate::default();
+    let report = crate::train::train(&store, set, as_of, capacity, &gate, by).await;
+    store.close().await;
+    let report = report?;
+    std::fs::create_dir_all(cards)
+        .with_context(|| format!("{}: cannot create", cards.display()))?;
+    let stem = cards.join(&report.model_id[..16]);
+    std::fs::write(
+        stem.with_extension("md"),
+        crate::train::card(&report.model_id, &report.artifact, set),
+    )?;
+    std::fs::write(
+        stem.with_extension("json"),
+        serde_json::to_string_pretty(&report.artifact)?,
+    )?;
+    Ok(report)
+}
+
+fn print_train(r: &crate::train::TrainReport, json: bool) {
+    let e = &r.artifact.evaluation;
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "model_id": r.model_id, "state": r.state, "seconds": r.seconds,
+                   "auc": e.auc, "pr_auc": e.pr_auc, "brier": e.brier, "log_loss": e.log_loss,
+                   "precision_at_capacity": e.precision_at_capacity, "recall_at_capacity": e.recall_at_capacity,
+                   "gate_passed": r.artifact.gate_passed, "gate_failures": r.artifact.gate_failures,
+                   "cohort": r.artifact.cohort, "alpha": r.artifact.model.alpha})
+        );
+        return;
+    }
+    let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
+    println!(
+        "model {} (logistic, alpha {}) trained in {:.1}s on {}; holdout {}: AUC {}, PR-AUC {}, Brier {:.4}, precision@{} {:.3}, recall {:.3}",
+        &r.model_id[..16],
+        r.artifact.model.alpha,
+        r.seconds,
+        r.artifact.train_snapshots.join(" + "),
+        r.artifact.holdout_snapshot,
+        f(e.auc),
+        f(e.pr_auc),
+        e.brier,
+        e.capacity,
+        e.precision_at_capacity,
+        e.recall_at_capacity
+    );
+    for fr in &r.artifact.fairness {
+        println!(
+            "  fairness {:<22} DP ratio {}  EO difference {}",
+            fr.attribute,
+            f(fr.demographic_parity_ratio),
+            f(fr.equalized_odds_difference)
+        );
+    }
+    if r.artifact.gate_passed {
+        println!(
+            "release gate passed; state: trained (approval by someone else comes with the service)"
+        );
+    } else {
+        println!(
+            "release gate FAILED: {}",
+            r.artifact.gate_failures.join("; ")
         );
     }
 }

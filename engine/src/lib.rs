@@ -10,3 +10,4 @@ pub mod pgtemp;
 pub mod settings;
 pub mod store;
 pub mod synth;
+pub mod train;

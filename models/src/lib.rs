@@ -9,6 +9,7 @@ pub mod fairness;
 pub mod features;
 pub mod logistic;
 pub mod metrics;
+pub mod select;
 
 /// The logistic function: log-odds to probability.
 pub fn sigmoid(log_odds: f64) -> f64 {
