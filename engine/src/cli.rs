@@ -116,6 +116,14 @@ pub enum ModelsCommand {
     List,
     /// One model's artifact (id or unique prefix).
     Show { id: String },
+    /// Approve a trained model for production: refused when it failed its release gate
+    /// or when the approver trained it.
+    Approve {
+        id: String,
+        /// Who approves; defaults to $USER.
+        #[arg(long, env = "USER", default_value = "unknown")]
+        by: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -350,6 +358,20 @@ async fn run(cli: Cli) -> Result<()> {
                 let set = load_feature_set(None)?;
                 println!("{} ({}, {})\n", row.id, row.state, row.created_at);
                 println!("{}", crate::train::card(&row.id, &artifact, &set));
+            }
+            Ok(())
+        }
+        Command::Models(ModelsCommand::Approve { id, by }) => {
+            let store = Store::open(&cli.db)
+                .await
+                .with_context(|| format!("opening {}", cli.db))?;
+            let result = crate::train::approve(&store, &id, &by).await;
+            store.close().await;
+            let row = result?;
+            if cli.json {
+                println!("{}", json!({"ok": true, "model": row}));
+            } else {
+                println!("{} approved by {by}", row.id);
             }
             Ok(())
         }

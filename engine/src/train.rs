@@ -530,3 +530,58 @@ pub fn card(id: &str, a: &Artifact, set: &FeatureSet) -> String {
     ));
     md
 }
+
+/// Why a registry change was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    #[error("model `{0}` failed its release gate and cannot be approved: {1}")]
+    GateFailed(String, String),
+    #[error("model `{0}` was trained by `{1}`; it must be approved by someone else")]
+    SelfApproval(String, String),
+    #[error("model `{id}` is `{state}`; only a trained model can be approved")]
+    State { id: String, state: String },
+}
+
+/// Approves a trained model: never one that failed its gate, never by its trainer.
+pub async fn approve(store: &Store, id: &str, by: &str) -> Result<ModelRow> {
+    let (row, artifact) = show(store, id).await?;
+    if row.state != "trained" {
+        return Err(RegistryError::State {
+            id: row.id,
+            state: row.state,
+        }
+        .into());
+    }
+    if !artifact.gate_passed {
+        return Err(RegistryError::GateFailed(row.id, artifact.gate_failures.join("; ")).into());
+    }
+    if row.created_by == by {
+        return Err(RegistryError::SelfApproval(row.id, by.into()).into());
+    }
+    let at = now();
+    macro_rules! go {
+        ($tx:expr) => {{
+            sqlx::query("UPDATE models SET state = 'approved' WHERE id = $1 AND state = 'trained'")
+                .bind(&row.id).execute(&mut *$tx).await?;
+            sqlx::query("INSERT INTO model_history (model_id, state, at, by_whom) VALUES ($1, 'approved', $2, $3)")
+                .bind(&row.id).bind(&at).bind(by).execute(&mut *$tx).await?;
+        }};
+    }
+    match store {
+        Store::Sqlite(p) => {
+            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            go!(tx);
+            tx.commit().await?;
+        }
+        Store::Postgres(p) => {
+            let mut tx = p.begin().await?;
+            go!(tx);
+            tx.commit().await?;
+        }
+    }
+    Ok(ModelRow {
+        state: "approved".into(),
+        ..row
+    })
+}

@@ -1,0 +1,139 @@
+//! Training: registry, gate, approval, objections, explanations on the holdout.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure here is a test failure"
+)]
+
+use chrono::NaiveDate;
+use tidig_connectors::national_id::Country;
+use tidig_engine::features::load_vectors;
+use tidig_engine::store::Store;
+use tidig_engine::train::{approve, list, show, train, Gate};
+use tidig_models::features::{child_family, Sensitivity};
+use tidig_tests::{edge, load, synth};
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+async fn municipality(dir: &std::path::Path) -> Store {
+    let out = dir.join("s");
+    synth(&out, 2_500, |_| {});
+    let store = Store::open(&format!("sqlite://{}", dir.join("t.db").display()))
+        .await
+        .unwrap();
+    load(&store, &edge(Country::Fi, &[]), &[out]).await;
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trained_model_is_registered_explained_and_gated() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = municipality(dir.path()).await;
+    let set = child_family().unwrap();
+    let strict = Gate::default();
+    let r = train(&store, &set, date("2026-01-01"), 0.05, &strict, "alice")
+        .await
+        .unwrap();
+    let a = &r.artifact;
+    assert_eq!(
+        r.model_id,
+        a.hash(),
+        "the id is the artifact's content hash"
+    );
+    assert!(a.evaluation.auc.unwrap() > 0.6, "{:?}", a.evaluation.auc);
+    assert_eq!(a.features.len(), set.numeric().count());
+    for f in &set.features {
+        if matches!(
+            f.sensitivity,
+            Sensitivity::Prohibited | Sensitivity::Protected
+        ) {
+            assert!(!a.features.contains(&f.id), "{} is an input", f.id);
+            assert!(a.excluded_features.contains_key(&f.id));
+        }
+    }
+    // Explanations on real holdout rows add up exactly.
+    let holdout = load_vectors(&store, &set.hash(), date(&a.holdout_snapshot))
+        .await
+        .unwrap();
+    for (vals, _, _) in holdout.values().take(300) {
+        let e = a.model.explain(vals);
+        let sum: f64 = e.contributions.iter().sum();
+        assert!((e.base_value + sum - e.logit).abs() < 1e-9);
+    }
+    let listed = list(&store).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].state, "trained");
+    let (_, again) = show(&store, &r.model_id[..10]).await.unwrap();
+    assert_eq!(again.hash(), r.model_id);
+    // The synthetic municipality has a built-in reporting bias: the strict gate fails,
+    // and a model that failed its gate cannot be approved by anyone.
+    if !a.gate_passed {
+        let err = approve(&store, &r.model_id, "bob").await.unwrap_err();
+        assert!(
+            format!("{err:#}").contains("failed its release gate"),
+            "{err:#}"
+        );
+    }
+    // A lenient gate passes; the trainer still cannot approve their own model.
+    let lenient = Gate {
+        min_demographic_parity_ratio: 0.0,
+        max_equalized_odds_difference: 1.0,
+        min_auc: 0.0,
+        ..Gate::default()
+    };
+    let r2 = train(&store, &set, date("2026-01-01"), 0.10, &lenient, "alice")
+        .await
+        .unwrap();
+    assert!(r2.artifact.gate_passed);
+    let err = approve(&store, &r2.model_id, "alice").await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("approved by someone else"),
+        "{err:#}"
+    );
+    let ok = approve(&store, &r2.model_id, "bob").await.unwrap();
+    assert_eq!(ok.state, "approved");
+    assert!(
+        approve(&store, &r2.model_id, "carol").await.is_err(),
+        "approved twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persons_who_objected_are_left_out_of_training_and_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = municipality(dir.path()).await;
+    let set = child_family().unwrap();
+    let gate = Gate::default();
+    let before = train(&store, &set, date("2026-01-01"), 0.05, &gate, "alice")
+        .await
+        .unwrap();
+    let holdout = date(&before.artifact.holdout_snapshot);
+    let ids: Vec<i64> = load_vectors(&store, &set.hash(), holdout)
+        .await
+        .unwrap()
+        .into_keys()
+        .take(40)
+        .collect();
+    let Store::Sqlite(pool) = &store else {
+        unreachable!()
+    };
+    for id in &ids {
+        sqlx::query("INSERT INTO objections (person_id, registered_at) VALUES ($1, '2025-06-01')")
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let after = train(&store, &set, date("2026-01-01"), 0.05, &gate, "alice")
+        .await
+        .unwrap();
+    let key = format!("holdout {holdout}");
+    assert_eq!(
+        after.artifact.cohort[&key],
+        before.artifact.cohort[&key] - ids.len()
+    );
+    assert_eq!(after.artifact.cohort["objections excluded"], ids.len());
+    assert_ne!(after.model_id, before.model_id);
+}
