@@ -138,6 +138,8 @@ pub enum BenchCommand {
     Ingest(crate::bench::BenchIngestArgs),
     /// One feature build of the default set on an ingested municipality.
     Features(crate::bench::BenchFeaturesArgs),
+    /// Training time, model AUC against the oracle, and scoring throughput.
+    Train(crate::bench::BenchTrainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -416,6 +418,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Features(a)) => {
             crate::bench::features(a, cli.json, &settings).await
         }
+        Command::Bench(BenchCommand::Train(a)) => crate::bench::train(a, cli.json, &settings).await,
     }
 }
 

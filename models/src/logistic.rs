@@ -166,6 +166,44 @@ impl Logistic {
     }
 }
 
+/// A score with its `K` largest contributions (index, log-odds), largest first: the fast
+/// path for scoring a whole cohort, without allocating per person.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TopFactors<const K: usize> {
+    pub probability: f64,
+    pub factors: [(u16, f64); K],
+    pub len: usize,
+}
+
+impl Logistic {
+    /// The probability and the `K` factors that raise it most (exact SHAP values).
+    pub fn score_top<const K: usize>(&self, row: &[Option<f64>]) -> TopFactors<K> {
+        let mut logit = self.intercept;
+        let mut top = [(0u16, f64::NEG_INFINITY); K];
+        let mut len = 0;
+        for (j, v) in row.iter().enumerate() {
+            let x = v.map_or(0.0, |v| (v - self.scaler.means[j]) / self.scaler.scales[j]);
+            let w = self.weights[j];
+            logit += w * x;
+            let c = w * (x - self.background[j]);
+            if c > 0.0 && (len < K || c > top[K - 1].1) {
+                let mut i = len.min(K - 1);
+                while i > 0 && top[i - 1].1 < c {
+                    top[i] = top[i - 1];
+                    i -= 1;
+                }
+                top[i] = (j as u16, c);
+                len = (len + 1).min(K);
+            }
+        }
+        TopFactors {
+            probability: crate::sigmoid(logit),
+            factors: top,
+            len,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +262,30 @@ mod tests {
                 let raw_mean = m.scaler.means[j] + m.background[j] * m.scaler.scales[j];
                 let reference = beta * (raw.unwrap() - raw_mean);
                 assert!((reference - e.contributions[j]).abs() < 1e-9);
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_top_factors_agree_with_the_full_explanation() {
+        let (rows, labels) = planted(1_000, 5);
+        let m = fit(&rows, &labels, 1.0).unwrap();
+        for row in rows.iter().take(100) {
+            let e = m.explain(row);
+            let t = m.score_top::<2>(row);
+            assert!((t.probability - e.probability).abs() < 1e-12);
+            let mut positive: Vec<(usize, f64)> = e
+                .contributions
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|(_, c)| *c > 0.0)
+                .collect();
+            positive.sort_by(|a, b| b.1.total_cmp(&a.1));
+            assert_eq!(t.len, positive.len().min(2));
+            for (i, (j, c)) in positive.iter().take(2).enumerate() {
+                assert_eq!(t.factors[i].0 as usize, *j);
+                assert!((t.factors[i].1 - c).abs() < 1e-12);
             }
         }
     }
