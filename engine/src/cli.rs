@@ -776,10 +776,21 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
         let as_of = parse_date("as-of date", date)?;
         features.push(run_features(db, json, &set, as_of).await?);
     }
+    let as_of = parse_date("as-of date", QUICKSTART_AS_OF)?;
+    let model = run_train(
+        db,
+        &set,
+        as_of,
+        0.05,
+        "quickstart",
+        std::path::Path::new("model-cards"),
+    )
+    .await?;
     if json {
         println!(
             "{}",
-            json!({"ok": report.failed_files == 0, "db": db, "keys_created": created, "synth": synth, "ingest": report, "store": counts, "features": features})
+            json!({"ok": report.failed_files == 0, "db": db, "keys_created": created, "synth": synth, "ingest": report, "store": counts, "features": features,
+                   "model": {"id": model.model_id, "auc": model.artifact.evaluation.auc, "gate_passed": model.artifact.gate_passed, "card": format!("model-cards/{}.md", &model.model_id[..16])}})
         );
     } else {
         print_ingest(&report, false);
@@ -790,7 +801,9 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
         for f in &features {
             print_features(f, false);
         }
-        println!("next: models, rules and the gRPC service arrive in later releases");
+        print_train(&model, false);
+        println!("model card: model-cards/{}.md", &model.model_id[..16]);
+        println!("next: the ethics rule layer, scoring into suggestions and the gRPC service arrive in later releases");
     }
     if report.failed_files > 0 {
         anyhow::bail!("{} file(s) failed to load", report.failed_files);
