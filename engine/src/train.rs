@@ -233,7 +233,18 @@ pub async fn train(
     let (ids, hrows, hlabels, hprot) = snapshot(store, set, holdout, &objectors).await?;
     cohort.insert(format!("holdout {holdout}"), ids.len());
     cohort.insert("objections excluded".into(), objectors.len());
-    let (model, cv) = cross_validate(&rows, &labels, &folds, 3, &[0.1, 1.0, 10.0, 100.0])
+    // Counts, amounts and durations are log-transformed; recorded in the artifact's scaler.
+    let log1p: Vec<bool> = inputs
+        .iter()
+        .map(|f| {
+            use tidig_models::features::Aggregation as A;
+            matches!(
+                f.aggregation,
+                A::Count | A::Sum | A::Duration | A::DaysSinceLast | A::Moves
+            )
+        })
+        .collect();
+    let (model, cv) = cross_validate(&rows, &labels, &folds, 3, &[0.1, 1.0, 10.0, 100.0], &log1p)
         .context("training the logistic model")?;
     let p: Vec<f64> = hrows.iter().map(|r| model.probability(r)).collect();
     let capacity = ((hrows.len() as f64 * capacity_share).ceil() as usize).max(1);

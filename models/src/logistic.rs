@@ -25,20 +25,44 @@ pub enum TrainError {
     Fit(String),
 }
 
-/// Standardisation fitted on the training rows only: missing values become the training
-/// mean (0 after scaling), constant columns are left unscaled.
+/// Standardisation fitted on the training rows only: chosen columns (counts, amounts,
+/// durations) first go through `ln(1 + max(x, 0))`, which makes event rates that grow
+/// exponentially with need linear in it; missing values become the training mean (0 after
+/// scaling); constant columns are left unscaled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scaler {
     pub means: Vec<f64>,
     pub scales: Vec<f64>,
+    #[serde(default)]
+    pub log1p: Vec<bool>,
 }
 
 impl Scaler {
-    pub fn fit(rows: &[Vec<Option<f64>>], width: usize) -> Scaler {
+    fn pre(&self, j: usize, v: f64) -> f64 {
+        if self.log1p.get(j).copied().unwrap_or(false) {
+            v.max(0.0).ln_1p()
+        } else {
+            v
+        }
+    }
+
+    pub fn fit(rows: &[Vec<Option<f64>>], width: usize, log1p: &[bool]) -> Scaler {
         let mut means = vec![0.0; width];
         let mut scales = vec![1.0; width];
+        let log1p: Vec<bool> = (0..width)
+            .map(|j| log1p.get(j).copied().unwrap_or(false))
+            .collect();
+        let probe = Scaler {
+            means: means.clone(),
+            scales: scales.clone(),
+            log1p: log1p.clone(),
+        };
         for j in 0..width {
-            let vals: Vec<f64> = rows.iter().filter_map(|r| r[j]).collect();
+            let vals: Vec<f64> = rows
+                .iter()
+                .filter_map(|r| r[j])
+                .map(|v| probe.pre(j, v))
+                .collect();
             if vals.is_empty() {
                 continue;
             }
@@ -48,14 +72,18 @@ impl Scaler {
             means[j] = mean;
             scales[j] = if var > 1e-12 { var.sqrt() } else { 1.0 };
         }
-        Scaler { means, scales }
+        Scaler {
+            means,
+            scales,
+            log1p,
+        }
     }
 
     /// One row on the model's input scale.
     pub fn transform(&self, row: &[Option<f64>]) -> Vec<f64> {
         row.iter()
             .enumerate()
-            .map(|(j, v)| v.map_or(0.0, |v| (v - self.means[j]) / self.scales[j]))
+            .map(|(j, v)| v.map_or(0.0, |v| (self.pre(j, v) - self.means[j]) / self.scales[j]))
             .collect()
     }
 
@@ -95,8 +123,13 @@ pub struct Explained {
     pub contributions: Vec<f64>,
 }
 
-/// Fits the model with L2 strength `alpha`.
-pub fn fit(rows: &[Vec<Option<f64>>], labels: &[bool], alpha: f64) -> Result<Logistic, TrainError> {
+/// Fits the model with L2 strength `alpha`; `log1p` marks the columns to log-transform.
+pub fn fit(
+    rows: &[Vec<Option<f64>>],
+    labels: &[bool],
+    alpha: f64,
+    log1p: &[bool],
+) -> Result<Logistic, TrainError> {
     let width = rows.first().map_or(0, Vec::len);
     if let Some(bad) = rows.iter().find(|r| r.len() != width) {
         return Err(TrainError::Shape {
@@ -111,7 +144,7 @@ pub fn fit(rows: &[Vec<Option<f64>>], labels: &[bool], alpha: f64) -> Result<Log
             positives,
         });
     }
-    let scaler = Scaler::fit(rows, width);
+    let scaler = Scaler::fit(rows, width, log1p);
     let x = scaler.matrix(rows);
     let background: Vec<f64> = (0..width)
         .map(|j| x.column(j).mean().unwrap_or(0.0))
@@ -182,7 +215,9 @@ impl Logistic {
         let mut top = [(0u16, f64::NEG_INFINITY); K];
         let mut len = 0;
         for (j, v) in row.iter().enumerate() {
-            let x = v.map_or(0.0, |v| (v - self.scaler.means[j]) / self.scaler.scales[j]);
+            let x = v.map_or(0.0, |v| {
+                (self.scaler.pre(j, v) - self.scaler.means[j]) / self.scaler.scales[j]
+            });
             let w = self.weights[j];
             logit += w * x;
             let c = w * (x - self.background[j]);
@@ -236,7 +271,7 @@ mod tests {
             rate < 0.3,
             "the positive class must be the rare one here: {rate}"
         );
-        let m = fit(&rows, &labels, 1.0).unwrap();
+        let m = fit(&rows, &labels, 1.0, &[]).unwrap();
         assert!(m.weights[0] > 0.5, "{:?}", m.weights);
         assert!(m.weights[1] < -0.3, "{:?}", m.weights);
         assert!(m.weights[2].abs() < 0.2, "{:?}", m.weights);
@@ -249,7 +284,7 @@ mod tests {
     #[test]
     fn explanations_are_exactly_additive_and_match_a_reference_computation() {
         let (rows, labels) = planted(2_000, 11);
-        let m = fit(&rows, &labels, 1.0).unwrap();
+        let m = fit(&rows, &labels, 1.0, &[]).unwrap();
         for row in rows.iter().take(200) {
             let e = m.explain(row);
             let sum: f64 = e.contributions.iter().sum();
@@ -269,7 +304,7 @@ mod tests {
     #[test]
     fn the_fast_top_factors_agree_with_the_full_explanation() {
         let (rows, labels) = planted(1_000, 5);
-        let m = fit(&rows, &labels, 1.0).unwrap();
+        let m = fit(&rows, &labels, 1.0, &[]).unwrap();
         for row in rows.iter().take(100) {
             let e = m.explain(row);
             let t = m.score_top::<2>(row);
@@ -293,10 +328,10 @@ mod tests {
     #[test]
     fn missing_values_take_the_training_mean_and_one_class_is_refused() {
         let (rows, labels) = planted(500, 3);
-        let m = fit(&rows, &labels, 1.0).unwrap();
+        let m = fit(&rows, &labels, 1.0, &[]).unwrap();
         let e = m.explain(&[None, Some(1.0), None]);
         assert!(e.contributions[0].abs() < 1e-9 && e.contributions[2].abs() < 1e-9);
-        let err = fit(&rows, &vec![false; rows.len()], 1.0).unwrap_err();
+        let err = fit(&rows, &vec![false; rows.len()], 1.0, &[]).unwrap_err();
         assert!(err.to_string().contains("both classes"));
     }
 }

@@ -22,6 +22,7 @@ pub fn cross_validate(
     fold_of: &[usize],
     folds: usize,
     alphas: &[f64],
+    log1p: &[bool],
 ) -> Result<(Logistic, Vec<CvResult>), TrainError> {
     let mut results = Vec::new();
     for &alpha in alphas {
@@ -38,7 +39,7 @@ pub fn cross_validate(
                     trl.push(labels[i]);
                 }
             }
-            let Ok(m) = fit(&tr, &trl, alpha) else {
+            let Ok(m) = fit(&tr, &trl, alpha, log1p) else {
                 continue;
             };
             let p: Vec<f64> = te.iter().map(|r| m.probability(r)).collect();
@@ -60,5 +61,5 @@ pub fn cross_validate(
         .iter()
         .min_by(|a, b| a.mean_log_loss.total_cmp(&b.mean_log_loss))
         .map_or(1.0, |r| r.alpha);
-    Ok((fit(rows, labels, best)?, results))
+    Ok((fit(rows, labels, best, log1p)?, results))
 }

@@ -435,9 +435,13 @@ impl World<'_> {
             let start = self.history_start + Duration::days(365 * year as i64);
             let end = start + Duration::days(365);
             let is_future = year == self.cfg.history_years;
-            need = 0.8 * need + 0.6 * normal(&mut self.rng) + 0.2 * shift;
+            // What is known of next year's need on its first day: its mean. The year's
+            // own shock is drawn now but is not knowable at the as-of date.
+            let expected_need = 0.8 * need + 0.2 * shift;
+            need = expected_need + 0.6 * normal(&mut self.rng);
             if is_future {
-                self.truth(&members, n_adults, need, &notified_last_year, start)?;
+                let known = (expected_need, 0.6);
+                self.truth(&members, n_adults, need, known, &notified_last_year, start)?;
                 break;
             }
             // Moves and separations happen during the year.
@@ -522,11 +526,14 @@ impl World<'_> {
         }
     }
 
+    /// Writes each child's true probability *given the world on the as-of date* (the
+    /// year's need shock integrated out) and the outcome, drawn with the shock.
     fn truth(
         &mut self,
         members: &[Person],
         n_adults: usize,
         need: f64,
+        known: (f64, f64),
         notified: &[u32],
         as_of: NaiveDate,
     ) -> Result<()> {
@@ -535,8 +542,8 @@ impl World<'_> {
             if !(0..=17).contains(&age) || !child.alive_on(as_of) {
                 continue;
             }
-            let p = intervention_probability(need, notified[i], age);
-            let outcome = self.rng.gen::<f64>() < p;
+            let outcome = self.rng.gen::<f64>() < intervention_probability(need, notified[i], age);
+            let p = expected_probability(known.0, known.1, notified[i], age);
             self.report.children_at_reference += 1;
             self.report.truth_positive += outcome as u64;
             self.line.clear();
@@ -1082,16 +1089,60 @@ pub fn intervention_probability(need: f64, notified_last_year: u32, age: i32) ->
     sigmoid(-4.3 + 1.35 * need + 0.45 * (notified_last_year.min(3) as f64) + age_term)
 }
 
+/// `E[intervention_probability(mean + sd·Z)]` for `Z ~ N(0, 1)`, by 8-point
+/// Gauss–Hermite quadrature: the probability given what is known at the as-of date.
+pub fn expected_probability(mean: f64, sd: f64, notified_last_year: u32, age: i32) -> f64 {
+    const NODES: [(f64, f64); 4] = [
+        (0.381_186_990_207_322, 0.661_147_012_558_241),
+        (1.157_193_712_446_780, 0.207_802_325_814_892),
+        (1.981_656_756_695_843, 0.017_077_983_007_413),
+        (2.930_637_420_257_244, 0.000_199_604_072_211),
+    ];
+    let mut sum = 0.0;
+    for (x, w) in NODES {
+        for sign in [-1.0, 1.0] {
+            let z = sign * std::f64::consts::SQRT_2 * x;
+            sum += w * intervention_probability(mean + sd * z, notified_last_year, age);
+        }
+    }
+    sum / std::f64::consts::PI.sqrt()
+}
+
 const TRUTH_README: &str = "# Ground truth (never ingest)
 
 `outcomes.csv`: one row per child aged 0-17 on the reference date (`as_of`): the true
-probability of a child-welfare intervention within the 12 months after `as_of`, and the
-outcome drawn from it (1 = intervention). The probability comes from the household's
-latent need (which also drives the registry events), the child's child-welfare
-notifications in the year before, and age.
+probability of a child-welfare intervention within the 12 months after `as_of`, given
+everything the generator knows on that date, and the outcome (1 = intervention). The
+probability comes from the household's latent need (which also drives the registry
+events), the child's child-welfare notifications in the year before, and age; the
+coming year's need shock is integrated out (it is not knowable on the as-of date), and
+the outcome is drawn with the shock, so it follows that probability exactly.
 
 `corruptions.csv`: every fault injected by `--corrupt-rate` (file, 1-based line, kind:
 malformed, invalid_id, unknown_code, duplicate, impossible_date). For `duplicate` the line
 is the second copy. Patient resources are never corrupted, because a lost patient takes
 all of their resources with them.
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expected_probability_integrates_the_shock() {
+        // With no shock it is the plain probability.
+        let plain = intervention_probability(0.7, 1, 5);
+        assert!((expected_probability(0.7, 0.0, 1, 5) - plain).abs() < 1e-12);
+        // Against a Monte Carlo average.
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let n = 400_000;
+        let mc: f64 = (0..n)
+            .map(|_| intervention_probability(0.7 + 0.6 * normal(&mut rng), 1, 5))
+            .sum::<f64>()
+            / n as f64;
+        assert!(
+            (expected_probability(0.7, 0.6, 1, 5) - mc).abs() < 5e-4,
+            "{mc}"
+        );
+    }
+}
