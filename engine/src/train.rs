@@ -372,18 +372,9 @@ async fn register(store: &Store, id: &str, a: &Artifact, who: &str) -> Result<()
             }
         }};
     }
-    match store {
-        Store::Sqlite(p) => {
-            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-            go!(tx);
-            tx.commit().await?;
-        }
-        Store::Postgres(p) => {
-            let mut tx = p.begin().await?;
-            go!(tx);
-            tx.commit().await?;
-        }
-    }
+    crate::in_write_tx!(store, |tx| {
+        go!(tx);
+    });
     Ok(())
 }
 
@@ -579,18 +570,9 @@ pub async fn approve(store: &Store, id: &str, by: &str) -> Result<ModelRow> {
                 .bind(&row.id).bind(&at).bind(by).execute(&mut *$tx).await?;
         }};
     }
-    match store {
-        Store::Sqlite(p) => {
-            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-            go!(tx);
-            tx.commit().await?;
-        }
-        Store::Postgres(p) => {
-            let mut tx = p.begin().await?;
-            go!(tx);
-            tx.commit().await?;
-        }
-    }
+    crate::in_write_tx!(store, |tx| {
+        go!(tx);
+    });
     Ok(ModelRow {
         state: "approved".into(),
         ..row

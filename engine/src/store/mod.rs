@@ -18,6 +18,27 @@ use sqlx::{ConnectOptions, Row};
 
 pub use write::{Batch, IngestTx, RunCounts, WriteOutcome};
 
+/// Runs `$body` (which uses `$tx`) in one write transaction on either backend and
+/// commits it; on SQLite the transaction takes the write lock up front (`BEGIN
+/// IMMEDIATE`). The body is expanded once per backend, so it may bind any values.
+#[macro_export]
+macro_rules! in_write_tx {
+    ($store:expr, |$tx:ident| $body:block) => {
+        match $store {
+            $crate::store::Store::Sqlite(p) => {
+                let mut $tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                $body
+                $tx.commit().await?;
+            }
+            $crate::store::Store::Postgres(p) => {
+                let mut $tx = p.begin().await?;
+                $body
+                $tx.commit().await?;
+            }
+        }
+    };
+}
+
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
