@@ -58,6 +58,8 @@ pub struct Evaluation {
     pub capacity: usize,
     pub precision_at_capacity: f64,
     pub recall_at_capacity: f64,
+    /// ROC curve points (FPR, TPR), thinned, for the card's plot.
+    pub roc: Vec<(f64, f64)>,
 }
 
 /// Everything a model is, as a persisted artifact.
@@ -263,6 +265,7 @@ pub async fn train(
         capacity,
         precision_at_capacity: precision,
         recall_at_capacity: recall,
+        roc: metrics::roc_curve(&p, &hlabels, 100),
     };
     let fairness: Vec<FairnessReport> = groupings(&hprot)
         .into_iter()
@@ -419,6 +422,36 @@ pub async fn show(store: &Store, id: &str) -> Result<(ModelRow, Artifact)> {
     Ok((row, serde_json::from_str(&text)?))
 }
 
+/// The card's plots as SVG: (file suffix, document).
+pub fn plots(a: &Artifact) -> Vec<(&'static str, String)> {
+    let cal: Vec<(f64, f64)> = a
+        .evaluation
+        .calibration
+        .iter()
+        .filter_map(|b| Some((b.mean_predicted?, b.observed_rate?)))
+        .collect();
+    vec![
+        (
+            "roc",
+            metrics::svg_plot(
+                "ROC on the holdout",
+                "false-positive rate",
+                "true-positive rate",
+                &a.evaluation.roc,
+            ),
+        ),
+        (
+            "calibration",
+            metrics::svg_plot(
+                "Calibration (10 bins)",
+                "mean predicted",
+                "observed rate",
+                &cal,
+            ),
+        ),
+    ]
+}
+
 /// The model card as Markdown for people (the JSON card is the artifact itself).
 pub fn card(id: &str, a: &Artifact, set: &FeatureSet) -> String {
     let e = &a.evaluation;
@@ -433,9 +466,11 @@ pub fn card(id: &str, a: &Artifact, set: &FeatureSet) -> String {
          evaluated on the later snapshot {hold}. Cohort: {cohort:?}.\n\n\
          ## Holdout\n\n| metric | value |\n|---|---|\n\
          | AUC | {auc} |\n| PR-AUC | {prauc} |\n| Brier | {brier:.4} |\n| log loss | {ll:.4} |\n\
-         | precision at capacity ({cap}) | {prec:.3} |\n| recall at capacity | {rec:.3} |\n\n",
+         | precision at capacity ({cap}) | {prec:.3} |\n| recall at capacity | {rec:.3} |\n\n\
+         ![ROC]({short16}-roc.svg) ![calibration]({short16}-calibration.svg)\n\n",
         kind = a.kind,
         short = &id[..12.min(id.len())],
+        short16 = &id[..16.min(id.len())],
         min = set.cohort.min_age,
         max = set.cohort.max_age,
         label = a.label_text,

@@ -165,3 +165,90 @@ mod tests {
         assert!((log_loss(&[0.5, 0.5], &[true, false]) - std::f64::consts::LN_2).abs() < 1e-12);
     }
 }
+
+/// Points of the ROC curve (false-positive rate, true-positive rate), thinned to at most
+/// `max_points` evenly spaced thresholds plus both ends.
+pub fn roc_curve(scores: &[f64], labels: &[bool], max_points: usize) -> Vec<(f64, f64)> {
+    let pos = labels.iter().filter(|l| **l).count() as f64;
+    let neg = labels.len() as f64 - pos;
+    if pos == 0.0 || neg == 0.0 {
+        return Vec::new();
+    }
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+    let step = (idx.len() / max_points.max(1)).max(1);
+    let (mut tp, mut fp) = (0.0, 0.0);
+    let mut out = vec![(0.0, 0.0)];
+    for (n, i) in idx.iter().enumerate() {
+        if labels[*i] {
+            tp += 1.0;
+        } else {
+            fp += 1.0;
+        }
+        if (n + 1) % step == 0 {
+            out.push((fp / neg, tp / pos));
+        }
+    }
+    out.push((1.0, 1.0));
+    out
+}
+
+/// A square SVG line chart of `points` in the unit square, with the diagonal for
+/// reference: used for the ROC and calibration plots of model cards.
+pub fn svg_plot(title: &str, x_label: &str, y_label: &str, points: &[(f64, f64)]) -> String {
+    let size = 320.0;
+    let pad = 40.0;
+    let px = |x: f64| pad + x.clamp(0.0, 1.0) * (size - 2.0 * pad);
+    let py = |y: f64| size - pad - y.clamp(0.0, 1.0) * (size - 2.0 * pad);
+    let path: Vec<String> = points
+        .iter()
+        .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+        .collect();
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="0 0 {size} {size}" font-family="sans-serif" font-size="11">
+<rect width="100%" height="100%" fill="white"/>
+<text x="{cx}" y="18" text-anchor="middle" font-size="13">{title}</text>
+<rect x="{pad}" y="{pad}" width="{w}" height="{w}" fill="none" stroke="#999"/>
+<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="#bbb" stroke-dasharray="4 3"/>
+<polyline points="{path}" fill="none" stroke="#1f5fa8" stroke-width="2"/>
+<text x="{cx}" y="{xl}" text-anchor="middle">{xlab}</text>
+<text x="12" y="{cx}" text-anchor="middle" transform="rotate(-90 12 {cx})">{ylab}</text>
+</svg>
+"##,
+        cx = size / 2.0,
+        w = size - 2.0 * pad,
+        x0 = px(0.0),
+        y0 = py(0.0),
+        x1 = px(1.0),
+        y1 = py(1.0),
+        path = path.join(" "),
+        xl = size - 10.0,
+        title = escape(title),
+        xlab = escape(x_label),
+        ylab = escape(y_label),
+    )
+}
+
+#[cfg(test)]
+mod curve_tests {
+    use super::*;
+
+    #[test]
+    fn roc_runs_from_corner_to_corner_and_plots_render() {
+        let s = [0.9, 0.8, 0.7, 0.2];
+        let y = [true, false, true, false];
+        let roc = roc_curve(&s, &y, 10);
+        assert_eq!(roc.first(), Some(&(0.0, 0.0)));
+        assert_eq!(roc.last(), Some(&(1.0, 1.0)));
+        assert!(roc.contains(&(0.5, 1.0)));
+        let svg = svg_plot("ROC <holdout>", "FPR", "TPR", &roc);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("&lt;holdout&gt;") && svg.contains("polyline")
+        );
+    }
+}
