@@ -533,6 +533,10 @@ pub async fn run_train(
         stem.with_extension("json"),
         serde_json::to_string_pretty(&report.artifact)?,
     )?;
+    for (suffix, svg) in crate::train::plots(&report.artifact) {
+        let name = format!("{}-{suffix}.svg", &report.model_id[..16]);
+        std::fs::write(cards.join(name), svg)?;
+    }
     Ok(report)
 }
 
