@@ -146,15 +146,7 @@ pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> 
             fhir,
             dir.display()
         );
-        for r in out["results"].as_array().into_iter().flatten() {
-            if let Some(s) = r.get("skipped") {
-                println!(
-                    "  {:<9} skipped: {}",
-                    r["backend"].as_str().unwrap_or(""),
-                    s
-                );
-                continue;
-            }
+        for r in measured(&out) {
             println!(
                 "  {:<9} {:>7.2} s  {:>9.0} FHIR resources/s  {:>9.0} lines/s (all sources)  peak RSS {:>6.1} MiB",
                 r["backend"].as_str().unwrap_or(""),
@@ -166,6 +158,21 @@ pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> 
         }
     }
     Ok(())
+}
+
+/// The measured results of a benchmark report, after printing the skipped ones.
+fn measured(out: &Value) -> Vec<&Value> {
+    let mut rows = Vec::new();
+    for r in out["results"].as_array().into_iter().flatten() {
+        match r.get("skipped") {
+            Some(why) => println!(
+                "  {:<9} skipped: {why}",
+                r["backend"].as_str().unwrap_or("")
+            ),
+            None => rows.push(r),
+        }
+    }
+    rows
 }
 
 /// Runs `tidig --json --db URL ARGS…` as a child and returns its report.
@@ -274,15 +281,7 @@ pub async fn features(a: BenchFeaturesArgs, json_out: bool, settings: &Settings)
         "feature build benchmark: {}-person municipality, as of {}",
         a.persons, a.as_of
     );
-    for r in out["results"].as_array().into_iter().flatten() {
-        if let Some(s) = r.get("skipped") {
-            println!(
-                "  {:<9} skipped: {}",
-                r["backend"].as_str().unwrap_or(""),
-                s
-            );
-            continue;
-        }
+    for r in measured(&out) {
         println!(
             "  {:<9} {:>7.2} s  {} persons x {} features  {} events scanned  peak RSS {:>6.1} MiB",
             r["backend"].as_str().unwrap_or(""),

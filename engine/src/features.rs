@@ -790,28 +790,16 @@ async fn record_build(store: &Store, version: &str, d: i32, report: &FeatureRepo
                ON CONFLICT (feature_set, as_of) DO UPDATE SET persons = excluded.persons, \
                built_at = excluded.built_at, report = excluded.report";
     let text = serde_json::to_string(report)?;
-    match store {
-        Store::Sqlite(p) => {
-            sqlx::query(sql)
-                .bind(version)
-                .bind(d as i64)
-                .bind(report.persons as i64)
-                .bind(now())
-                .bind(&text)
-                .execute(p)
-                .await?;
-        }
-        Store::Postgres(p) => {
-            sqlx::query(sql)
-                .bind(version)
-                .bind(d as i64)
-                .bind(report.persons as i64)
-                .bind(now())
-                .bind(&text)
-                .execute(p)
-                .await?;
-        }
-    }
+    crate::on_pool!(store, |p| {
+        sqlx::query(sql)
+            .bind(version)
+            .bind(d as i64)
+            .bind(report.persons as i64)
+            .bind(now())
+            .bind(&text)
+            .execute(p)
+            .await?;
+    });
     Ok(())
 }
 

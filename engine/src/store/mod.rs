@@ -39,6 +39,18 @@ macro_rules! in_write_tx {
     };
 }
 
+/// Evaluates `$body` with `$pool` bound to the store's pool, whichever backend it is.
+/// The body is expanded once per backend, so it may use any query and bind any values.
+#[macro_export]
+macro_rules! on_pool {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -190,30 +202,17 @@ impl Store {
         let key = format!("{which}_key_fingerprint");
         let sql =
             "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
-        let stored: String = match self {
-            Store::Sqlite(p) => {
-                sqlx::query(sql)
-                    .bind(&key)
-                    .bind(fingerprint)
-                    .execute(p)
-                    .await?;
-                sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
-                    .bind(&key)
-                    .fetch_one(p)
-                    .await?
-            }
-            Store::Postgres(p) => {
-                sqlx::query(sql)
-                    .bind(&key)
-                    .bind(fingerprint)
-                    .execute(p)
-                    .await?;
-                sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
-                    .bind(&key)
-                    .fetch_one(p)
-                    .await?
-            }
-        };
+        let stored: String = crate::on_pool!(self, |p| {
+            sqlx::query(sql)
+                .bind(&key)
+                .bind(fingerprint)
+                .execute(p)
+                .await?;
+            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
+                .bind(&key)
+                .fetch_one(p)
+                .await?
+        });
         if stored != fingerprint {
             return Err(StoreError::KeyMismatch {
                 which,
