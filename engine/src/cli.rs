@@ -4,6 +4,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tidig_models::forest::ForestParams;
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
@@ -108,6 +109,9 @@ pub struct TrainArgs {
     /// Who trains (recorded in the registry); defaults to $USER.
     #[arg(long, env = "USER", default_value = "unknown")]
     pub by: String,
+    /// Skip the random-forest challenger (the card then has no comparison).
+    #[arg(long)]
+    pub no_challenger: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -314,7 +318,17 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let as_of = parse_date("--as-of", &a.as_of)?;
             let set = load_feature_set(a.set.as_deref())?;
-            let report = run_train(&cli.db, &set, as_of, a.capacity, &a.by, &a.cards).await?;
+            let challenger = (!a.no_challenger).then(ForestParams::default);
+            let report = run_train(
+                &cli.db,
+                &set,
+                as_of,
+                a.capacity,
+                challenger.as_ref(),
+                &a.by,
+                &a.cards,
+            )
+            .await?;
             print_train(&report, cli.json);
             Ok(())
         }
@@ -512,6 +526,7 @@ pub async fn run_train(
     set: &tidig_models::features::FeatureSet,
     as_of: NaiveDate,
     capacity: f64,
+    challenger: Option<&ForestParams>,
     by: &str,
     cards: &std::path::Path,
 ) -> Result<crate::train::TrainReport> {
@@ -519,7 +534,7 @@ pub async fn run_train(
         .await
         .with_context(|| format!("opening {db}"))?;
     let gate = crate::train::Gate::default();
-    let report = crate::train::train(&store, set, as_of, capacity, &gate, by).await;
+    let report = crate::train::train(&store, set, as_of, capacity, &gate, challenger, by).await;
     store.close().await;
     let report = report?;
     std::fs::create_dir_all(cards)
@@ -549,7 +564,8 @@ fn print_train(r: &crate::train::TrainReport, json: bool) {
                    "auc": e.auc, "pr_auc": e.pr_auc, "brier": e.brier, "log_loss": e.log_loss,
                    "precision_at_capacity": e.precision_at_capacity, "recall_at_capacity": e.recall_at_capacity,
                    "gate_passed": r.artifact.gate_passed, "gate_failures": r.artifact.gate_failures,
-                   "cohort": r.artifact.cohort, "alpha": r.artifact.model.alpha})
+                   "cohort": r.artifact.cohort, "alpha": r.artifact.model.alpha,
+                   "challenger": r.artifact.challenger})
         );
         return;
     }
@@ -786,6 +802,7 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
         &set,
         as_of,
         0.05,
+        Some(&ForestParams::default()),
         "quickstart",
         std::path::Path::new("model-cards"),
     )

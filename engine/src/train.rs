@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tidig_models::fairness::{self, FairnessReport};
 use tidig_models::features::{FeatureSet, Sensitivity};
+use tidig_models::forest::{Forest, ForestParams};
 use tidig_models::logistic::Logistic;
 use tidig_models::metrics::{self, CalibrationBin};
 use tidig_models::select::{cross_validate, CvResult};
@@ -80,6 +81,10 @@ pub struct Artifact {
     pub cross_validation: Vec<CvResult>,
     pub evaluation: Evaluation,
     pub fairness: Vec<FairnessReport>,
+    /// The challenger from another model family, on the same holdout at the same flag
+    /// rate (absent when training was asked to skip it).
+    #[serde(default)]
+    pub challenger: Option<Challenger>,
     pub gate: Gate,
     pub gate_passed: bool,
     pub gate_failures: Vec<String>,
@@ -92,6 +97,27 @@ impl Artifact {
         let canonical = serde_json::to_vec(self).unwrap_or_default();
         hex::encode(Sha256::digest(&canonical))
     }
+}
+
+/// The challenger's figures beside the default model's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Challenger {
+    pub kind: String,
+    pub params: ForestParams,
+    pub seconds: f64,
+    pub auc: Option<f64>,
+    pub pr_auc: Option<f64>,
+    pub brier: f64,
+    pub precision_at_capacity: f64,
+    pub recall_at_capacity: f64,
+    /// Challenger AUC minus the default model's: what the explainable model gives up
+    /// (negative: the default model ranks better).
+    pub auc_gap: Option<f64>,
+    /// Positives among the challenger's flags minus among the default model's, at the same
+    /// capacity.
+    pub true_flags_gap: i64,
+    /// Share of the default model's flags the challenger flags too.
+    pub flag_overlap: f64,
 }
 
 /// A training run's result.
@@ -200,6 +226,7 @@ pub async fn train(
     as_of: NaiveDate,
     capacity_share: f64,
     gate: &Gate,
+    challenger: Option<&ForestParams>,
     who: &str,
 ) -> Result<TrainReport> {
     let started = Instant::now();
@@ -267,6 +294,16 @@ pub async fn train(
         recall_at_capacity: recall,
         roc: metrics::roc_curve(&p, &hlabels, 100),
     };
+    let challenger = match challenger {
+        Some(params) => {
+            let t = Instant::now();
+            let forest = Forest::fit(&rows, &labels, params).context("training the challenger")?;
+            let seconds = t.elapsed().as_secs_f64();
+            let q = forest.probabilities(&hrows)?;
+            Some(compare(params, seconds, &p, &q, &hlabels, capacity))
+        }
+        None => None,
+    };
     let fairness: Vec<FairnessReport> = groupings(&hprot)
         .into_iter()
         .map(|(name, groups)| {
@@ -329,6 +366,7 @@ pub async fn train(
         model,
         cross_validation: cv,
         evaluation,
+        challenger,
         fairness,
         gate: gate.clone(),
         gate_passed: failures.is_empty(),
@@ -343,6 +381,39 @@ pub async fn train(
         seconds: started.elapsed().as_secs_f64(),
         artifact,
     })
+}
+
+/// The challenger's holdout figures next to the default model's probabilities `p`.
+fn compare(
+    params: &ForestParams,
+    seconds: f64,
+    p: &[f64],
+    q: &[f64],
+    labels: &[bool],
+    capacity: usize,
+) -> Challenger {
+    let (precision, recall) = metrics::at_capacity(q, labels, capacity);
+    let (fp, fq) = (
+        metrics::flag_top(p, capacity),
+        metrics::flag_top(q, capacity),
+    );
+    let positives = |f: &[bool]| f.iter().zip(labels).filter(|(f, l)| **f && **l).count() as i64;
+    let both = fp.iter().zip(&fq).filter(|(a, b)| **a && **b).count();
+    let flagged = fp.iter().filter(|f| **f).count().max(1);
+    let auc = metrics::auc(q, labels);
+    Challenger {
+        kind: "random forest (smartcore regression forest on the 0/1 label)".into(),
+        params: params.clone(),
+        seconds,
+        auc,
+        pr_auc: metrics::pr_auc(q, labels),
+        brier: metrics::brier(q, labels),
+        precision_at_capacity: precision,
+        recall_at_capacity: recall,
+        auc_gap: auc.zip(metrics::auc(p, labels)).map(|(c, d)| c - d),
+        true_flags_gap: positives(&fq) - positives(&fp),
+        flag_overlap: both as f64 / flagged as f64,
+    }
 }
 
 async fn register(store: &Store, id: &str, a: &Artifact, who: &str) -> Result<()> {
@@ -551,13 +622,51 @@ pub fn card(id: &str, a: &Artifact, set: &FeatureSet) -> String {
     for (id, why) in &a.excluded_features {
         md.push_str(&format!("- `{id}`: {why}\n"));
     }
+    md.push_str("\n## Challenger\n\n");
+    match &a.challenger {
+        Some(c) => md.push_str(&format!(
+            "A {kind} ({trees} trees, depth ≤ {depth}, ≥ {leaf} rows per leaf), trained on the \
+             same rows in {secs:.1} s and evaluated on the same holdout at the same capacity \
+             ({cap} flags):\n\n\
+             | metric | this model | challenger |\n|---|---|---|\n\
+             | AUC | {auc} | {cauc} |\n| PR-AUC | {prauc} | {cprauc} |\n\
+             | Brier | {brier:.4} | {cbrier:.4} |\n\
+             | precision at capacity | {prec:.3} | {cprec:.3} |\n\
+             | recall at capacity | {rec:.3} | {crec:.3} |\n\n\
+             **What the explainable model gives up:** {gap}; the challenger finds {tf:+} \
+             true cases among the same number of flags, and {overlap:.0}% of its flags are \
+             this model's too.\n",
+            kind = c.kind,
+            trees = c.params.trees,
+            depth = c.params.max_depth,
+            leaf = c.params.min_samples_leaf,
+            secs = c.seconds,
+            cap = e.capacity,
+            auc = f(e.auc),
+            cauc = f(c.auc),
+            prauc = f(e.pr_auc),
+            cprauc = f(c.pr_auc),
+            brier = e.brier,
+            cbrier = c.brier,
+            prec = e.precision_at_capacity,
+            cprec = c.precision_at_capacity,
+            rec = e.recall_at_capacity,
+            crec = c.recall_at_capacity,
+            gap = match c.auc_gap {
+                Some(g) if g > 0.0 => format!("{g:.3} AUC"),
+                Some(g) => format!("nothing in AUC (the challenger is {:.3} lower)", -g),
+                None => "not measurable (one class in the holdout)".into(),
+            },
+            tf = c.true_flags_gap,
+            overlap = 100.0 * c.flag_overlap,
+        )),
+        None => md.push_str("Not trained for this model (`--no-challenger`).\n"),
+    }
     md.push_str(&format!(
         "\n**Hyper-parameters.** L2 alpha {} chosen by 3-fold cross-validation (folds by person) on the training window: {}.\n\n\
          **Limitations.** Trained on registry events, which reflect who was *seen* by services \
          as much as who needed help: groups reported more often (see the fairness table) get \
-         higher scores at equal need. Scores are calibrated on the holdout period only. \
-         The challenger comparison (another model family at the same flag rate) is not yet \
-         part of this card.\n",
+         higher scores at equal need. Scores are calibrated on the holdout period only.\n",
         a.model.alpha,
         a.cross_validation
             .iter()

@@ -7,6 +7,7 @@
 
 pub mod fairness;
 pub mod features;
+pub mod forest;
 pub mod logistic;
 pub mod metrics;
 pub mod select;

@@ -11,6 +11,7 @@ use tidig_engine::features::load_vectors;
 use tidig_engine::store::Store;
 use tidig_engine::train::{approve, list, show, train, Gate};
 use tidig_models::features::{child_family, Sensitivity};
+use tidig_models::forest::ForestParams;
 use tidig_tests::{edge, load, synth};
 
 fn date(s: &str) -> NaiveDate {
@@ -33,9 +34,17 @@ async fn a_trained_model_is_registered_explained_and_gated() {
     let store = municipality(dir.path()).await;
     let set = child_family().unwrap();
     let strict = Gate::default();
-    let r = train(&store, &set, date("2026-01-01"), 0.05, &strict, "alice")
-        .await
-        .unwrap();
+    let r = train(
+        &store,
+        &set,
+        date("2026-01-01"),
+        0.05,
+        &strict,
+        Some(&ForestParams::default()),
+        "alice",
+    )
+    .await
+    .unwrap();
     let a = &r.artifact;
     assert_eq!(
         r.model_id,
@@ -44,6 +53,13 @@ async fn a_trained_model_is_registered_explained_and_gated() {
     );
     assert!(a.evaluation.auc.unwrap() > 0.6, "{:?}", a.evaluation.auc);
     assert_eq!(a.features.len(), set.numeric().count());
+    // The challenger ran on the same holdout at the same capacity, and the card says so.
+    let c = a.challenger.as_ref().unwrap();
+    assert!(c.auc.unwrap() > 0.55, "challenger AUC {:?}", c.auc);
+    assert!((c.auc.unwrap() - a.evaluation.auc.unwrap() - c.auc_gap.unwrap()).abs() < 1e-12);
+    assert!((0.0..=1.0).contains(&c.flag_overlap));
+    let card = tidig_engine::train::card(&r.model_id, a, &set);
+    assert!(card.contains("## Challenger") && card.contains("What the explainable model gives up"));
     for f in &set.features {
         if matches!(
             f.sensitivity,
@@ -83,9 +99,17 @@ async fn a_trained_model_is_registered_explained_and_gated() {
         min_auc: 0.0,
         ..Gate::default()
     };
-    let r2 = train(&store, &set, date("2026-01-01"), 0.10, &lenient, "alice")
-        .await
-        .unwrap();
+    let r2 = train(
+        &store,
+        &set,
+        date("2026-01-01"),
+        0.10,
+        &lenient,
+        None,
+        "alice",
+    )
+    .await
+    .unwrap();
     assert!(r2.artifact.gate_passed);
     let err = approve(&store, &r2.model_id, "alice").await.unwrap_err();
     assert!(
@@ -106,7 +130,7 @@ async fn persons_who_objected_are_left_out_of_training_and_evaluation() {
     let store = municipality(dir.path()).await;
     let set = child_family().unwrap();
     let gate = Gate::default();
-    let before = train(&store, &set, date("2026-01-01"), 0.05, &gate, "alice")
+    let before = train(&store, &set, date("2026-01-01"), 0.05, &gate, None, "alice")
         .await
         .unwrap();
     let holdout = date(&before.artifact.holdout_snapshot);
@@ -126,7 +150,7 @@ async fn persons_who_objected_are_left_out_of_training_and_evaluation() {
             .await
             .unwrap();
     }
-    let after = train(&store, &set, date("2026-01-01"), 0.05, &gate, "alice")
+    let after = train(&store, &set, date("2026-01-01"), 0.05, &gate, None, "alice")
         .await
         .unwrap();
     let key = format!("holdout {holdout}");
