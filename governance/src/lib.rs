@@ -1,8 +1,17 @@
-//! Pure data-governance vocabulary and, later, the ethics rule layer.
+//! Pure data-governance vocabulary and the ethics rule layer.
 //!
-//! This crate decides *what may be used*: which attributes are prohibited or protected,
-//! and (with the rule-layer work) who may be scored and what is shown. It takes values
-//! and returns values; it never does I/O.
+//! This crate decides *what may be used, who may be scored and what is shown*. The rules
+//! are Cedar policies in versioned rule packs ([`rules`]), evaluated per request with the
+//! deciding rule ids and any rule errors ([`eval`]), and tested by golden cases
+//! ([`golden`]). It takes values and returns values; it never does I/O: callers read
+//! pack files and pass their text.
+
+pub mod eval;
+pub mod golden;
+pub mod rules;
+
+pub use eval::{Decision, Evaluator, Request};
+pub use rules::{PackError, Problem, RuleMeta, RulePack, Source, Stage};
 
 /// How sensitive an attribute or feature is, which decides where it may go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
