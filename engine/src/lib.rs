@@ -7,6 +7,8 @@ pub mod cli;
 pub mod features;
 pub mod ingest;
 pub mod pgtemp;
+pub mod rules;
+pub mod score;
 pub mod settings;
 pub mod store;
 pub mod synth;

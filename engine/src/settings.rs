@@ -13,6 +13,7 @@ use tidig_connectors::edge::{EdgeConfig, PersonSystem};
 use tidig_connectors::national_id::{Country, IdRules};
 use tidig_connectors::pseudonym::{Pseudonymizer, SecretKey, Vault};
 use tidig_connectors::social::CodeTable;
+use tidig_governance::eval::{Deployment, Intervention};
 
 /// Everything configurable, with defaults that run the demo.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -24,6 +25,159 @@ pub struct Settings {
     pub health: HealthSettings,
     pub social: SocialSettings,
     pub ids: IdSettings,
+    /// The deployment's legal footing and stop switch, as the rules see it.
+    pub deployment: Deployment,
+    pub rules: RuleSettings,
+    pub scoring: ScoringSettings,
+    pub gate: crate::train::Gate,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuleSettings {
+    /// A rule-pack directory (`*.cedarschema`, `*.cedar`); the built-in pack when absent.
+    pub pack: Option<PathBuf>,
+}
+
+/// How scores become suggestions.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringSettings {
+    /// The intervention models score for, with its age scope.
+    pub intervention: Intervention,
+    /// Probability from which a score is `high`.
+    pub high: f64,
+    /// Probability from which a score is `elevated` and may become a suggestion.
+    pub elevated: f64,
+    /// Factors shown per suggestion.
+    pub top_factors: usize,
+    /// A factor counts as evidence (for minimum evidence) from this contribution (log-odds).
+    pub evidence_min_contribution: f64,
+    /// Days until an open suggestion expires.
+    pub expiry_days: u32,
+    /// Receiving units, matched in order; the first match routes.
+    pub units: Vec<UnitSettings>,
+    /// Suggested interventions, mapped from the dominant factors.
+    pub catalogue: Vec<CatalogueEntry>,
+}
+
+/// A receiving unit and what routes to it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitSettings {
+    pub id: String,
+    pub name: String,
+    /// Municipality codes served (empty: any).
+    #[serde(default)]
+    pub municipalities: Vec<String>,
+    /// Postcode prefixes served (empty: any).
+    #[serde(default)]
+    pub postcode_prefixes: Vec<String>,
+    /// At most this many new suggestions per ISO week, highest need first.
+    pub weekly_capacity: usize,
+    /// The role whose view of factors is stored on the suggestion.
+    #[serde(default = "caseworker")]
+    pub viewer_role: String,
+    #[serde(default)]
+    pub viewer_health_authority: bool,
+}
+
+fn caseworker() -> String {
+    "caseworker".into()
+}
+
+/// A suggested intervention and the factors that call for it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogueEntry {
+    pub id: String,
+    pub title: String,
+    /// Feature-id patterns (`*` matches any run of characters); empty: the fallback when
+    /// no other entry matches.
+    #[serde(default)]
+    pub factors: Vec<String>,
+}
+
+impl Default for ScoringSettings {
+    fn default() -> ScoringSettings {
+        let entry = |id: &str, title: &str, factors: &[&str]| CatalogueEntry {
+            id: id.into(),
+            title: title.into(),
+            factors: factors.iter().map(|f| f.to_string()).collect(),
+        };
+        ScoringSettings {
+            intervention: Intervention {
+                id: "family_support".into(),
+                min_age: 0,
+                max_age: 17,
+            },
+            high: 0.25,
+            elevated: 0.10,
+            top_factors: 5,
+            evidence_min_contribution: 0.05,
+            expiry_days: 28,
+            units: vec![
+                UnitSettings {
+                    id: "family-services-central".into(),
+                    name: "Family services, central districts".into(),
+                    municipalities: vec!["091".into()],
+                    postcode_prefixes: ["001", "002", "003", "004", "005"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                    weekly_capacity: 40,
+                    viewer_role: caseworker(),
+                    viewer_health_authority: false,
+                },
+                UnitSettings {
+                    id: "family-services-outer".into(),
+                    name: "Family services, outer districts".into(),
+                    municipalities: vec!["091".into()],
+                    postcode_prefixes: vec![],
+                    weekly_capacity: 40,
+                    viewer_role: caseworker(),
+                    viewer_health_authority: false,
+                },
+            ],
+            catalogue: vec![
+                entry(
+                    "substance-use-family-work",
+                    "Family work with a substance-use service",
+                    &["*substance*", "*alcohol*"],
+                ),
+                entry(
+                    "parental-mental-health",
+                    "Support for a parent's mental health (Let's Talk about Children)",
+                    &["*mental_health*", "*antidepressant*", "*anxiolytic*"],
+                ),
+                entry(
+                    "economic-counselling",
+                    "Economic and debt counselling",
+                    &["*income_support*", "*housing_support*"],
+                ),
+                entry(
+                    "school-social-work",
+                    "School social worker",
+                    &["*school_absence*"],
+                ),
+                entry(
+                    "child-health-follow-up",
+                    "Child-health clinic follow-up",
+                    &[
+                        "*missed_child_health*",
+                        "*er_visits*",
+                        "*injury*",
+                        "immunizations_not_done*",
+                    ],
+                ),
+                entry(
+                    "family-support-assessment",
+                    "Assessment of the family's need for support",
+                    &[],
+                ),
+            ],
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,6 +224,10 @@ impl Default for Settings {
             health: HealthSettings::default(),
             social: SocialSettings::default(),
             ids: IdSettings::default(),
+            deployment: Deployment::default(),
+            rules: RuleSettings::default(),
+            scoring: ScoringSettings::default(),
+            gate: crate::train::Gate::default(),
         }
     }
 }

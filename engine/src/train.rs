@@ -25,6 +25,7 @@ use crate::store::{now, Store};
 
 /// Release-gate thresholds (a model that fails them cannot be approved).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Gate {
     pub min_demographic_parity_ratio: f64,
     pub max_equalized_odds_difference: f64,
@@ -687,6 +688,8 @@ pub enum RegistryError {
     SelfApproval(String, String),
     #[error("model `{id}` is `{state}`; only a trained model can be approved")]
     State { id: String, state: String },
+    #[error("model `{id}` is `{state}`; only an approved model can be activated")]
+    NotApproved { id: String, state: String },
 }
 
 /// Approves a trained model: never one that failed its gate, never by its trainer.
@@ -721,4 +724,115 @@ pub async fn approve(store: &Store, id: &str, by: &str) -> Result<ModelRow> {
         state: "approved".into(),
         ..row
     })
+}
+
+/// Activates an approved model for scoring. Its inputs must pass the data-stage rules of
+/// `pack` under `deployment`; the model active before it (if any) is retired in the same
+/// transaction.
+pub async fn activate(
+    store: &Store,
+    id: &str,
+    by: &str,
+    pack: &tidig_governance::RulePack,
+    deployment: &tidig_governance::eval::Deployment,
+    set: &FeatureSet,
+) -> Result<ModelRow> {
+    let (row, artifact) = show(store, id).await?;
+    if row.state != "approved" {
+        return Err(RegistryError::NotApproved {
+            id: row.id,
+            state: row.state,
+        }
+        .into());
+    }
+    if set.hash() != artifact.feature_set_version {
+        bail!(
+            "model `{}` was trained on feature set version {}, the given set is {}",
+            &row.id[..16],
+            &artifact.feature_set_version[..12],
+            &set.hash()[..12]
+        );
+    }
+    crate::rules::check_inputs(
+        pack,
+        deployment,
+        &model_facts(&row.id, &artifact),
+        set,
+        &artifact.features,
+    )
+    .with_context(|| format!("model `{}` cannot be activated", &row.id[..16]))?;
+    let at = now();
+    macro_rules! go {
+        ($tx:expr) => {{
+            let previous: Vec<String> =
+                sqlx::query_scalar("SELECT id FROM models WHERE state = 'active' AND id <> $1")
+                    .bind(&row.id)
+                    .fetch_all(&mut *$tx)
+                    .await?;
+            for p in previous {
+                sqlx::query("UPDATE models SET state = 'retired' WHERE id = $1")
+                    .bind(&p).execute(&mut *$tx).await?;
+                sqlx::query("INSERT INTO model_history (model_id, state, at, by_whom) VALUES ($1, 'retired', $2, $3)")
+                    .bind(&p).bind(&at).bind(by).execute(&mut *$tx).await?;
+            }
+            sqlx::query("UPDATE models SET state = 'active' WHERE id = $1")
+                .bind(&row.id).execute(&mut *$tx).await?;
+            sqlx::query("INSERT INTO model_history (model_id, state, at, by_whom) VALUES ($1, 'active', $2, $3)")
+                .bind(&row.id).bind(&at).bind(by).execute(&mut *$tx).await?;
+        }};
+    }
+    crate::in_write_tx!(store, |tx| {
+        go!(tx);
+    });
+    Ok(ModelRow {
+        state: "active".into(),
+        ..row
+    })
+}
+
+/// Retires an approved or active model: it is never used for scoring again.
+pub async fn retire(store: &Store, id: &str, by: &str) -> Result<ModelRow> {
+    let (row, _) = show(store, id).await?;
+    if row.state == "retired" {
+        bail!("model `{}` is already retired", row.id);
+    }
+    let at = now();
+    macro_rules! go {
+        ($tx:expr) => {{
+            sqlx::query("UPDATE models SET state = 'retired' WHERE id = $1")
+                .bind(&row.id).execute(&mut *$tx).await?;
+            sqlx::query("INSERT INTO model_history (model_id, state, at, by_whom) VALUES ($1, 'retired', $2, $3)")
+                .bind(&row.id).bind(&at).bind(by).execute(&mut *$tx).await?;
+        }};
+    }
+    crate::in_write_tx!(store, |tx| {
+        go!(tx);
+    });
+    Ok(ModelRow {
+        state: "retired".into(),
+        ..row
+    })
+}
+
+/// The one active model, if any.
+pub async fn active(store: &Store) -> Result<Option<(ModelRow, Artifact)>> {
+    let sql = "SELECT id FROM models WHERE state = 'active' ORDER BY created_at, id";
+    let ids: Vec<String> = crate::on_pool!(store, |p| sqlx::query_scalar(sql).fetch_all(p).await?);
+    match ids.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(Some(show(store, id).await?)),
+        more => bail!(
+            "{} models are active; activation keeps one: retire all but one",
+            more.len()
+        ),
+    }
+}
+
+/// What the rules see of a model.
+pub fn model_facts(id: &str, a: &Artifact) -> tidig_governance::eval::ModelFacts {
+    tidig_governance::eval::ModelFacts {
+        id: id.into(),
+        kind: a.kind.clone(),
+        feature_set: a.feature_set.clone(),
+    }
 }
