@@ -575,9 +575,8 @@ pub async fn score(store: &Store, o: ScoreOptions<'_>) -> Result<(ScoreReport, V
     let write_started = Instant::now();
     let d = days(o.as_of) as i64;
     let week_start = d - o.as_of.weekday().num_days_from_monday() as i64;
-    let used: Vec<(String, i64)> =
-        crate::on_pool!(store, |p| {
-            sqlx::query_as(
+    let used: Vec<(String, i64)> = crate::on_pool!(store, |p| {
+        sqlx::query_as(
         "SELECT unit, COUNT(*) FROM suggestions WHERE as_of >= $1 AND as_of < $2 AND as_of <> $3 \
          AND status = 'open' GROUP BY unit"
     )
@@ -586,7 +585,7 @@ pub async fn score(store: &Store, o: ScoreOptions<'_>) -> Result<(ScoreReport, V
     .bind(d)
     .fetch_all(p)
     .await?
-        });
+    });
     let used: HashMap<String, i64> = used.into_iter().collect();
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.person.cmp(&b.person)));
     let mut taken: Vec<usize> = vec![0; units.len()];

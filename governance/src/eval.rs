@@ -379,8 +379,14 @@ impl RulePack {
             .errors()
             .map(|e| format!("{e} (fails closed)"))
             .collect();
+        let allowed = response.decision() == CedarDecision::Allow && errors.is_empty();
+        if !allowed {
+            // A deny is decided by forbids only: when a rule error turned an allow into a
+            // deny, the permits that matched did not decide anything.
+            rules.retain(|id| self.rule(id).is_some_and(|r| r.effect == "forbid"));
+        }
         Ok(Decision {
-            allowed: response.decision() == CedarDecision::Allow && errors.is_empty(),
+            allowed,
             rules,
             errors,
         })

@@ -133,6 +133,10 @@ fn a_broken_rule_fails_closed_and_is_reported() {
     assert!(!d.allowed, "a rule error must deny");
     assert_eq!(d.errors.len(), 1, "{d:?}");
     assert!(d.errors[0].contains("eligibility.broken"), "{d:?}");
+    assert!(
+        d.rules.is_empty(),
+        "a permit did not decide this deny: {d:?}"
+    );
     // Without the error (age 0 does not overflow) the same request is allowed.
     let d = pack.evaluate(&score(0, false));
     assert!(d.allowed && d.errors.is_empty(), "{d:?}");
