@@ -374,11 +374,13 @@ async fn run(cli: Cli) -> Result<()> {
                 &cli.db,
                 &set,
                 as_of,
-                a.capacity,
-                &settings.gate,
-                challenger.as_ref(),
-                &a.by,
-                &a.cards,
+                TrainRun {
+                    capacity: a.capacity,
+                    gate: &settings.gate,
+                    challenger: challenger.as_ref(),
+                    by: &a.by,
+                    cards: &a.cards,
+                },
             )
             .await?;
             print_train(&report, cli.json);
@@ -826,16 +828,29 @@ fn print_score(
     }
 }
 
+/// How a training run is asked for.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainRun<'a> {
+    pub capacity: f64,
+    pub gate: &'a crate::train::Gate,
+    pub challenger: Option<&'a ForestParams>,
+    pub by: &'a str,
+    pub cards: &'a std::path::Path,
+}
+
 pub async fn run_train(
     db: &str,
     set: &tidig_models::features::FeatureSet,
     as_of: NaiveDate,
-    capacity: f64,
-    gate: &crate::train::Gate,
-    challenger: Option<&ForestParams>,
-    by: &str,
-    cards: &std::path::Path,
+    run: TrainRun<'_>,
 ) -> Result<crate::train::TrainReport> {
+    let TrainRun {
+        capacity,
+        gate,
+        challenger,
+        by,
+        cards,
+    } = run;
     let store = Store::open(db)
         .await
         .with_context(|| format!("opening {db}"))?;
@@ -1115,11 +1130,13 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
         db,
         &set,
         as_of,
-        0.05,
-        &demo_gate,
-        Some(&ForestParams::default()),
-        "quickstart",
-        std::path::Path::new("model-cards"),
+        TrainRun {
+            capacity: 0.05,
+            gate: &demo_gate,
+            challenger: Some(&ForestParams::default()),
+            by: "quickstart",
+            cards: std::path::Path::new("model-cards"),
+        },
     )
     .await?;
     // Oversight on synthetic data: a second person approves, the rules check the inputs

@@ -90,7 +90,7 @@ async fn scoring_turns_an_active_model_into_governed_suggestions() {
     };
     let default_pack = RulePack::default_pack().unwrap();
     for (backend, store) in stores(dir.path(), "score").await {
-        load(&store, &edge(Country::Fi, &[]), &[out.clone()]).await;
+        load(&store, &edge(Country::Fi, &[]), std::slice::from_ref(&out)).await;
         let model = train(
             &store,
             &set,
