@@ -455,3 +455,131 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
     );
     Ok(())
 }
+
+/// Scoring end to end from the store: the cached municipality is ingested, its feature
+/// snapshots built and a model trained, approved and activated (none of it timed); then
+/// one `score` run is timed (features read, scored, explained, rules evaluated,
+/// suggestions written), and the rule layer is timed on its own without the memo.
+pub async fn score(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Result<()> {
+    use std::time::Instant;
+    use tidig_governance::eval::{Deployment, PersonFacts, Request};
+
+    let dir = municipality(&a.data, a.persons, a.seed, false, json_out)?;
+    Keys::ensure(&settings.keys.dir)?;
+    let work = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", work.path().join("bench.db").display());
+    child("sqlite", &url, &["ingest".as_ref(), dir.as_os_str()])?;
+    let store = crate::store::Store::open(&url).await?;
+    let set = tidig_models::features::child_family()?;
+    let reference = NaiveDate::from_ymd_opt(2026, 1, 1).context("date")?;
+    let horizon = chrono::Duration::days(set.label.horizon_days as i64);
+    let holdout = reference - horizon;
+    let bar = indicatif::ProgressBar::hidden();
+    for d in [
+        holdout - horizon - horizon,
+        holdout - horizon,
+        holdout,
+        reference,
+    ] {
+        crate::features::build(&store, &set, d, &bar).await?;
+    }
+    let gate = crate::train::Gate {
+        min_demographic_parity_ratio: 0.0,
+        max_equalized_odds_difference: 1.0,
+        min_auc: 0.0,
+        ..crate::train::Gate::default()
+    };
+    let model = crate::train::train(&store, &set, reference, 0.05, &gate, None, "bench").await?;
+    crate::train::approve(&store, &model.model_id, "bench-reviewer").await?;
+    let deployment = Deployment {
+        legal_basis: "benchmark on synthetic data".into(),
+        dpia_ref: "BENCH".into(),
+        fria_ref: "BENCH".into(),
+        art9_basis: "benchmark on synthetic data".into(),
+        stopped: false,
+    };
+    let pack = tidig_governance::RulePack::default_pack()?;
+    crate::train::activate(
+        &store,
+        &model.model_id,
+        "bench-reviewer",
+        &pack,
+        &deployment,
+        &set,
+    )
+    .await?;
+    // Every allowed suggestion is written: capacity is not what is measured here.
+    let mut scoring = settings.scoring.clone();
+    for u in &mut scoring.units {
+        u.weekly_capacity = usize::MAX / 2;
+    }
+    let options = crate::score::ScoreOptions {
+        as_of: reference,
+        pack: &pack,
+        deployment: &deployment,
+        scoring: &scoring,
+        set: &set,
+        by: "bench",
+    };
+    let started = Instant::now();
+    let (report, _) = crate::score::score(&store, options).await?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    // The rule layer alone, without the memo: one eligibility request per cohort member
+    // through Cedar.
+    let facts = crate::train::model_facts(&model.model_id, &model.artifact);
+    let requests: Vec<Request> = (0..report.cohort)
+        .map(|i| Request::Score {
+            model: facts.clone(),
+            person: PersonFacts {
+                age: (i % 18) as i64,
+                objection: i % 97 == 0,
+            },
+            deployment: deployment.clone(),
+            intervention: scoring.intervention.clone(),
+        })
+        .collect();
+    let started = Instant::now();
+    let allowed = requests.iter().filter(|r| pack.evaluate(r).allowed).count();
+    let raw_seconds = started.elapsed().as_secs_f64();
+    store.close().await;
+    let out = json!({
+        "ok": true,
+        "persons": a.persons,
+        "cohort": report.cohort,
+        "scored": report.scored,
+        "suggestions_written": report.new,
+        "seconds": seconds,
+        "phases": report.seconds,
+        "rule_requests": report.rule_requests,
+        "rule_evaluations": report.rule_evaluations,
+        "rules_persons_per_second": report.scored as f64 / report.seconds.rules.max(1e-9),
+        "cedar_requests_per_second_unmemoized": requests.len() as f64 / raw_seconds.max(1e-9),
+        "cedar_allowed": allowed,
+    });
+    if json_out {
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "scoring benchmark: {}-person municipality, {} children in the cohort, SQLite",
+        a.persons, report.cohort
+    );
+    println!(
+        "  end to end: {seconds:.2} s (load {:.2} s, score and explain {:.3} s, rules {:.3} s, write {:.2} s); {} suggestions written",
+        report.seconds.load, report.seconds.score, report.seconds.rules, report.seconds.write, report.new
+    );
+    println!(
+        "  rule evaluation in the pipeline: {} requests ({} through Cedar, the rest memoized) for {} scored persons = {:.0} persons/s",
+        report.rule_requests,
+        report.rule_evaluations,
+        report.scored,
+        out["rules_persons_per_second"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "  Cedar without the memo: {} eligibility requests in {raw_seconds:.2} s = {:.0} requests/s (one core)",
+        requests.len(),
+        out["cedar_requests_per_second_unmemoized"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
+}

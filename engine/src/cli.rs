@@ -195,6 +195,8 @@ pub enum BenchCommand {
     Features(crate::bench::BenchFeaturesArgs),
     /// Training time, model AUC against the oracle, and scoring throughput.
     Train(crate::bench::BenchTrainArgs),
+    /// One scoring run end to end from the store, and the rule layer's throughput.
+    Score(crate::bench::BenchTrainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -602,6 +604,7 @@ async fn run(cli: Cli) -> Result<()> {
             crate::bench::features(a, cli.json, &settings).await
         }
         Command::Bench(BenchCommand::Train(a)) => crate::bench::train(a, cli.json, &settings).await,
+        Command::Bench(BenchCommand::Score(a)) => crate::bench::score(a, cli.json, &settings).await,
     }
 }
 
