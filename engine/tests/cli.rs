@@ -215,3 +215,74 @@ fn an_invalid_feature_set_is_rejected_with_file_line_and_key() {
     assert!(err.contains("`median` is not one of"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+#[test]
+fn rule_packs_are_checked_and_tested_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = tidig(dir.path(), &["rules", "check", "--json"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["version"].as_str().unwrap().len(), 64);
+    assert!(v["rules"].as_array().unwrap().len() >= 10);
+    let ok = tidig(dir.path(), &["rules", "test"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    // A copy of the default pack with a typo in a rule: refused with file, line, column.
+    let pack = dir.path().join("pack");
+    std::fs::create_dir(&pack).unwrap();
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("../governance/packs/default");
+    for f in ["tidig.cedarschema", "rules.cedar", "golden.json"] {
+        std::fs::copy(default.join(f), pack.join(f)).unwrap();
+    }
+    let rules = std::fs::read_to_string(pack.join("rules.cedar")).unwrap();
+    let line = rules
+        .lines()
+        .position(|l| l.contains("resource.evidence_registries < 2"))
+        .unwrap()
+        + 1;
+    std::fs::write(
+        pack.join("rules.cedar"),
+        rules.replace("resource.evidence_registries < 2", "resource.evidence < 2"),
+    )
+    .unwrap();
+    let bad = tidig(dir.path(), &["rules", "check", pack.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = stderr(&bad);
+    assert!(err.contains(&format!("rules.cedar:{line}:")), "{err}");
+    assert!(
+        err.contains("output.minimum-evidence") && err.contains("evidence"),
+        "{err}"
+    );
+
+    // A valid but changed rule: the golden case that pins it fails, and says which.
+    std::fs::write(
+        pack.join("rules.cedar"),
+        rules.replace(
+            "resource.evidence_registries < 2",
+            "resource.evidence_registries < 1",
+        ),
+    )
+    .unwrap();
+    let failed = tidig(dir.path(), &["rules", "test", pack.to_str().unwrap()]);
+    assert_eq!(failed.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&failed.stdout);
+    assert!(
+        out.contains("FAIL one registry of evidence is not enough"),
+        "{out}"
+    );
+    assert!(
+        stderr(&failed).contains("1 golden case(s) failed"),
+        "{}",
+        stderr(&failed)
+    );
+
+    // Scoring needs an active model.
+    let db = format!("sqlite://{}", dir.path().join("t.db").display());
+    let none = tidig(dir.path(), &["--db", &db, "score", "--as-of", "2026-01-01"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        stderr(&none).contains("no active model"),
+        "{}",
+        stderr(&none)
+    );
+}
