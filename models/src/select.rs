@@ -24,28 +24,65 @@ pub fn cross_validate(
     alphas: &[f64],
     log1p: &[bool],
 ) -> Result<(Logistic, Vec<CvResult>), TrainError> {
-    let mut results = Vec::new();
-    for &alpha in alphas {
-        let (mut losses, mut aucs) = (Vec::new(), Vec::new());
-        for k in 0..folds {
-            let (mut tr, mut trl, mut te, mut tel) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for (i, row) in rows.iter().enumerate() {
-                if fold_of[i] % folds == k {
-                    te.push(row.clone());
-                    tel.push(labels[i]);
-                } else {
-                    tr.push(row.clone());
-                    trl.push(labels[i]);
+    // Every (alpha, fold) fit is independent: run them on the available cores.
+    let jobs: Vec<(usize, usize)> = (0..alphas.len())
+        .flat_map(|a| (0..folds).map(move |k| (a, k)))
+        .collect();
+    let fit_one = |&(a, k): &(usize, usize)| -> Option<(f64, Option<f64>)> {
+        let (mut tr, mut trl, mut te, mut tel) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (i, row) in rows.iter().enumerate() {
+            if fold_of[i] % folds == k {
+                te.push(row.clone());
+                tel.push(labels[i]);
+            } else {
+                tr.push(row.clone());
+                trl.push(labels[i]);
+            }
+        }
+        let m = fit(&tr, &trl, alphas[a], log1p).ok()?;
+        let p: Vec<f64> = te.iter().map(|r| m.probability(r)).collect();
+        Some((log_loss(&p, &tel), auc(&p, &tel)))
+    };
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(jobs.len().max(1));
+    let mut outcomes: Vec<Option<(f64, Option<f64>)>> = vec![None; jobs.len()];
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let jobs = &jobs;
+                let fit_one = &fit_one;
+                scope.spawn(move || {
+                    jobs.iter()
+                        .enumerate()
+                        .filter(|(i, _)| i % workers == w)
+                        .map(|(i, job)| (i, fit_one(job)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            // A worker that panicked loses its folds; the candidates are then judged on
+            // the folds that remain.
+            if let Ok(done) = h.join() {
+                for (i, o) in done {
+                    outcomes[i] = o;
                 }
             }
-            let Ok(m) = fit(&tr, &trl, alpha, log1p) else {
+        }
+    });
+    let mut results = Vec::new();
+    for (a, &alpha) in alphas.iter().enumerate() {
+        let (mut losses, mut aucs) = (Vec::new(), Vec::new());
+        for (j, &(ja, _)) in jobs.iter().enumerate() {
+            if ja != a {
                 continue;
-            };
-            let p: Vec<f64> = te.iter().map(|r| m.probability(r)).collect();
-            losses.push(log_loss(&p, &tel));
-            if let Some(a) = auc(&p, &tel) {
-                aucs.push(a);
+            }
+            if let Some((loss, auc)) = outcomes[j] {
+                losses.push(loss);
+                if let Some(v) = auc {
+                    aucs.push(v);
+                }
             }
         }
         if losses.is_empty() {
