@@ -334,14 +334,19 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
         crate::features::build(&store, &set, d, &bar).await?;
     }
     let started = Instant::now();
+    let pack = tidig_governance::RulePack::default_pack()?;
     let report = crate::train::train(
         &store,
         &set,
         reference,
-        0.05,
-        &crate::train::Gate::default(),
-        Some(&tidig_models::forest::ForestParams::default()),
-        "bench",
+        &crate::train::TrainConfig {
+            capacity_share: 0.05,
+            gate: &crate::train::Gate::default(),
+            challenger: Some(&tidig_models::forest::ForestParams::default()),
+            pack: &pack,
+            deployment: &bench_deployment(),
+            who: "bench",
+        },
     )
     .await?;
     let challenger = report.artifact.challenger.clone();
@@ -489,7 +494,7 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
 /// suggestions written), and the rule layer is timed on its own without the memo.
 pub async fn score(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Result<()> {
     use std::time::Instant;
-    use tidig_governance::eval::{Deployment, PersonFacts, Request};
+    use tidig_governance::eval::{PersonFacts, Request};
 
     let dir = municipality(&a.data, a.persons, a.seed, false, json_out)?;
     Keys::ensure(&settings.keys.dir)?;
@@ -516,16 +521,23 @@ pub async fn score(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
         min_auc: 0.0,
         ..crate::train::Gate::default()
     };
-    let model = crate::train::train(&store, &set, reference, 0.05, &gate, None, "bench").await?;
-    crate::train::approve(&store, &model.model_id, "bench-reviewer").await?;
-    let deployment = Deployment {
-        legal_basis: "benchmark on synthetic data".into(),
-        dpia_ref: "BENCH".into(),
-        fria_ref: "BENCH".into(),
-        art9_basis: "benchmark on synthetic data".into(),
-        stopped: false,
-    };
+    let deployment = bench_deployment();
     let pack = tidig_governance::RulePack::default_pack()?;
+    let model = crate::train::train(
+        &store,
+        &set,
+        reference,
+        &crate::train::TrainConfig {
+            capacity_share: 0.05,
+            gate: &gate,
+            challenger: None,
+            pack: &pack,
+            deployment: &deployment,
+            who: "bench",
+        },
+    )
+    .await?;
+    crate::train::approve(&store, &model.model_id, "bench-reviewer").await?;
     crate::train::activate(
         &store,
         &model.model_id,
@@ -636,12 +648,13 @@ fn least_squares(x: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
         if d.abs() < 1e-12 {
             continue;
         }
-        for r in 0..k {
+        let pivot = a[c].clone();
+        for (r, row) in a.iter_mut().enumerate() {
             if r != c {
-                let f = a[r][c] / d;
+                let f = row[c] / d;
                 if f != 0.0 {
-                    for j in c..=k {
-                        a[r][j] -= f * a[c][j];
+                    for (x, p) in row[c..].iter_mut().zip(&pivot[c..]) {
+                        *x -= f * p;
                     }
                 }
             }
@@ -656,4 +669,30 @@ fn least_squares(x: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
             }
         })
         .collect()
+}
+
+/// The benchmarks' deployment: synthetic data, every reference named.
+fn bench_deployment() -> tidig_governance::eval::Deployment {
+    tidig_governance::eval::Deployment {
+        legal_basis: "benchmark on synthetic data".into(),
+        dpia_ref: "BENCH".into(),
+        fria_ref: "BENCH".into(),
+        art9_basis: "benchmark on synthetic data".into(),
+        stopped: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn least_squares_recovers_a_linear_law() {
+        let x: Vec<Vec<f64>> = (0..50)
+            .map(|i| vec![i as f64, ((i * 7) % 11) as f64, 1.0])
+            .collect();
+        let y: Vec<f64> = x.iter().map(|r| 2.0 * r[0] - 0.5 * r[1] + 3.0).collect();
+        let w = super::least_squares(&x, &y);
+        for (got, want) in w.iter().zip([2.0, -0.5, 3.0]) {
+            assert!((got - want).abs() < 1e-4, "{w:?}");
+        }
+    }
 }

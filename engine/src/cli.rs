@@ -391,6 +391,7 @@ async fn run(cli: Cli) -> Result<()> {
             let as_of = parse_date("--as-of", &a.as_of)?;
             let set = load_feature_set(a.set.as_deref())?;
             let challenger = (!a.no_challenger).then(ForestParams::default);
+            let pack = crate::rules::load_pack(settings.rules.pack.as_deref())?;
             let report = run_train(
                 &cli.db,
                 &set,
@@ -401,6 +402,8 @@ async fn run(cli: Cli) -> Result<()> {
                     challenger: challenger.as_ref(),
                     by: &a.by,
                     cards: &a.cards,
+                    pack: &pack,
+                    deployment: &settings.deployment,
                 },
             )
             .await?;
@@ -858,6 +861,8 @@ pub struct TrainRun<'a> {
     pub challenger: Option<&'a ForestParams>,
     pub by: &'a str,
     pub cards: &'a std::path::Path,
+    pub pack: &'a tidig_governance::RulePack,
+    pub deployment: &'a tidig_governance::eval::Deployment,
 }
 
 pub async fn run_train(
@@ -872,11 +877,21 @@ pub async fn run_train(
         challenger,
         by,
         cards,
+        pack,
+        deployment,
     } = run;
     let store = Store::open(db)
         .await
         .with_context(|| format!("opening {db}"))?;
-    let report = crate::train::train(&store, set, as_of, capacity, gate, challenger, by).await;
+    let config = crate::train::TrainConfig {
+        capacity_share: capacity,
+        gate,
+        challenger,
+        pack,
+        deployment,
+        who: by,
+    };
+    let report = crate::train::train(&store, set, as_of, &config).await;
     store.close().await;
     let report = report?;
     std::fs::create_dir_all(cards)
@@ -1139,6 +1154,18 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
         features.push(run_features(db, json, &set, as_of).await?);
     }
     let as_of = parse_date("as-of date", QUICKSTART_AS_OF)?;
+    // The synthetic deployment names its (demo) legal footing; the rules check the
+    // inputs at training and activation, and a second person approves.
+    if settings.deployment.legal_basis.is_empty() {
+        settings.deployment = tidig_governance::eval::Deployment {
+            legal_basis: "demo on synthetic data (no personal data is processed)".into(),
+            dpia_ref: "DEMO-DPIA-synthetic".into(),
+            fria_ref: "DEMO-FRIA-synthetic".into(),
+            art9_basis: "demo on synthetic data (GDPR Art 9(2)(h) in a real deployment)".into(),
+            stopped: false,
+        };
+    }
+    let pack = crate::rules::load_pack(settings.rules.pack.as_deref())?;
     // The synthetic municipality has a built-in reporting bias and real differences in
     // need between groups, so demographic parity fails the default gate by design. The
     // quickstart states that and trains under a demo gate that still bounds equalized odds
@@ -1158,21 +1185,11 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
             challenger: Some(&ForestParams::default()),
             by: "quickstart",
             cards: std::path::Path::new("model-cards"),
+            pack: &pack,
+            deployment: &settings.deployment,
         },
     )
     .await?;
-    // Oversight on synthetic data: a second person approves, the rules check the inputs
-    // on activation, and the synthetic deployment names its (demo) legal footing.
-    if settings.deployment.legal_basis.is_empty() {
-        settings.deployment = tidig_governance::eval::Deployment {
-            legal_basis: "demo on synthetic data (no personal data is processed)".into(),
-            dpia_ref: "DEMO-DPIA-synthetic".into(),
-            fria_ref: "DEMO-FRIA-synthetic".into(),
-            art9_basis: "demo on synthetic data (GDPR Art 9(2)(h) in a real deployment)".into(),
-            stopped: false,
-        };
-    }
-    let pack = crate::rules::load_pack(settings.rules.pack.as_deref())?;
     {
         let store = Store::open(db)
             .await

@@ -190,7 +190,7 @@ fn trace(stage: &str, action: &str, subject: &str, d: &Decision) -> TraceEntry {
 }
 
 /// Counts a deny under each deciding rule (or under `rule-error` / `no-permit`).
-fn count_deny(map: &mut BTreeMap<String, usize>, d: &Decision) {
+pub(crate) fn count_deny(map: &mut BTreeMap<String, usize>, d: &Decision) {
     if !d.errors.is_empty() {
         *map.entry("rule-error".into()).or_default() += 1;
     } else if d.rules.is_empty() {
@@ -202,7 +202,7 @@ fn count_deny(map: &mut BTreeMap<String, usize>, d: &Decision) {
 }
 
 /// Whole years between two dates.
-fn age_years(birth: NaiveDate, on: NaiveDate) -> i64 {
+pub(crate) fn age_years(birth: NaiveDate, on: NaiveDate) -> i64 {
     let mut y = on.year() - birth.year();
     if (on.month(), on.day()) < (birth.month(), birth.day()) {
         y -= 1;
@@ -210,7 +210,7 @@ fn age_years(birth: NaiveDate, on: NaiveDate) -> i64 {
     y as i64
 }
 
-fn date_of(days_since_epoch: i64) -> Option<NaiveDate> {
+pub(crate) fn date_of(days_since_epoch: i64) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(Duration::days(days_since_epoch))
 }
 

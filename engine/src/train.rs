@@ -137,12 +137,49 @@ type Snapshot = (
     Vec<BTreeMap<String, Option<String>>>,
 );
 
-/// Loads (building if needed) one snapshot's labelled vectors, without objectors.
+/// The eligibility rules (`train_on`) applied to every person of every snapshot.
+struct Screen<'p> {
+    ev: tidig_governance::Evaluator<'p>,
+    model: tidig_governance::eval::ModelFacts,
+    deployment: tidig_governance::eval::Deployment,
+    objectors: std::collections::HashSet<i64>,
+    births: HashMap<i64, i64>,
+    /// Person-snapshots left out, per deciding rule.
+    excluded: BTreeMap<String, usize>,
+}
+
+impl Screen<'_> {
+    fn allows(&mut self, pid: i64, on: NaiveDate) -> bool {
+        let age = self
+            .births
+            .get(&pid)
+            .and_then(|b| crate::score::date_of(*b))
+            .map_or(-1, |b| crate::score::age_years(b, on));
+        let d = self
+            .ev
+            .decide(tidig_governance::Request::TrainOn {
+                model: self.model.clone(),
+                person: tidig_governance::eval::PersonFacts {
+                    age,
+                    objection: self.objectors.contains(&pid),
+                },
+                deployment: self.deployment.clone(),
+            })
+            .clone();
+        if !d.allowed {
+            crate::score::count_deny(&mut self.excluded, &d);
+        }
+        d.allowed
+    }
+}
+
+/// Loads (building if needed) one snapshot's labelled vectors of the persons the
+/// eligibility rules let training use.
 async fn snapshot(
     store: &Store,
     set: &FeatureSet,
     as_of: NaiveDate,
-    objections: &std::collections::HashSet<i64>,
+    screen: &mut Screen<'_>,
 ) -> Result<Snapshot> {
     let version = set.hash();
     let mut vectors = load_vectors(store, &version, as_of).await?;
@@ -159,7 +196,7 @@ async fn snapshot(
                 "the label of the {as_of} snapshot is not observed yet: choose an earlier --as-of"
             );
         };
-        if objections.contains(&pid) {
+        if !screen.allows(pid, as_of) {
             continue;
         }
         out.0.push(pid);
@@ -220,49 +257,83 @@ fn groupings(prot: &[BTreeMap<String, Option<String>>]) -> Vec<(String, Vec<Stri
     ]
 }
 
+/// How a model is trained, and under which rules.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainConfig<'a> {
+    /// Share of the holdout the units can act on (flags at capacity).
+    pub capacity_share: f64,
+    pub gate: &'a Gate,
+    /// The challenger's parameters; `None` skips it.
+    pub challenger: Option<&'a ForestParams>,
+    /// The rule pack and deployment: the data-stage rules decide the inputs, the
+    /// eligibility rules (`train_on`) whose data may be used.
+    pub pack: &'a tidig_governance::RulePack,
+    pub deployment: &'a tidig_governance::eval::Deployment,
+    pub who: &'a str,
+}
+
 /// Trains, evaluates and registers a model.
 pub async fn train(
     store: &Store,
     set: &FeatureSet,
     as_of: NaiveDate,
-    capacity_share: f64,
-    gate: &Gate,
-    challenger: Option<&ForestParams>,
-    who: &str,
+    config: &TrainConfig<'_>,
 ) -> Result<TrainReport> {
+    let TrainConfig {
+        capacity_share,
+        gate,
+        challenger,
+        pack,
+        deployment,
+        who,
+    } = *config;
     let started = Instant::now();
-    // Inputs: never a prohibited or protected feature.
+    // Inputs: the numeric features, each allowed by the data-stage rules.
     let inputs: Vec<&tidig_models::features::FeatureDef> = set.numeric().collect();
-    if let Some(bad) = inputs.iter().find(|f| {
-        matches!(
-            f.sensitivity,
-            Sensitivity::Prohibited | Sensitivity::Protected
-        )
-    }) {
-        bail!(
-            "feature `{}` is {:?} and may never be a model input",
-            bad.id,
-            bad.sensitivity
-        );
-    }
+    let candidate = tidig_governance::eval::ModelFacts {
+        id: "candidate".into(),
+        kind: "logistic".into(),
+        feature_set: set.name.clone(),
+    };
+    let ids: Vec<String> = inputs.iter().map(|f| f.id.clone()).collect();
+    crate::rules::check_inputs(pack, deployment, &candidate, set, &ids)
+        .context("training refused")?;
+    let births: Vec<(i64, Option<i64>)> = crate::on_pool!(store, |p| sqlx::query_as(
+        "SELECT id, birth_date FROM persons"
+    )
+    .fetch_all(p)
+    .await?);
+    let mut screen = Screen {
+        ev: tidig_governance::Evaluator::new(pack),
+        model: candidate,
+        deployment: deployment.clone(),
+        objectors: objections(store).await?,
+        births: births
+            .into_iter()
+            .filter_map(|(id, b)| b.map(|b| (id, b)))
+            .collect(),
+        excluded: BTreeMap::new(),
+    };
     let horizon = Duration::days(set.label.horizon_days as i64);
     let holdout = as_of - horizon;
     let train_dates = [holdout - horizon - horizon, holdout - horizon];
-    let objectors = objections(store).await?;
     let mut rows = Vec::new();
     let mut labels = Vec::new();
     let mut folds = Vec::new();
     let mut cohort = BTreeMap::new();
     for d in train_dates {
-        let (ids, r, l, _) = snapshot(store, set, d, &objectors).await?;
+        let (ids, r, l, _) = snapshot(store, set, d, &mut screen).await?;
         cohort.insert(format!("train {d}"), ids.len());
         folds.extend(ids.iter().map(|id| (*id as u64 % 1_000_003) as usize));
         rows.extend(r);
         labels.extend(l);
     }
-    let (ids, hrows, hlabels, hprot) = snapshot(store, set, holdout, &objectors).await?;
+    let (ids, hrows, hlabels, hprot) = snapshot(store, set, holdout, &mut screen).await?;
     cohort.insert(format!("holdout {holdout}"), ids.len());
-    cohort.insert("objections excluded".into(), objectors.len());
+    cohort.insert("objections registered".into(), screen.objectors.len());
+    for (rule, n) in &screen.excluded {
+        cohort.insert(format!("person-snapshots excluded by {rule}"), *n);
+    }
     // Counts, amounts and durations are log-transformed; recorded in the artifact's scaler.
     let log1p: Vec<bool> = inputs
         .iter()

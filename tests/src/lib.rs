@@ -142,3 +142,43 @@ pub fn raw_ids(synth_dir: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+static PACK: std::sync::LazyLock<tidig_governance::RulePack> = std::sync::LazyLock::new(|| {
+    tidig_governance::RulePack::default_pack().unwrap_or_else(|e| panic!("default pack: {e}"))
+});
+
+static DEPLOYMENT: std::sync::LazyLock<tidig_governance::eval::Deployment> =
+    std::sync::LazyLock::new(|| tidig_governance::eval::Deployment {
+        legal_basis: "Social Welfare Act 1301/2014 s 5".into(),
+        dpia_ref: "DPIA-T".into(),
+        fria_ref: "FRIA-T".into(),
+        art9_basis: "GDPR Art 9(2)(h)".into(),
+        stopped: false,
+    });
+
+/// The built-in rule pack.
+pub fn default_pack() -> &'static tidig_governance::RulePack {
+    &PACK
+}
+
+/// A deployment that names every reference the rules ask for.
+pub fn full_deployment() -> &'static tidig_governance::eval::Deployment {
+    &DEPLOYMENT
+}
+
+/// A training configuration under the built-in pack and [`full_deployment`].
+pub fn config<'a>(
+    capacity_share: f64,
+    gate: &'a tidig_engine::train::Gate,
+    challenger: Option<&'a tidig_models::forest::ForestParams>,
+    who: &'a str,
+) -> tidig_engine::train::TrainConfig<'a> {
+    tidig_engine::train::TrainConfig {
+        capacity_share,
+        gate,
+        challenger,
+        pack: default_pack(),
+        deployment: full_deployment(),
+        who,
+    }
+}

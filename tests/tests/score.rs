@@ -17,7 +17,7 @@ use tidig_governance::eval::Deployment;
 use tidig_governance::rules::{DEFAULT_RULES, DEFAULT_SCHEMA};
 use tidig_governance::{RulePack, Source};
 use tidig_models::features::{child_family, FeatureSet};
-use tidig_tests::{edge, load, stores, synth};
+use tidig_tests::{config, edge, load, stores, synth};
 
 fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -95,10 +95,7 @@ async fn scoring_turns_an_active_model_into_governed_suggestions() {
             &store,
             &set,
             date("2026-01-01"),
-            0.05,
-            &lenient,
-            None,
-            "alice",
+            &config(0.05, &lenient, None, "alice"),
         )
         .await
         .unwrap();

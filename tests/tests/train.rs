@@ -12,7 +12,7 @@ use tidig_engine::store::Store;
 use tidig_engine::train::{approve, list, show, train, Gate};
 use tidig_models::features::{child_family, Sensitivity};
 use tidig_models::forest::ForestParams;
-use tidig_tests::{edge, load, synth};
+use tidig_tests::{config, edge, load, synth};
 
 fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -38,10 +38,7 @@ async fn a_trained_model_is_registered_explained_and_gated() {
         &store,
         &set,
         date("2026-01-01"),
-        0.05,
-        &strict,
-        Some(&ForestParams::default()),
-        "alice",
+        &config(0.05, &strict, Some(&ForestParams::default()), "alice"),
     )
     .await
     .unwrap();
@@ -103,10 +100,7 @@ async fn a_trained_model_is_registered_explained_and_gated() {
         &store,
         &set,
         date("2026-01-01"),
-        0.10,
-        &lenient,
-        None,
-        "alice",
+        &config(0.10, &lenient, None, "alice"),
     )
     .await
     .unwrap();
@@ -130,9 +124,14 @@ async fn persons_who_objected_are_left_out_of_training_and_evaluation() {
     let store = municipality(dir.path()).await;
     let set = child_family().unwrap();
     let gate = Gate::default();
-    let before = train(&store, &set, date("2026-01-01"), 0.05, &gate, None, "alice")
-        .await
-        .unwrap();
+    let before = train(
+        &store,
+        &set,
+        date("2026-01-01"),
+        &config(0.05, &gate, None, "alice"),
+    )
+    .await
+    .unwrap();
     let holdout = date(&before.artifact.holdout_snapshot);
     let ids: Vec<i64> = load_vectors(&store, &set.hash(), holdout)
         .await
@@ -150,14 +149,83 @@ async fn persons_who_objected_are_left_out_of_training_and_evaluation() {
             .await
             .unwrap();
     }
-    let after = train(&store, &set, date("2026-01-01"), 0.05, &gate, None, "alice")
-        .await
-        .unwrap();
+    let after = train(
+        &store,
+        &set,
+        date("2026-01-01"),
+        &config(0.05, &gate, None, "alice"),
+    )
+    .await
+    .unwrap();
     let key = format!("holdout {holdout}");
     assert_eq!(
         after.artifact.cohort[&key],
         before.artifact.cohort[&key] - ids.len()
     );
-    assert_eq!(after.artifact.cohort["objections excluded"], ids.len());
+    assert_eq!(after.artifact.cohort["objections registered"], ids.len());
+    // The eligibility rule excluded them, from the holdout and from any training snapshot
+    // they also appear in.
+    let by_rule = after.artifact.cohort["person-snapshots excluded by eligibility.objection"];
+    assert!(by_rule >= ids.len(), "{:?}", after.artifact.cohort);
     assert_ne!(after.model_id, before.model_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn training_refuses_inputs_the_data_stage_rules_deny() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = municipality(dir.path()).await;
+    let set = child_family().unwrap();
+    let gate = Gate::default();
+    // Health inputs without an Art 9(2) basis.
+    let no_art9 = tidig_governance::eval::Deployment {
+        art9_basis: String::new(),
+        ..tidig_tests::full_deployment().clone()
+    };
+    let c = tidig_engine::train::TrainConfig {
+        deployment: &no_art9,
+        ..config(0.05, &gate, None, "alice")
+    };
+    let err = train(&store, &set, date("2026-01-01"), &c)
+        .await
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.starts_with("training refused"), "{msg}");
+    assert!(
+        msg.contains("`mother_substance_use_dx_24m` (data.health-needs-art9-basis)"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("`household_size`"),
+        "an ordinary input was refused: {msg}"
+    );
+    // A deployment's own pack deny-lists a feature; nothing is registered.
+    let rules = format!(
+        "{}\n@id(\"data.no-moves\")\n@title(\"moves are not used\")\n@legal(\"local policy\")\n@stage(\"data\")\n\
+         forbid (principal, action == Tidig::Action::\"use_feature\", resource)\n\
+         when {{ resource.source == \"population\" && resource.category == \"population_register\" }};\n",
+        tidig_governance::rules::DEFAULT_RULES
+    );
+    let pack = tidig_governance::RulePack::load(
+        tidig_governance::Source {
+            name: "s",
+            text: tidig_governance::rules::DEFAULT_SCHEMA,
+        },
+        &[tidig_governance::Source {
+            name: "r",
+            text: &rules,
+        }],
+    )
+    .unwrap();
+    let c = tidig_engine::train::TrainConfig {
+        pack: &pack,
+        ..config(0.05, &gate, None, "alice")
+    };
+    let msg = format!(
+        "{:#}",
+        train(&store, &set, date("2026-01-01"), &c)
+            .await
+            .unwrap_err()
+    );
+    assert!(msg.contains("`moves_36m` (data.no-moves)"), "{msg}");
+    assert!(list(&store).await.unwrap().is_empty());
 }
