@@ -351,8 +351,7 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
     .await?;
     let challenger = report.artifact.challenger.clone();
     // The default model's training time: the challenger is timed on its own.
-    let train_seconds =
-        started.elapsed().as_secs_f64() - challenger.as_ref().map_or(0.0, |c| c.seconds);
+    let train_seconds = started.elapsed().as_secs_f64() - report.challenger_seconds.unwrap_or(0.0);
     let training_rows: usize = report
         .artifact
         .cohort
@@ -443,6 +442,7 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
         "auc_ratio": match (model_auc, oracle_auc) { (Some(m), Some(o)) => Some(m / o), _ => None },
         "linear_ceiling_auc": ceiling_auc,
         "challenger": challenger,
+        "challenger_seconds": report.challenger_seconds,
         "scored": scored,
         "score_seconds": score_seconds,
         "persons_per_second": scored as f64 / score_seconds.max(1e-9),
@@ -472,7 +472,7 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
             "  challenger ({} trees, depth {}): trained in {:.1} s; 2025 holdout AUC {:.3} vs logistic {:.3}; precision at capacity {:.3} vs {:.3}",
             c.params.trees,
             c.params.max_depth,
-            c.seconds,
+            report.challenger_seconds.unwrap_or(0.0),
             c.auc.unwrap_or(0.0),
             report.artifact.evaluation.auc.unwrap_or(0.0),
             c.precision_at_capacity,

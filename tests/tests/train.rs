@@ -48,6 +48,18 @@ async fn a_trained_model_is_registered_explained_and_gated() {
         a.hash(),
         "the id is the artifact's content hash"
     );
+    // Training is deterministic (timings stay out of the artifact): the same run
+    // registers the same model, once.
+    let again = train(
+        &store,
+        &set,
+        date("2026-01-01"),
+        &config(0.05, &strict, Some(&ForestParams::default()), "alice"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.model_id, r.model_id);
+    assert!(again.challenger_seconds.is_some());
     assert!(a.evaluation.auc.unwrap() > 0.6, "{:?}", a.evaluation.auc);
     assert_eq!(a.features.len(), set.numeric().count());
     // The challenger ran on the same holdout at the same capacity, and the card says so.
