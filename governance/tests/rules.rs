@@ -87,6 +87,29 @@ fn golden_cases_pass_and_cover_every_rule() {
         let decides = report.cases.iter().any(|c| c.got.rules.contains(&r.id));
         assert!(decides, "no golden case is decided by `{}`", r.id);
     }
+    // Every forbid also has a negative: a case of its own action that it lets through.
+    let golden: serde_json::Value = serde_json::from_str(DEFAULT_GOLDEN).unwrap();
+    for r in pack.rules().iter().filter(|r| r.effect == "forbid") {
+        let rule_text = DEFAULT_RULES
+            .lines()
+            .skip(r.line - 1)
+            .take_while(|l| !l.trim_end().ends_with(';'))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let negative = report
+            .cases
+            .iter()
+            .zip(golden["cases"].as_array().unwrap())
+            .any(|(c, g)| {
+                let action = g["request"]["action"].as_str().unwrap();
+                c.got.allowed && rule_text.contains(&format!("Tidig::Action::\"{action}\""))
+            });
+        assert!(
+            negative,
+            "no golden case shows `{}` letting a request through",
+            r.id
+        );
+    }
 }
 
 #[test]
