@@ -305,15 +305,18 @@ pub struct BenchTrainArgs {
     pub data: PathBuf,
 }
 
-/// Trains on the cached municipality (ingest and feature builds first, not timed), then
-/// evaluates the model against the generator's truth on the reference date next to the
-/// oracle (the true probabilities), and times scoring with the top 5 factors in memory.
-pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Result<()> {
-    use std::time::Instant;
-    use tidig_connectors::national_id::{parse, Country, IdRules};
-    use tidig_connectors::pseudonym::Identity;
-    use tidig_models::metrics::auc;
+/// The cached municipality ingested into a fresh SQLite store, with the default set's
+/// feature snapshots built for training (two), the holdout and the reference date 2026-01-01.
+struct Prepared {
+    dir: PathBuf,
+    /// Holds the store's directory until the benchmark ends.
+    _work: tempfile::TempDir,
+    store: crate::store::Store,
+    set: tidig_models::features::FeatureSet,
+    reference: NaiveDate,
+}
 
+async fn prepare(a: &BenchTrainArgs, json_out: bool, settings: &Settings) -> Result<Prepared> {
     let dir = municipality(&a.data, a.persons, a.seed, false, json_out)?;
     Keys::ensure(&settings.keys.dir)?;
     let work = tempfile::tempdir()?;
@@ -333,6 +336,31 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
     ] {
         crate::features::build(&store, &set, d, &bar).await?;
     }
+    Ok(Prepared {
+        dir,
+        _work: work,
+        store,
+        set,
+        reference,
+    })
+}
+
+/// Trains on the cached municipality (ingest and feature builds first, not timed), then
+/// evaluates the model against the generator's truth on the reference date next to the
+/// oracle (the true probabilities), and times scoring with the top 5 factors in memory.
+pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Result<()> {
+    use std::time::Instant;
+    use tidig_connectors::national_id::{parse, Country, IdRules};
+    use tidig_connectors::pseudonym::Identity;
+    use tidig_models::metrics::auc;
+
+    let Prepared {
+        dir,
+        _work,
+        store,
+        set,
+        reference,
+    } = prepare(&a, json_out, settings).await?;
     let started = Instant::now();
     let pack = tidig_governance::RulePack::default_pack()?;
     let report = crate::train::train(
@@ -496,25 +524,13 @@ pub async fn score(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
     use std::time::Instant;
     use tidig_governance::eval::{PersonFacts, Request};
 
-    let dir = municipality(&a.data, a.persons, a.seed, false, json_out)?;
-    Keys::ensure(&settings.keys.dir)?;
-    let work = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", work.path().join("bench.db").display());
-    child("sqlite", &url, &["ingest".as_ref(), dir.as_os_str()])?;
-    let store = crate::store::Store::open(&url).await?;
-    let set = tidig_models::features::child_family()?;
-    let reference = NaiveDate::from_ymd_opt(2026, 1, 1).context("date")?;
-    let horizon = chrono::Duration::days(set.label.horizon_days as i64);
-    let holdout = reference - horizon;
-    let bar = indicatif::ProgressBar::hidden();
-    for d in [
-        holdout - horizon - horizon,
-        holdout - horizon,
-        holdout,
+    let Prepared {
+        dir: _,
+        _work,
+        store,
+        set,
         reference,
-    ] {
-        crate::features::build(&store, &set, d, &bar).await?;
-    }
+    } = prepare(&a, json_out, settings).await?;
     let gate = crate::train::Gate {
         min_demographic_parity_ratio: 0.0,
         max_equalized_odds_difference: 1.0,

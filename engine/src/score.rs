@@ -228,17 +228,22 @@ struct Population {
 /// How long a point-event (no end date) child-welfare intervention counts as active.
 const ACTIVE_CASE_DAYS: i64 = 180;
 
-async fn population(store: &Store, as_of: NaiveDate) -> Result<Population> {
-    let d = days(as_of) as i64;
-    let birth: Vec<(i64, Option<i64>)> = crate::on_pool!(store, |p| sqlx::query_as(
+/// Every person's birth date (days since the epoch), where known.
+pub(crate) async fn births(store: &Store) -> Result<HashMap<i64, i64>> {
+    let rows: Vec<(i64, Option<i64>)> = crate::on_pool!(store, |p| sqlx::query_as(
         "SELECT id, birth_date FROM persons"
     )
     .fetch_all(p)
     .await?);
-    let birth = birth
+    Ok(rows
         .into_iter()
         .filter_map(|(id, b)| b.map(|b| (id, b)))
-        .collect();
+        .collect())
+}
+
+async fn population(store: &Store, as_of: NaiveDate) -> Result<Population> {
+    let d = days(as_of) as i64;
+    let birth = births(store).await?;
     let rows: Vec<(i64, String, Option<String>, Option<i64>)> =
         crate::on_pool!(store, |p| sqlx::query_as(
             "SELECT person_id, municipality, postcode, household_key FROM residences \

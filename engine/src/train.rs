@@ -300,20 +300,12 @@ pub async fn train(
     let ids: Vec<String> = inputs.iter().map(|f| f.id.clone()).collect();
     crate::rules::check_inputs(pack, deployment, &candidate, set, &ids)
         .context("training refused")?;
-    let births: Vec<(i64, Option<i64>)> = crate::on_pool!(store, |p| sqlx::query_as(
-        "SELECT id, birth_date FROM persons"
-    )
-    .fetch_all(p)
-    .await?);
     let mut screen = Screen {
         ev: tidig_governance::Evaluator::new(pack),
         model: candidate,
         deployment: deployment.clone(),
         objectors: objections(store).await?,
-        births: births
-            .into_iter()
-            .filter_map(|(id, b)| b.map(|b| (id, b)))
-            .collect(),
+        births: crate::score::births(store).await?,
         excluded: BTreeMap::new(),
     };
     let horizon = Duration::days(set.label.horizon_days as i64);
