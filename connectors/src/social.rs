@@ -36,6 +36,7 @@ pub const CATEGORY_SYSTEM: &str = "urn:tidig:social-category";
 pub const CATEGORIES: &[&str] = &[
     "income_support",
     "housing_support",
+    "unemployment_benefit",
     "child_welfare_notification",
     "family_counselling",
     "substance_abuse_service",

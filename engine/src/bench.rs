@@ -49,7 +49,17 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// The cached synthetic municipality for a benchmark, generated on first use.
+/// Whether `dir` holds bench data written by this generator version.
+fn current(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("manifest.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|m| m["generator_version"].as_u64())
+        == Some(u64::from(crate::synth::GENERATOR_VERSION))
+}
+
+/// The cached synthetic municipality for a benchmark, generated on first use (and again
+/// when the generator has changed).
 fn municipality(
     data: &Path,
     persons: usize,
@@ -61,7 +71,13 @@ fn municipality(
         "synth-{persons}-seed{seed}{}",
         if gzip { "-gz" } else { "" }
     ));
-    if !dir.join("manifest.json").exists() {
+    if !current(&dir) {
+        if dir.exists() {
+            // Written by another generator version: the same seed no longer means the
+            // same world.
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing stale bench data {}", dir.display()))?;
+        }
         let args = SynthArgs {
             out: dir.clone(),
             persons,

@@ -156,6 +156,11 @@ impl Default for ScoringSettings {
                     &["*income_support*", "*housing_support*"],
                 ),
                 entry(
+                    "employment-services",
+                    "Employment services for the parents",
+                    &["*unemployment*"],
+                ),
+                entry(
                     "school-social-work",
                     "School social worker",
                     &["*school_absence*"],

@@ -101,3 +101,70 @@ fn the_truth_has_a_plausible_base_rate_and_a_fairness_gap_to_find() {
     assert!(po > pd * 1.2, "no gap to find: {po:.4} vs {pd:.4}");
     assert!(po < pd * 4.0, "an implausible gap: {po:.4} vs {pd:.4}");
 }
+
+#[test]
+fn unemployment_benefit_is_a_monthly_trace_of_need_under_the_shipped_code_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    synth(&out, 6_000, |_| {});
+    let table = tidig_connectors::social::CodeTable::from_toml(
+        &std::fs::read_to_string(out.join("social/code_table.toml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(table.codes["TMT"], "unemployment_benefit");
+
+    // Months of benefit per person in the year before the reference date.
+    let events = std::fs::read_to_string(out.join("social/case_events.csv")).unwrap();
+    let mut months: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let mut all = 0;
+    for l in events.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        if f[2] != "TMT" {
+            continue;
+        }
+        all += 1;
+        let (start, end) = (f[3], f[4]);
+        let days = (chrono::NaiveDate::parse_from_str(end, "%Y-%m-%d").unwrap()
+            - chrono::NaiveDate::parse_from_str(start, "%Y-%m-%d").unwrap())
+        .num_days();
+        assert_eq!(days, 27, "a benefit month runs 28 days: {l}");
+        let amount: f64 = f[5].parse().unwrap();
+        assert!((700.0..1300.0).contains(&amount), "{l}");
+        if start >= "2025-01-01" {
+            *months.entry(f[1]).or_default() += 1;
+        }
+    }
+    assert!(
+        all > 1_000,
+        "only {all} benefit months in a 6,000-person town"
+    );
+
+    // Children in the top decile of true risk have parents on benefit far more often
+    // than children in the lower half: the registry carries the latent need.
+    let relations = std::fs::read_to_string(out.join("population/relations.csv")).unwrap();
+    let mut parents: std::collections::HashMap<&str, Vec<&str>> = Default::default();
+    for l in relations.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        parents.entry(f[0]).or_default().push(f[1]);
+    }
+    let truth = std::fs::read_to_string(out.join("truth/outcomes.csv")).unwrap();
+    let mut children: Vec<(f64, u32)> = truth
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            let m = parents.get(f[0]).map_or(0, |ps| {
+                ps.iter().map(|p| months.get(p).copied().unwrap_or(0)).sum()
+            });
+            (f[3].parse().unwrap(), m)
+        })
+        .collect();
+    children.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mean = |c: &[(f64, u32)]| c.iter().map(|x| f64::from(x.1)).sum::<f64>() / c.len() as f64;
+    let n = children.len();
+    let (top, bottom) = (mean(&children[..n / 10]), mean(&children[n / 2..]));
+    assert!(
+        top > 3.0 * bottom,
+        "benefit months: top decile {top:.2}, lower half {bottom:.2}"
+    );
+}

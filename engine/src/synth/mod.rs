@@ -3,12 +3,12 @@
 //! The world is a set of households, each with a latent *need* that drifts from year to
 //! year. Need drives what the registries see (missed child-health visits, emergency
 //! visits, parental mental-health and substance-use diagnoses, income and housing
-//! support, child-welfare notifications, school absence, moves and separations) and,
-//! through a logistic link, whether a child receives a child-welfare intervention. The
-//! interventions before the reference date are ordinary social-services events; the
-//! outcome in the 12 months after it is written only to `truth/`, with its true
-//! probability. Foreign-language households have a slightly higher mean need *and* are
-//! reported to child welfare more often at equal need, so fairness metrics have
+//! support, unemployment benefit, child-welfare notifications, school absence, moves and
+//! separations) and, through a logistic link, whether a child receives a child-welfare
+//! intervention. The interventions before the reference date are ordinary social-services
+//! events; the outcome in the 12 months after it is written only to `truth/`, with its
+//! true probability. Foreign-language households have a slightly higher mean need *and*
+//! are reported to child welfare more often at equal need, so fairness metrics have
 //! something real to find. Everything is deterministic for a seed.
 
 mod geo;
@@ -94,6 +94,13 @@ const ICD10: &str = "http://hl7.org/fhir/sid/icd-10";
 const ATC: &str = "http://www.whocc.no/atc";
 const LOINC: &str = "http://loinc.org";
 const ACT: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+
+/// Bumped whenever the same seed stops producing the same world, so cached benchmark
+/// data is regenerated rather than silently reused.
+pub const GENERATOR_VERSION: u32 = 2;
+
+/// The yearly shock of the latent need: `sqrt(1 − 0.9²)`, so its variance stays 1.
+const NEED_SHOCK_SD: f64 = 0.436;
 
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
@@ -387,7 +394,9 @@ impl World<'_> {
             };
             members.push(self.new_person(kb, sex, tongue));
         }
-        // Latent need: AR(1) per year, foreign-language households shifted upwards.
+        // Latent need: AR(1) per year with a stationary standard deviation of 1, persistent
+        // (0.9 from one year to the next) as household disadvantage is; foreign-language
+        // households are shifted upwards.
         let shift = if foreign { 0.35 } else { 0.0 };
         let mut need = normal(&mut self.rng) + shift;
         let report_bias = if foreign { 1.4 } else { 1.0 };
@@ -437,10 +446,10 @@ impl World<'_> {
             let is_future = year == self.cfg.history_years;
             // What is known of next year's need on its first day: its mean. The year's
             // own shock is drawn now but is not knowable at the as-of date.
-            let expected_need = 0.8 * need + 0.2 * shift;
-            need = expected_need + 0.6 * normal(&mut self.rng);
+            let expected_need = 0.9 * need + 0.1 * shift;
+            need = expected_need + NEED_SHOCK_SD * normal(&mut self.rng);
             if is_future {
-                let known = (expected_need, 0.6);
+                let known = (expected_need, NEED_SHOCK_SD);
                 self.truth(&members, n_adults, need, known, &notified_last_year, start)?;
                 break;
             }
@@ -608,17 +617,18 @@ impl World<'_> {
             return Ok(0);
         }
         let age = p.age_on(from);
-        // Ordinary primary care.
-        let visits = poisson(
-            &mut self.rng,
-            if age < 7 {
-                1.2
-            } else if age >= 65 {
-                3.0
-            } else {
-                1.5
-            },
-        );
+        // Ordinary primary care; working-age adults in need see a doctor more often (the
+        // usual socioeconomic gradient), at an unchanged average.
+        let rate = if age < 7 {
+            1.2
+        } else if age >= 65 {
+            3.0
+        } else if adult {
+            1.5 * (0.45 * need - 0.1).exp()
+        } else {
+            1.5
+        };
+        let visits = poisson(&mut self.rng, rate);
         for _ in 0..visits {
             let day = self.random_day(from, to);
             let enc = self.encounter(p, day, "AMB", "185349003", "finished")?;
@@ -679,6 +689,20 @@ impl World<'_> {
                     "F11.2"
                 };
                 self.condition(p, &enc, day, code)?;
+            }
+            // Unemployment benefit, paid a month at a time: the densest trace of need in
+            // the registries, as in real ones.
+            let p_unemployed = sigmoid(-2.8 + 1.6 * need);
+            for month in 0..12 {
+                if self.rng.gen::<f64>() < p_unemployed {
+                    let day = start + Duration::days(month * 30 + 14);
+                    if from <= day && day < to {
+                        let amount = self.rng.gen_range(700..1300) as f64;
+                        let nid = p.nid.clone();
+                        let until = Some(day + Duration::days(27));
+                        self.social(&nid, "TMT", day, until, Some(amount))?;
+                    }
+                }
             }
             if p.substance && self.rng.gen::<f64>() < 0.4 {
                 let day = self.random_day(from, to);
@@ -1063,6 +1087,7 @@ impl World<'_> {
         };
         let manifest = serde_json::json!({
             "generator": "tidig synth",
+            "generator_version": GENERATOR_VERSION,
             "seed": self.cfg.seed,
             "persons_requested": self.cfg.persons,
             "history_years": self.cfg.history_years,
