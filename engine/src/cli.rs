@@ -1112,7 +1112,11 @@ async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartA
     let reuse = std::fs::read_to_string(&manifest)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|m| m["seed"] == json!(a.seed) && m["persons_requested"] == json!(a.persons));
+        .is_some_and(|m| {
+            m["seed"] == json!(a.seed)
+                && m["persons_requested"] == json!(a.persons)
+                && m["generator_version"] == json!(crate::synth::GENERATOR_VERSION)
+        });
     let synth = if reuse {
         None
     } else {

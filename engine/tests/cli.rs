@@ -286,3 +286,45 @@ fn rule_packs_are_checked_and_tested_through_the_cli() {
         stderr(&none)
     );
 }
+
+/// The README's first command, on a small town: the whole pipeline runs, the second run
+/// reuses the synthetic extracts and changes no suggestion, and no raw national ID
+/// reaches the output.
+#[test]
+fn quickstart_runs_the_whole_pipeline_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = ["--json", "quickstart", "--persons", "6000", "--out", "s"];
+    let first = tidig(d, &args);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let v: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert!(v["synth"].is_object(), "the first run generates the town");
+    assert_eq!(v["ingest"]["rejected"], 0);
+    assert_eq!(v["model"]["gate_passed"], true);
+    assert!(d.join(v["model"]["card"].as_str().unwrap()).exists());
+    let written = v["score"]["suggestions"].as_u64().unwrap();
+    assert!(written > 0, "no suggestions: {}", v["score"]);
+    assert_eq!(v["score"]["new"].as_u64(), Some(written));
+    let top = v["top"].as_array().unwrap();
+    assert!(!top.is_empty() && top.len() <= 3);
+    for t in top {
+        let factors = t["suggestion"]["factors"].as_array().unwrap();
+        assert!(!factors.is_empty(), "{t}");
+    }
+
+    let persons = std::fs::read_to_string(d.join("s/population/persons.csv")).unwrap();
+    let out = String::from_utf8_lossy(&first.stdout);
+    for line in persons.lines().skip(1).take(500) {
+        let nid = line.split(',').next().unwrap();
+        assert!(!out.contains(nid), "a raw national ID in the output");
+    }
+
+    let again = tidig(d, &args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert!(w["synth"].is_null(), "the second run reuses the extracts");
+    assert_eq!(w["model"]["id"], v["model"]["id"]);
+    assert_eq!(w["score"]["unchanged"].as_u64(), Some(written));
+    assert_eq!(w["score"]["new"].as_u64(), Some(0));
+}
