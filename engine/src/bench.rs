@@ -49,15 +49,6 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Whether `dir` holds bench data written by this generator version.
-fn current(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("manifest.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|m| m["generator_version"].as_u64())
-        == Some(u64::from(crate::synth::GENERATOR_VERSION))
-}
-
 /// The cached synthetic municipality for a benchmark, generated on first use (and again
 /// when the generator has changed).
 fn municipality(
@@ -71,7 +62,7 @@ fn municipality(
         "synth-{persons}-seed{seed}{}",
         if gzip { "-gz" } else { "" }
     ));
-    if !current(&dir) {
+    if crate::synth::current_manifest(&dir).is_none() {
         if dir.exists() {
             // Written by another generator version: the same seed no longer means the
             // same world.

@@ -1108,15 +1108,8 @@ const QUICKSTART_SNAPSHOT: &str = "2025-01-01";
 
 async fn quickstart(db: &str, json: bool, mut settings: Settings, a: QuickstartArgs) -> Result<()> {
     let created = Keys::ensure(&settings.keys.dir)?;
-    let manifest = a.out.join("manifest.json");
-    let reuse = std::fs::read_to_string(&manifest)
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|m| {
-            m["seed"] == json!(a.seed)
-                && m["persons_requested"] == json!(a.persons)
-                && m["generator_version"] == json!(crate::synth::GENERATOR_VERSION)
-        });
+    let reuse = crate::synth::current_manifest(&a.out)
+        .is_some_and(|m| m["seed"] == json!(a.seed) && m["persons_requested"] == json!(a.persons));
     let synth = if reuse {
         None
     } else {

@@ -17,7 +17,7 @@ mod out;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::{Datelike, Duration, NaiveDate};
@@ -98,6 +98,14 @@ const ACT: &str = "http://terminology.hl7.org/CodeSystem/v3-ActCode";
 /// Bumped whenever the same seed stops producing the same world, so cached benchmark
 /// data is regenerated rather than silently reused.
 pub const GENERATOR_VERSION: u32 = 2;
+
+/// The manifest of the extracts in `dir`, if this generator version wrote them.
+pub fn current_manifest(dir: &Path) -> Option<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("manifest.json")).ok()?;
+    let manifest: serde_json::Value = serde_json::from_str(&text).ok()?;
+    (manifest["generator_version"].as_u64() == Some(u64::from(GENERATOR_VERSION)))
+        .then_some(manifest)
+}
 
 /// The yearly shock of the latent need: `sqrt(1 − 0.9²)`, so its variance stays 1.
 const NEED_SHOCK_SD: f64 = 0.436;
