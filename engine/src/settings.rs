@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use chrono::NaiveDate;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
@@ -14,6 +13,11 @@ use tidig_connectors::national_id::{Country, IdRules};
 use tidig_connectors::pseudonym::{Pseudonymizer, SecretKey, Vault};
 use tidig_connectors::social::CodeTable;
 use tidig_governance::eval::{Deployment, Intervention};
+use tidig_models::gate::Gate;
+
+use crate::error::EngineError;
+
+type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// Everything configurable, with defaults that run the demo.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -29,7 +33,7 @@ pub struct Settings {
     pub deployment: Deployment,
     pub rules: RuleSettings,
     pub scoring: ScoringSettings,
-    pub gate: crate::train::Gate,
+    pub gate: Gate,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -232,7 +236,7 @@ impl Default for Settings {
             deployment: Deployment::default(),
             rules: RuleSettings::default(),
             scoring: ScoringSettings::default(),
-            gate: crate::train::Gate::default(),
+            gate: Gate::default(),
         }
     }
 }
@@ -267,7 +271,7 @@ impl Settings {
         match path {
             Some(p) => {
                 if !p.exists() {
-                    bail!("{}: settings file not found", p.display());
+                    return Err(EngineError::file(p, "settings file not found"));
                 }
                 fig = fig.merge(Toml::file(p));
             }
@@ -276,12 +280,16 @@ impl Settings {
         }
         fig = fig.merge(Env::prefixed("TIDIG__").split("__"));
         fig.extract()
-            .map_err(|e| anyhow::anyhow!("invalid settings: {e}"))
+            .map_err(|e| EngineError::invalid("settings", e.to_string()))
     }
 
     pub fn country(&self) -> Result<Country> {
-        Country::from_code(&self.country)
-            .with_context(|| format!("country `{}` is not one of fi, se, dk, no", self.country))
+        Country::from_code(&self.country).ok_or_else(|| {
+            EngineError::invalid(
+                "country",
+                format!("`{}` is not one of fi, se, dk, no", self.country),
+            )
+        })
     }
 
     pub fn person_systems(&self) -> Result<Vec<PersonSystem>> {
@@ -291,8 +299,11 @@ impl Settings {
             .map(|p| {
                 let country = match &p.country {
                     None => None,
-                    Some(c) => Some(Country::from_code(c).with_context(|| {
-                        format!("health.person_systems: country `{c}` is not one of fi, se, dk, no")
+                    Some(c) => Some(Country::from_code(c).ok_or_else(|| {
+                        EngineError::invalid(
+                            "health.person_systems",
+                            format!("country `{c}` is not one of fi, se, dk, no"),
+                        )
                     })?),
                 };
                 Ok(PersonSystem {
@@ -308,9 +319,9 @@ impl Settings {
             None => Ok(CodeTable::default_table()),
             Some(p) => {
                 let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("{}: cannot read code table", p.display()))?;
+                    .map_err(|e| EngineError::file(p, format!("cannot read code table: {e}")))?;
                 CodeTable::from_toml(&text)
-                    .with_context(|| format!("{}: invalid code table", p.display()))
+                    .map_err(|e| EngineError::file(p, format!("invalid code table: {e}")))
             }
         }
     }
@@ -354,7 +365,7 @@ impl Keys {
     /// a new pseudonym key would break every link to data already loaded.
     pub fn ensure(dir: &Path) -> Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
+            .map_err(|e| EngineError::file(dir, format!("cannot create: {e}")))?;
         let mut created = Vec::new();
         for name in [PSEUDONYM_FILE, VAULT_FILE] {
             let path = dir.join(name);
@@ -362,7 +373,8 @@ impl Keys {
                 continue;
             }
             let mut bytes = [0u8; 32];
-            getrandom::getrandom(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            getrandom::getrandom(&mut bytes)
+                .map_err(|e| EngineError::internal(format_args!("no randomness: {e}")))?;
             let key = SecretKey::from_bytes(bytes);
             let mut opts = std::fs::OpenOptions::new();
             opts.write(true).create_new(true);
@@ -373,8 +385,10 @@ impl Keys {
             }
             let mut f = opts
                 .open(&path)
-                .with_context(|| format!("{}: cannot create key file", path.display()))?;
-            writeln!(f, "{}", key.to_hex())?;
+                .map_err(|e| EngineError::file(&path, format!("cannot create key file: {e}")))?;
+            writeln!(f, "{}", key.to_hex())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| EngineError::file(&path, format!("cannot write key file: {e}")))?;
             created.push(path);
         }
         Ok(created)
@@ -384,28 +398,33 @@ impl Keys {
 fn load_key(env: &str, path: &Path) -> Result<SecretKey> {
     if let Ok(v) = std::env::var(env) {
         return SecretKey::from_hex(&v)
-            .with_context(|| format!("{env}: expected 64 hexadecimal characters"));
+            .ok_or_else(|| EngineError::invalid(env, "expected 64 hexadecimal characters"));
     }
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "{}: key not found (set {env}, or run `tidig keys generate` for a demo key)",
-            path.display()
+    let text = std::fs::read_to_string(path).map_err(|_| {
+        EngineError::file(
+            path,
+            format!("key not found (set {env}, or run `tidig keys generate` for a demo key)"),
         )
     })?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)?.permissions().mode();
+        let mode = std::fs::metadata(path)
+            .map_err(|e| EngineError::file(path, e))?
+            .permissions()
+            .mode();
         if mode & 0o077 != 0 {
-            bail!(
-                "{}: key file is readable by others (mode {:o}); chmod 600 it",
-                path.display(),
-                mode & 0o777
-            );
+            return Err(EngineError::file(
+                path,
+                format!(
+                    "key file is readable by others (mode {:o}); chmod 600 it",
+                    mode & 0o777
+                ),
+            ));
         }
     }
     SecretKey::from_hex(&text)
-        .with_context(|| format!("{}: expected 64 hexadecimal characters", path.display()))
+        .ok_or_else(|| EngineError::file(path, "expected 64 hexadecimal characters"))
 }
 
 #[cfg(test)]

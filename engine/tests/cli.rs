@@ -9,8 +9,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use tidig_engine::pgtemp::TempPostgres;
 use tidig_engine::store::{Store, TABLES};
+use tidig_engine::testkit::pgtemp::TempPostgres;
 
 fn tidig(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tidig"))
@@ -108,7 +108,13 @@ async fn a_killed_ingest_rerun_ends_with_the_same_store() {
     })
     .await;
     match TempPostgres::start(true).unwrap() {
-        None => eprintln!("PostgreSQL server binaries not found: skipping the PostgreSQL half"),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but no PostgreSQL server binaries were found"
+            );
+            eprintln!("PostgreSQL server binaries not found: skipping the PostgreSQL half")
+        }
         Some(pg) => {
             let clean = pg.create_database("clean").await.unwrap();
             let mut urls = Vec::new();

@@ -117,6 +117,7 @@ pub struct Source<'a> {
 }
 
 /// A validated rule pack.
+#[derive(Clone)]
 pub struct RulePack {
     pub(crate) schema: Schema,
     pub(crate) policies: PolicySet,

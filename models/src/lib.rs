@@ -1,13 +1,12 @@
 //! Pure model training, scoring and explanation (linfa, smartcore).
 //!
 //! Architecture invariant: this crate takes feature matrices and returns models, scores
-//! and explanations as values; it never reads the store or the network. The training,
-//! explanation and evaluation code arrives with the models issue; until then the crate
-//! holds the feature definitions and the link function the pipeline agrees on.
+//! and explanations as values; it never reads the store or the network.
 
 pub mod fairness;
 pub mod features;
 pub mod forest;
+pub mod gate;
 pub mod logistic;
 pub mod metrics;
 pub mod select;

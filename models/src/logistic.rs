@@ -199,43 +199,35 @@ impl Logistic {
     }
 }
 
-/// A score with its `K` largest contributions (index, log-odds), largest first: the fast
-/// path for scoring a whole cohort, without allocating per person.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TopFactors<const K: usize> {
-    pub probability: f64,
-    pub factors: [(u16, f64); K],
-    pub len: usize,
-}
-
+/// The `k` largest contributions (input index, log-odds), largest first, ties in input
+/// order: the explanation a suggestion shows. One routine serves production and the
+/// benchmarks; it reuses the caller's buffer, so scoring a cohort does not allocate per
+/// person.
 impl Logistic {
-    /// The probability and the `K` factors that raise it most (exact SHAP values).
-    pub fn score_top<const K: usize>(&self, row: &[Option<f64>]) -> TopFactors<K> {
-        let mut logit = self.intercept;
-        let mut top = [(0u16, f64::NEG_INFINITY); K];
-        let mut len = 0;
+    /// The probability, with `top` refilled with the `k` largest exact SHAP values
+    /// (`w_i · (x_i − mean_i)`). The probability is bit-identical to
+    /// [`Logistic::probability`].
+    pub fn score_top(&self, row: &[Option<f64>], k: usize, top: &mut Vec<(u16, f64)>) -> f64 {
+        top.clear();
+        let mut sum = 0.0;
         for (j, v) in row.iter().enumerate() {
             let x = v.map_or(0.0, |v| {
                 (self.scaler.pre(j, v) - self.scaler.means[j]) / self.scaler.scales[j]
             });
             let w = self.weights[j];
-            logit += w * x;
+            sum += w * x;
             let c = w * (x - self.background[j]);
-            if c > 0.0 && (len < K || c > top[K - 1].1) {
-                let mut i = len.min(K - 1);
-                while i > 0 && top[i - 1].1 < c {
-                    top[i] = top[i - 1];
-                    i -= 1;
-                }
-                top[i] = (j as u16, c);
-                len = (len + 1).min(K);
+            if k == 0 || (top.len() == k && top[k - 1].1 >= c) {
+                continue;
             }
+            // Insert after every entry at least as large (earlier inputs win ties).
+            let at = top.partition_point(|e| e.1 >= c);
+            if top.len() == k {
+                top.pop();
+            }
+            top.insert(at, (j as u16, c));
         }
-        TopFactors {
-            probability: crate::sigmoid(logit),
-            factors: top,
-            len,
-        }
+        crate::sigmoid(self.intercept + sum)
     }
 }
 
@@ -302,27 +294,47 @@ mod tests {
     }
 
     #[test]
-    fn the_fast_top_factors_agree_with_the_full_explanation() {
+    fn the_top_factors_are_the_full_explanation_sorted_and_cut() {
         let (rows, labels) = planted(1_000, 5);
         let m = fit(&rows, &labels, 1.0, &[]).unwrap();
-        for row in rows.iter().take(100) {
-            let e = m.explain(row);
-            let t = m.score_top::<2>(row);
-            assert!((t.probability - e.probability).abs() < 1e-12);
-            let mut positive: Vec<(usize, f64)> = e
-                .contributions
-                .iter()
-                .copied()
-                .enumerate()
-                .filter(|(_, c)| *c > 0.0)
-                .collect();
-            positive.sort_by(|a, b| b.1.total_cmp(&a.1));
-            assert_eq!(t.len, positive.len().min(2));
-            for (i, (j, c)) in positive.iter().take(2).enumerate() {
-                assert_eq!(t.factors[i].0 as usize, *j);
-                assert!((t.factors[i].1 - c).abs() < 1e-12);
+        let mut top = Vec::new();
+        for k in [0, 1, 2, 3, 5] {
+            for row in rows.iter().take(100) {
+                let e = m.explain(row);
+                let p = m.score_top(row, k, &mut top);
+                assert_eq!(p.to_bits(), m.probability(row).to_bits());
+                let mut order: Vec<usize> = (0..e.contributions.len()).collect();
+                order.sort_by(|a, b| {
+                    e.contributions[*b]
+                        .total_cmp(&e.contributions[*a])
+                        .then(a.cmp(b))
+                });
+                let want: Vec<(u16, f64)> = order
+                    .iter()
+                    .take(k)
+                    .map(|&j| (j as u16, e.contributions[j]))
+                    .collect();
+                assert_eq!(top, want, "k = {k}");
             }
         }
+    }
+
+    #[test]
+    fn equal_contributions_keep_input_order() {
+        let m = Logistic {
+            scaler: Scaler {
+                means: vec![0.0; 3],
+                scales: vec![1.0; 3],
+                log1p: vec![false; 3],
+            },
+            weights: vec![1.0, 1.0, 1.0],
+            intercept: 0.0,
+            alpha: 1.0,
+            background: vec![0.0; 3],
+        };
+        let mut top = Vec::new();
+        m.score_top(&[Some(1.0), Some(2.0), Some(1.0)], 2, &mut top);
+        assert_eq!(top, [(1, 2.0), (0, 1.0)]);
     }
 
     #[test]

@@ -15,10 +15,15 @@ use tidig_connectors::edge::{EdgeConfig, PersonSystem};
 use tidig_connectors::national_id::{Country, IdRules};
 use tidig_connectors::pseudonym::{Pseudonymizer, SecretKey, Vault};
 use tidig_connectors::social::CodeTable;
-use tidig_engine::ingest::{ingest, IngestOptions, IngestReport};
-use tidig_engine::pgtemp::TempPostgres;
+use tidig_engine::clock::Clock;
+use tidig_engine::pipeline::ingest::{ingest_with, IngestOptions, IngestReport};
+use tidig_engine::principal::Principal;
+use tidig_engine::progress::Quiet;
+use tidig_engine::settings::Settings;
 use tidig_engine::store::{Store, TABLES};
 use tidig_engine::synth::{generate, SynthConfig, SynthReport};
+use tidig_engine::testkit::pgtemp::TempPostgres;
+use tidig_engine::App;
 
 /// A file or directory under `shared/data`.
 pub fn shared(rel: &str) -> PathBuf {
@@ -58,11 +63,15 @@ pub fn edge(country: Country, extra_opaque: &[&str]) -> EdgeConfig {
 static PG: OnceLock<Option<TempPostgres>> = OnceLock::new();
 
 /// The shared throwaway PostgreSQL cluster of this test binary, if the server binaries
-/// exist here.
+/// exist here. Under CI (`CI` set) a missing server fails the test instead of skipping.
 pub fn pg() -> Option<&'static TempPostgres> {
     PG.get_or_init(|| match TempPostgres::start(true) {
         Ok(Some(pg)) => Some(pg),
         Ok(None) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but no PostgreSQL server binaries were found: the PostgreSQL tests are required here"
+            );
             eprintln!(
                 "PostgreSQL server binaries not found: skipping the PostgreSQL half of this test"
             );
@@ -106,14 +115,45 @@ pub async fn load_with(
     paths: &[PathBuf],
     opts: &IngestOptions,
 ) -> IngestReport {
-    let bar = indicatif_hidden();
-    ingest(store, edge, &CodeTable::default_table(), paths, opts, &bar)
-        .await
-        .unwrap()
+    ingest_with(
+        &app(store),
+        edge,
+        &CodeTable::default_table(),
+        paths,
+        opts,
+        &Quiet,
+    )
+    .await
+    .unwrap()
 }
 
-fn indicatif_hidden() -> tidig_engine::cli::Bar {
-    tidig_engine::cli::Bar::hidden()
+/// The tests' settings: defaults with [`full_deployment`].
+pub fn settings() -> Settings {
+    Settings {
+        deployment: full_deployment().clone(),
+        ..Settings::default()
+    }
+}
+
+/// An app over `store` with the tests' settings, the built-in pack and a clock fixed on
+/// [`today`].
+pub fn app(store: &Store) -> App {
+    app_with(store, settings(), default_pack().clone())
+}
+
+/// An app over `store` with other settings or another pack.
+pub fn app_with(store: &Store, settings: Settings, pack: tidig_governance::RulePack) -> App {
+    App::with_store(store.clone(), settings, pack, Clock::fixed_on(today()))
+}
+
+/// An operator principal named `id` (asserted on the command line).
+pub fn operator(id: &str) -> Principal {
+    Principal::new(
+        id,
+        tidig_engine::principal::Role::Operator,
+        tidig_engine::principal::AuthMethod::Flag,
+    )
+    .unwrap()
 }
 
 /// Columns that differ between equivalent runs: run ids and timestamps.
@@ -166,19 +206,13 @@ pub fn full_deployment() -> &'static tidig_governance::eval::Deployment {
     &DEPLOYMENT
 }
 
-/// A training configuration under the built-in pack and [`full_deployment`].
-pub fn config<'a>(
+/// Training options with `gate`, without the challenger unless given, and no card files.
+pub fn train_options(
     capacity_share: f64,
-    gate: &'a tidig_engine::train::Gate,
-    challenger: Option<&'a tidig_models::forest::ForestParams>,
-    who: &'a str,
-) -> tidig_engine::train::TrainConfig<'a> {
-    tidig_engine::train::TrainConfig {
-        capacity_share,
-        gate,
-        challenger,
-        pack: default_pack(),
-        deployment: full_deployment(),
-        who,
-    }
+    gate: tidig_models::gate::Gate,
+    challenger: Option<tidig_models::forest::ForestParams>,
+) -> tidig_engine::pipeline::train::TrainOptions {
+    let mut o = tidig_engine::pipeline::train::TrainOptions::new(capacity_share, gate).unwrap();
+    o.challenger = challenger;
+    o
 }

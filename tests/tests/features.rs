@@ -9,12 +9,12 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use tidig_connectors::national_id::{Country, Sex};
-use tidig_engine::cli::Bar;
-use tidig_engine::features::{build, load_vectors};
+use tidig_engine::pipeline::features::{build, load_vectors};
+use tidig_engine::progress::Quiet;
 use tidig_engine::store::Store;
 use tidig_engine::synth::ids;
 use tidig_models::features::{child_family, FeatureSet};
-use tidig_tests::{edge, load, stores, synth};
+use tidig_tests::{app, edge, load, stores, synth};
 
 fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -119,12 +119,12 @@ fn family_files(dir: &Path) -> Family {
 }
 
 async fn one(store: &Store, set: &FeatureSet, as_of: &str) -> Vec<Option<f64>> {
-    let r = build(store, set, date(as_of), &Bar::hidden())
+    let r = build(&app(store), set, date(as_of), &Quiet).await.unwrap();
+    assert_eq!(r.persons, 1, "the cohort is the one child");
+    let v = load_vectors(&app(store), &set.hash(), date(as_of))
         .await
         .unwrap();
-    assert_eq!(r.persons, 1, "the cohort is the one child");
-    let v = load_vectors(store, &set.hash(), date(as_of)).await.unwrap();
-    v.into_values().next().unwrap().0
+    v.into_values().next().unwrap().values
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,10 +175,12 @@ async fn windows_as_of_and_household_relations() {
         );
         // The label sees the intervention in the 365 days after 2024-01-01 (the data
         // reach past the horizon, so the label is observed).
-        let vecs = load_vectors(&store, &set.hash(), date("2024-01-01"))
+        let vecs = load_vectors(&app(&store), &set.hash(), date("2024-01-01"))
             .await
             .unwrap();
-        let (_, protected, label) = vecs.into_values().next().unwrap();
+        let tidig_engine::store::StoredVector {
+            protected, label, ..
+        } = vecs.into_values().next().unwrap();
         assert_eq!(label, Some(1.0), "{backend}");
         assert_eq!(protected["mother_tongue"].as_deref(), Some("fi"));
         assert_eq!(protected["municipality"].as_deref(), Some("091"));
@@ -197,13 +199,17 @@ async fn events_after_the_as_of_date_change_nothing_and_rebuilds_are_idempotent(
         .unwrap();
     let edge = edge(Country::Fi, &[]);
     load(&store, &edge, std::slice::from_ref(&out)).await;
-    build(&store, &set, as_of, &Bar::hidden()).await.unwrap();
-    let first = load_vectors(&store, &set.hash(), as_of).await.unwrap();
+    build(&app(&store), &set, as_of, &Quiet).await.unwrap();
+    let first = load_vectors(&app(&store), &set.hash(), as_of)
+        .await
+        .unwrap();
     assert!(first.len() > 150);
     // Rebuild: same rows.
-    build(&store, &set, as_of, &Bar::hidden()).await.unwrap();
+    build(&app(&store), &set, as_of, &Quiet).await.unwrap();
     assert_eq!(
-        load_vectors(&store, &set.hash(), as_of).await.unwrap(),
+        load_vectors(&app(&store), &set.hash(), as_of)
+            .await
+            .unwrap(),
         first
     );
     // Add a burst of events for every person, all after the as-of date.
@@ -219,11 +225,14 @@ async fn events_after_the_as_of_date_change_nothing_and_rebuilds_are_idempotent(
     std::fs::write(&late, extra).unwrap();
     let r = load(&store, &edge, &[late]).await;
     assert!(r.loaded > 3_000);
-    build(&store, &set, as_of, &Bar::hidden()).await.unwrap();
-    let after = load_vectors(&store, &set.hash(), as_of).await.unwrap();
-    for (pid, (vals, _, _)) in &first {
+    build(&app(&store), &set, as_of, &Quiet).await.unwrap();
+    let after = load_vectors(&app(&store), &set.hash(), as_of)
+        .await
+        .unwrap();
+    for (pid, v) in &first {
+        let vals = &v.values;
         assert_eq!(
-            &after[pid].0, vals,
+            &after[pid].values, vals,
             "a later event leaked into person {pid}'s features"
         );
     }
@@ -239,7 +248,7 @@ async fn sqlite_and_postgres_build_the_same_vectors() {
     let mut all = Vec::new();
     for (backend, store) in stores(dir.path(), "fparity").await {
         load(&store, &edge, std::slice::from_ref(&out)).await;
-        let report = build(&store, &set, date("2024-06-30"), &Bar::hidden())
+        let report = build(&app(&store), &set, date("2024-06-30"), &Quiet)
             .await
             .unwrap();
         assert!(
@@ -248,13 +257,14 @@ async fn sqlite_and_postgres_build_the_same_vectors() {
         );
         all.push((
             backend,
-            load_vectors(&store, &set.hash(), date("2024-06-30"))
+            load_vectors(&app(&store), &set.hash(), date("2024-06-30"))
                 .await
                 .unwrap(),
         ));
     }
-    if let [(_, a), (_, b)] = &all[..] {
-        assert_eq!(a.len(), b.len());
-        assert_eq!(a, b, "SQLite and PostgreSQL vectors differ");
+    let (_, sqlite) = &all[0];
+    for (backend, other) in &all[1..] {
+        assert_eq!(sqlite.len(), other.len(), "{backend}");
+        assert!(sqlite == other, "SQLite and {backend} vectors differ");
     }
 }

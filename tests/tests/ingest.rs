@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use tidig_connectors::national_id::Country;
-use tidig_engine::ingest::IngestOptions;
+use tidig_engine::domain::FileStatus;
+use tidig_engine::pipeline::ingest::IngestOptions;
 use tidig_tests::{dump, edge, load, load_with, raw_ids, shared, stores, synth};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,14 +41,18 @@ async fn synthetic_municipality_loads_identically_into_every_backend() {
         assert!(counts.relations > 0 && counts.residences as u64 >= report.persons);
         dumps.push((backend, dump(&store).await));
     }
-    if let [(_, a), (_, b)] = &dumps[..] {
+    let (_, a) = &dumps[0];
+    for (other, b) in &dumps[1..] {
         for (table, rows) in a {
             assert_eq!(
                 rows.len(),
                 b[table].len(),
-                "{table}: row counts differ between backends"
+                "{table}: row counts differ between sqlite and {other}"
             );
-            assert_eq!(rows, &b[table], "{table}: contents differ between backends");
+            assert_eq!(
+                rows, &b[table],
+                "{table}: contents differ between sqlite and {other}"
+            );
         }
     }
 }
@@ -67,7 +72,7 @@ async fn reingesting_adds_nothing_and_forced_reparse_counts_duplicates() {
             .files
             .iter()
             .filter(|f| f.format.is_some() && f.format.as_deref() != Some("fhir-bulk-log"))
-            .all(|f| f.status == "unchanged"));
+            .all(|f| f.status == FileStatus::Unchanged));
         assert_eq!(
             dump(&store).await,
             before,
@@ -201,12 +206,11 @@ async fn no_raw_national_id_reaches_any_table_or_the_sqlite_file() {
         load(&store, &edge, std::slice::from_ref(&out)).await;
         for table in tidig_engine::store::TABLES {
             let rows = store.dump_table(table, &[]).await.unwrap().join("\n");
-            if let Some(m) = finder.find(&rows) {
-                panic!(
-                    "{backend}.{table} holds a raw national id at byte {}",
-                    m.start()
-                );
-            }
+            assert_eq!(
+                finder.find(&rows).map(|m| m.start()),
+                None,
+                "{backend}.{table} holds a raw national id at this byte"
+            );
         }
         store.close().await;
     }
@@ -267,7 +271,13 @@ async fn danish_cpr_extracts_load_into_the_store() {
         )
         .await;
         assert_eq!(r.rejected, 0, "{backend}");
-        assert_eq!(r.files.iter().filter(|f| f.status == "loaded").count(), 10);
+        assert_eq!(
+            r.files
+                .iter()
+                .filter(|f| f.status == FileStatus::Loaded)
+                .count(),
+            10
+        );
         let c = store.counts().await.unwrap();
         assert_eq!(c.residences, 7, "{backend}");
         assert!(c.relations >= 4, "{backend}: {}", c.relations);
@@ -329,15 +339,24 @@ async fn a_store_refuses_a_different_pseudonym_key() {
     other.pseudonymizer = tidig_connectors::pseudonym::Pseudonymizer::new(
         &tidig_connectors::pseudonym::SecretKey::from_bytes([1; 32]),
     );
-    let err = tidig_engine::ingest::ingest(
-        &store,
+    let err = tidig_engine::pipeline::ingest::ingest_with(
+        &tidig_tests::app(&store),
         &other,
         &tidig_connectors::social::CodeTable::default_table(),
         &[out],
         &IngestOptions::default(),
-        &tidig_engine::cli::Bar::hidden(),
+        &tidig_engine::progress::Quiet,
     )
     .await
     .unwrap_err();
-    assert!(format!("{err:#}").contains("pseudonym key"), "{err:#}");
+    assert!(
+        matches!(
+            err,
+            tidig_engine::EngineError::Unavailable(tidig_engine::store::StoreError::KeyMismatch {
+                which: "pseudonym",
+                ..
+            })
+        ),
+        "{err}"
+    );
 }

@@ -1,23 +1,30 @@
-//! The scoring pipeline end to end on both backends: activation under the data-stage
-//! rules, suggestions with redaction, routing and capacity, idempotent re-scoring,
-//! objections, the stop switch, a changed pack, a forbidden input and a broken rule.
+//! The scoring pipeline end to end on both backends, one behaviour per test: activation
+//! under the data-stage rules, suggestions with redaction, routing and capacity,
+//! idempotent re-scoring, objections, the stop switch, a changed pack, a forbidden input,
+//! a broken rule, and racing activations.
 
 #![expect(
     clippy::unwrap_used,
     reason = "test code: a failure here is a test failure"
 )]
 
+use std::path::{Path, PathBuf};
+
 use chrono::NaiveDate;
 use tidig_connectors::national_id::Country;
-use tidig_engine::score::{open_suggestions, score, ScoreOptions, ScoreReport};
-use tidig_engine::settings::ScoringSettings;
+use tidig_engine::domain::ModelState;
+use tidig_engine::pipeline::registry::{activate, approve, list};
+use tidig_engine::pipeline::score::{open_suggestions, score, ScoreReport, Suggestion};
+use tidig_engine::pipeline::train::train;
+use tidig_engine::settings::{ScoringSettings, Settings};
 use tidig_engine::store::Store;
-use tidig_engine::train::{activate, approve, train, Gate};
+use tidig_engine::{EngineError, Precondition};
 use tidig_governance::eval::Deployment;
 use tidig_governance::rules::{DEFAULT_RULES, DEFAULT_SCHEMA};
 use tidig_governance::{RulePack, Source};
-use tidig_models::features::{child_family, FeatureSet};
-use tidig_tests::{config, edge, load, stores, synth};
+use tidig_models::features::child_family;
+use tidig_models::gate::Gate;
+use tidig_tests::{app_with, edge, load, operator, stores, synth, train_options};
 
 fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -47,26 +54,44 @@ fn pack(rules: &str) -> RulePack {
     .unwrap()
 }
 
+/// Scores 2026-01-01 under `pack` and `settings`.
 async fn run(
     store: &Store,
     pack: &RulePack,
-    d: &Deployment,
-    s: &ScoringSettings,
-    set: &FeatureSet,
-) -> anyhow::Result<ScoreReport> {
-    Ok(score(
+    settings: Settings,
+) -> Result<ScoreReport, EngineError> {
+    let set = child_family().unwrap();
+    let app = app_with(store, settings, pack.clone());
+    Ok(score(&app, &operator("scorer"), &set, date("2026-01-01"))
+        .await?
+        .0)
+}
+
+fn settings_with(d: Deployment, scoring: ScoringSettings) -> Settings {
+    Settings {
+        deployment: d,
+        scoring,
+        ..Settings::default()
+    }
+}
+
+/// Every allowed suggestion is written, and scores from 0.05 count as elevated.
+fn uncapped() -> ScoringSettings {
+    let mut s = ScoringSettings::default();
+    s.elevated = 0.05;
+    for u in &mut s.units {
+        u.weekly_capacity = 1_000_000;
+    }
+    s
+}
+
+async fn open(store: &Store) -> Vec<(String, Suggestion)> {
+    let app = app_with(
         store,
-        ScoreOptions {
-            as_of: date("2026-01-01"),
-            pack,
-            deployment: d,
-            scoring: s,
-            set,
-            by: "tester",
-        },
-    )
-    .await?
-    .0)
+        Settings::default(),
+        RulePack::default_pack().unwrap(),
+    );
+    open_suggestions(&app, date("2026-01-01")).await.unwrap()
 }
 
 async fn dump_suggestions(store: &Store) -> Vec<String> {
@@ -76,11 +101,19 @@ async fn dump_suggestions(store: &Store) -> Vec<String> {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scoring_turns_an_active_model_into_governed_suggestions() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("s");
-    synth(&out, 2_500, |_| {});
+/// The synthetic municipality all scoring tests share, generated once per test binary.
+fn municipality() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep().join("s");
+        synth(&dir, 2_500, |_| {});
+        dir
+    })
+}
+
+/// A store per backend with the municipality loaded and a model trained by alice under
+/// a lenient gate (not yet approved); returns the model id too.
+async fn trained(dir: &Path, name: &str) -> Vec<(&'static str, Store, String)> {
     let set = child_family().unwrap();
     let lenient = Gate {
         min_demographic_parity_ratio: 0.0,
@@ -88,72 +121,142 @@ async fn scoring_turns_an_active_model_into_governed_suggestions() {
         min_auc: 0.0,
         ..Gate::default()
     };
-    let default_pack = RulePack::default_pack().unwrap();
-    for (backend, store) in stores(dir.path(), "score").await {
-        load(&store, &edge(Country::Fi, &[]), std::slice::from_ref(&out)).await;
-        let model = train(
+    let mut out = Vec::new();
+    for (backend, store) in stores(dir, name).await {
+        load(
             &store,
+            &edge(Country::Fi, &[]),
+            &[municipality().to_path_buf()],
+        )
+        .await;
+        let app = tidig_tests::app(&store);
+        let model = train(
+            &app,
+            &operator("alice"),
             &set,
             date("2026-01-01"),
-            &config(0.05, &lenient, None, "alice"),
+            &train_options(0.05, lenient.clone(), None),
         )
         .await
         .unwrap();
-        let id = model.model_id.clone();
+        out.push((backend, store, model.model_id));
+    }
+    out
+}
 
-        // No active model yet.
-        let mut scoring = ScoringSettings::default();
-        let err = run(&store, &default_pack, &deployment(), &scoring, &set)
+/// As [`trained`], with the model approved and activated by bob.
+async fn active(dir: &Path, name: &str) -> Vec<(&'static str, Store, String)> {
+    let set = child_family().unwrap();
+    let out = trained(dir, name).await;
+    for (_, store, id) in &out {
+        let app = tidig_tests::app(store);
+        approve(&app, &operator("bob"), id).await.unwrap();
+        activate(&app, &operator("bob"), id, &set).await.unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_an_approved_model_with_allowed_inputs_becomes_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = child_family().unwrap();
+    let default_pack = RulePack::default_pack().unwrap();
+    for (backend, store, id) in trained(dir.path(), "activation").await {
+        let app = tidig_tests::app(&store);
+        let err = run(
+            &store,
+            &default_pack,
+            settings_with(deployment(), uncapped()),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EngineError::FailedPrecondition(Precondition::NoActiveModel)
+            ),
+            "{backend}: {err}"
+        );
+        let err = activate(&app, &operator("bob"), &id, &set)
             .await
             .unwrap_err();
         assert!(
-            format!("{err:#}").contains("no active model"),
-            "{backend}: {err:#}"
+            matches!(
+                err,
+                EngineError::FailedPrecondition(Precondition::ModelState {
+                    state: ModelState::Trained,
+                    ..
+                })
+            ),
+            "{backend}: {err}"
         );
-
-        // Only an approved model can be activated, and only when its inputs pass the
-        // data-stage rules: health inputs need an Art 9(2) basis.
-        let err = activate(&store, &id, "bob", &default_pack, &deployment(), &set)
-            .await
-            .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("only an approved model"),
-            "{err:#}"
-        );
-        approve(&store, &id, "bob").await.unwrap();
+        approve(&app, &operator("bob"), &id).await.unwrap();
+        // Health inputs need an Art 9(2) basis.
         let no_art9 = Deployment {
             art9_basis: String::new(),
             ..deployment()
         };
-        let err = activate(&store, &id, "bob", &default_pack, &no_art9, &set)
+        let strict = app_with(
+            &store,
+            settings_with(no_art9, uncapped()),
+            default_pack.clone(),
+        );
+        let err = activate(&strict, &operator("bob"), &id, &set)
             .await
             .unwrap_err();
-        let msg = format!("{err:#}");
-        assert!(msg.contains("cannot be activated"), "{msg}");
-        assert!(msg.contains("data.health-needs-art9-basis"), "{msg}");
-        activate(&store, &id, "bob", &default_pack, &deployment(), &set)
-            .await
-            .unwrap();
-
-        // First without a capacity limit: every allowed suggestion, per unit.
-        scoring.elevated = 0.05;
-        for u in &mut scoring.units {
-            u.weekly_capacity = 1_000_000;
+        assert!(
+            matches!(&err, EngineError::FailedPrecondition(Precondition::InputsRefused { refused, .. })
+                if refused.iter().any(|r| r.contains("data.health-needs-art9-basis"))),
+            "{backend}: {err}"
+        );
+        let row = activate(&app, &operator("bob"), &id, &set).await.unwrap();
+        assert_eq!(row.state, ModelState::Active);
+        // A prefix is never a pattern.
+        for pattern in ["%", "_", "%25"] {
+            let err = tidig_engine::pipeline::registry::retire(&app, &operator("bob"), pattern)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    EngineError::InvalidArgument { .. } | EngineError::NotFound { .. }
+                ),
+                "{backend}: `{pattern}` matched: {err}"
+            );
         }
-        run(&store, &default_pack, &deployment(), &scoring, &set)
-            .await
-            .unwrap();
+        let states: Vec<ModelState> = list(&app).await.unwrap().iter().map(|m| m.state).collect();
+        assert_eq!(states, [ModelState::Active], "{backend}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capacity_keeps_the_highest_need_and_health_factors_stay_hidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let default_pack = RulePack::default_pack().unwrap();
+    for (backend, store, id) in active(dir.path(), "capacity").await {
+        run(
+            &store,
+            &default_pack,
+            settings_with(deployment(), uncapped()),
+        )
+        .await
+        .unwrap();
         let mut allowed: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-        for (_, s) in open_suggestions(&store, date("2026-01-01")).await.unwrap() {
+        for (_, s) in open(&store).await {
             allowed.entry(s.unit.clone()).or_default().push(s.score);
         }
         // Then with small capacities so the capacity step bites.
+        let mut scoring = uncapped();
         for u in &mut scoring.units {
             u.weekly_capacity = 6;
         }
-        let r = run(&store, &default_pack, &deployment(), &scoring, &set)
-            .await
-            .unwrap();
+        let r = run(
+            &store,
+            &default_pack,
+            settings_with(deployment(), scoring.clone()),
+        )
+        .await
+        .unwrap();
         assert!(r.suggestions > 0, "{backend}: {r:?}");
         assert_eq!(r.rules_version, default_pack.version());
         assert_eq!(r.rule_errors, 0);
@@ -176,7 +279,7 @@ async fn scoring_turns_an_active_model_into_governed_suggestions() {
             r.cohort,
             "every cohort member is scored or excluded once: {r:?}"
         );
-        let open = open_suggestions(&store, date("2026-01-01")).await.unwrap();
+        let open = open(&store).await;
         assert_eq!(open.len(), r.suggestions);
         for (pseudonym, s) in &open {
             assert!(pseudonym.starts_with('p'), "{pseudonym}");
@@ -188,10 +291,8 @@ async fn scoring_turns_an_active_model_into_governed_suggestions() {
             for f in &s.factors {
                 assert!(f.source != "health" || f.redacted, "{f:?}");
             }
-            for i in &s.interventions {
-                if let Some(f) = &i.because_of {
-                    assert!(s.factors.iter().any(|x| x.feature.as_deref() == Some(f)));
-                }
+            for i in s.interventions.iter().filter_map(|i| i.because_of.as_ref()) {
+                assert!(s.factors.iter().any(|x| x.feature.as_ref() == Some(i)));
             }
             let actions: Vec<&str> = s.rule_trace.iter().map(|t| t.action.as_str()).collect();
             assert!(
@@ -212,91 +313,128 @@ async fn scoring_turns_an_active_model_into_governed_suggestions() {
             taken.sort_by(|a, b| b.total_cmp(a));
             assert_eq!(taken, all, "{backend}: {unit}");
         }
-
         // Re-scoring the same date changes nothing.
         let before = dump_suggestions(&store).await;
-        let again = run(&store, &default_pack, &deployment(), &scoring, &set)
-            .await
-            .unwrap();
+        let again = run(
+            &store,
+            &default_pack,
+            settings_with(deployment(), scoring.clone()),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             (again.new, again.unchanged, again.superseded),
             (0, r.suggestions, 0)
         );
         assert_eq!(dump_suggestions(&store).await, before, "{backend}");
-
         // A viewer role with health authority sees every factor.
         let mut nurses = scoring.clone();
         for u in &mut nurses.units {
             u.viewer_health_authority = true;
         }
-        let shown = run(&store, &default_pack, &deployment(), &nurses, &set)
+        let shown = run(&store, &default_pack, settings_with(deployment(), nurses))
             .await
             .unwrap();
         assert_eq!(shown.factors_redacted, 0);
+    }
+}
 
-        // An objection: the top person is excluded and counted, never listed.
-        let top = open[0].1.person_id;
-        tidig_engine::on_pool!(&store, |p| sqlx::query(
-            "INSERT INTO objections (person_id, registered_at) VALUES ($1, '2025-12-01')"
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_objector_is_excluded_and_a_new_pack_supersedes_open_suggestions() {
+    let dir = tempfile::tempdir().unwrap();
+    let default_pack = RulePack::default_pack().unwrap();
+    for (backend, store, _) in active(dir.path(), "objection").await {
+        run(
+            &store,
+            &default_pack,
+            settings_with(deployment(), uncapped()),
         )
-        .bind(top)
-        .execute(p)
         .await
-        .map(|_| ())
-        .unwrap());
-        let r2 = run(&store, &default_pack, &deployment(), &scoring, &set)
-            .await
-            .unwrap();
-        assert_eq!(r2.excluded.get("eligibility.objection"), Some(&1), "{r2:?}");
-        let open2 = open_suggestions(&store, date("2026-01-01")).await.unwrap();
-        assert!(open2.iter().all(|(_, s)| s.person_id != top));
-
+        .unwrap();
+        let top = open(&store).await[0].1.person_id;
+        store.add_objection(top, "2025-12-01").await.unwrap();
+        let r2 = run(
+            &store,
+            &default_pack,
+            settings_with(deployment(), uncapped()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            r2.excluded.get("eligibility.objection"),
+            Some(&1),
+            "{backend}: {r2:?}"
+        );
+        assert!(open(&store).await.iter().all(|(_, s)| s.person_id != top));
         // A changed rule is a new pack version, recorded on the new suggestions; the
         // earlier ones are superseded.
         let stricter =
             pack(&DEFAULT_RULES.replace("evidence_registries < 2", "evidence_registries < 3"));
         assert_ne!(stricter.version(), default_pack.version());
-        let r3 = run(&store, &stricter, &deployment(), &scoring, &set)
+        let r3 = run(&store, &stricter, settings_with(deployment(), uncapped()))
             .await
             .unwrap();
         assert!(r3.superseded > 0, "{r3:?}");
-        for (_, s) in open_suggestions(&store, date("2026-01-01")).await.unwrap() {
+        for (_, s) in open(&store).await {
             assert_eq!(s.rules_version, stricter.version());
         }
+    }
+}
 
-        // The stop switch halts all scoring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stop_switch_and_a_missing_dpia_exclude_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let default_pack = RulePack::default_pack().unwrap();
+    for (backend, store, _) in active(dir.path(), "stop").await {
         let stopped = Deployment {
             stopped: true,
             ..deployment()
         };
-        let r4 = run(&store, &default_pack, &stopped, &scoring, &set)
+        let r4 = run(&store, &default_pack, settings_with(stopped, uncapped()))
             .await
             .unwrap();
-        assert_eq!(r4.scored, 0);
-        assert_eq!(r4.suggestions, 0);
+        assert_eq!((r4.scored, r4.suggestions), (0, 0), "{backend}");
         assert_eq!(r4.excluded.get("eligibility.stop-switch"), Some(&r4.cohort));
-
-        // Without a legal basis, DPIA and FRIA nobody is scored.
         let bare = Deployment {
             dpia_ref: String::new(),
             ..deployment()
         };
-        let r5 = run(&store, &default_pack, &bare, &scoring, &set)
+        let r5 = run(&store, &default_pack, settings_with(bare, uncapped()))
             .await
             .unwrap();
         assert_eq!(
             r5.excluded.get("eligibility.legal-footing"),
             Some(&r5.cohort)
         );
+        assert!(open(&store).await.is_empty(), "{backend}");
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_input_stops_scoring_and_a_broken_rule_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let default_pack = RulePack::default_pack().unwrap();
+    for (backend, store, _) in active(dir.path(), "broken").await {
         // A model whose inputs the deployment no longer allows is not used for scoring.
-        let err = run(&store, &default_pack, &no_art9, &scoring, &set)
+        let no_art9 = Deployment {
+            art9_basis: String::new(),
+            ..deployment()
+        };
+        let err = run(&store, &default_pack, settings_with(no_art9, uncapped()))
             .await
             .unwrap_err();
-        let msg = format!("{err:#}");
-        assert!(msg.contains("may not be used for scoring"), "{msg}");
-        assert!(msg.contains("data.health-needs-art9-basis"), "{msg}");
-
+        assert!(
+            matches!(&err, EngineError::FailedPrecondition(Precondition::InputsRefused { refused, .. })
+                if refused.iter().any(|r| r.contains("data.health-needs-art9-basis"))),
+            "{backend}: {err}"
+        );
+        let r = run(
+            &store,
+            &default_pack,
+            settings_with(deployment(), uncapped()),
+        )
+        .await
+        .unwrap();
         // A broken rule fails closed: persons whose evaluation errors are left out and
         // reported; nobody is scored past it.
         let broken = pack(&format!(
@@ -304,7 +442,7 @@ async fn scoring_turns_an_active_model_into_governed_suggestions() {
              forbid (principal, action == Tidig::Action::\"score\", resource)\n\
              when {{ resource.age * 4611686018427387904 > 0 }};\n"
         ));
-        let r6 = run(&store, &broken, &deployment(), &scoring, &set)
+        let r6 = run(&store, &broken, settings_with(deployment(), uncapped()))
             .await
             .unwrap();
         assert!(r6.rule_errors > 0, "{r6:?}");
@@ -320,6 +458,57 @@ async fn scoring_turns_an_active_model_into_governed_suggestions() {
             r6.scored + r6.rule_errors + forbidden >= r6.cohort - 1,
             "{r6:?}"
         );
-        store.close().await;
+    }
+}
+
+/// Two activations of different models racing on separate connections: at most one
+/// model ends active (the unique index), and a loser is told it lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_activations_leave_exactly_one_model_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = child_family().unwrap();
+    let gate = Gate {
+        min_demographic_parity_ratio: 0.0,
+        max_equalized_odds_difference: 1.0,
+        min_auc: 0.0,
+        ..Gate::default()
+    };
+    for (backend, store, first) in trained(dir.path(), "race").await {
+        let app = tidig_tests::app(&store);
+        let second = train(
+            &app,
+            &operator("alice"),
+            &set,
+            date("2026-01-01"),
+            &train_options(0.10, gate.clone(), None),
+        )
+        .await
+        .unwrap()
+        .model_id;
+        assert_ne!(first, second);
+        for id in [&first, &second] {
+            approve(&app, &operator("bob"), id).await.unwrap();
+        }
+        let (a, b) = (tidig_tests::app(&store), tidig_tests::app(&store));
+        let (bob, carol) = (operator("bob"), operator("carol"));
+        let (ra, rb) = tokio::join!(
+            activate(&a, &bob, &first, &set),
+            activate(&b, &carol, &second, &set)
+        );
+        for r in [&ra, &rb] {
+            assert!(
+                matches!(r, Ok(_) | Err(EngineError::Conflict { .. })),
+                "{backend}: {r:?}"
+            );
+        }
+        assert!(ra.is_ok() || rb.is_ok(), "{backend}: nobody won");
+        let active: Vec<String> = list(&app)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.state == ModelState::Active)
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(active.len(), 1, "{backend}: {active:?}");
     }
 }

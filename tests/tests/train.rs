@@ -7,12 +7,16 @@
 
 use chrono::NaiveDate;
 use tidig_connectors::national_id::Country;
-use tidig_engine::features::load_vectors;
+use tidig_engine::domain::ModelState;
+use tidig_engine::pipeline::features::load_vectors;
+use tidig_engine::pipeline::registry::{approve, list, show};
+use tidig_engine::pipeline::train::train;
 use tidig_engine::store::Store;
-use tidig_engine::train::{approve, list, show, train, Gate};
+use tidig_engine::{EngineError, Precondition};
 use tidig_models::features::{child_family, Sensitivity};
 use tidig_models::forest::ForestParams;
-use tidig_tests::{config, edge, load, synth};
+use tidig_models::gate::Gate;
+use tidig_tests::{app, app_with, edge, load, operator, settings, synth, train_options};
 
 fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -32,13 +36,20 @@ async fn municipality(dir: &std::path::Path) -> Store {
 async fn a_trained_model_is_registered_explained_and_gated() {
     let dir = tempfile::tempdir().unwrap();
     let store = municipality(dir.path()).await;
+    let app = app(&store);
+    let alice = operator("alice");
     let set = child_family().unwrap();
-    let strict = Gate::default();
+    // A gate no model can pass: approval must then be refused to anyone.
+    let unreachable = Gate {
+        min_auc: 0.9999,
+        ..Gate::default()
+    };
     let r = train(
-        &store,
+        &app,
+        &alice,
         &set,
         date("2026-01-01"),
-        &config(0.05, &strict, Some(&ForestParams::default()), "alice"),
+        &train_options(0.05, unreachable.clone(), Some(ForestParams::default())),
     )
     .await
     .unwrap();
@@ -51,10 +62,11 @@ async fn a_trained_model_is_registered_explained_and_gated() {
     // Training is deterministic (timings stay out of the artifact): the same run
     // registers the same model, once.
     let again = train(
-        &store,
+        &app,
+        &alice,
         &set,
         date("2026-01-01"),
-        &config(0.05, &strict, Some(&ForestParams::default()), "alice"),
+        &train_options(0.05, unreachable, Some(ForestParams::default())),
     )
     .await
     .unwrap();
@@ -67,7 +79,7 @@ async fn a_trained_model_is_registered_explained_and_gated() {
     assert!(c.auc.unwrap() > 0.55, "challenger AUC {:?}", c.auc);
     assert!((c.auc.unwrap() - a.evaluation.auc.unwrap() - c.auc_gap.unwrap()).abs() < 1e-12);
     assert!((0.0..=1.0).contains(&c.flag_overlap));
-    let card = tidig_engine::train::card(&r.model_id, a, &set);
+    let card = tidig_engine::pipeline::card::card(&r.model_id, a, &set);
     assert!(card.contains("## Challenger") && card.contains("What the explainable model gives up"));
     for f in &set.features {
         if matches!(
@@ -79,28 +91,38 @@ async fn a_trained_model_is_registered_explained_and_gated() {
         }
     }
     // Explanations on real holdout rows add up exactly.
-    let holdout = load_vectors(&store, &set.hash(), date(&a.holdout_snapshot))
+    let holdout = load_vectors(&app, &set.hash(), date(&a.holdout_snapshot))
         .await
         .unwrap();
-    for (vals, _, _) in holdout.values().take(300) {
-        let e = a.model.explain(vals);
+    for v in holdout.values().take(300) {
+        let e = a.model.explain(&v.values);
         let sum: f64 = e.contributions.iter().sum();
         assert!((e.base_value + sum - e.logit).abs() < 1e-9);
     }
-    let listed = list(&store).await.unwrap();
+    let listed = list(&app).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].state, "trained");
-    let (_, again) = show(&store, &r.model_id[..10]).await.unwrap();
-    assert_eq!(again.hash(), r.model_id);
-    // The synthetic municipality has a built-in reporting bias: the strict gate fails,
-    // and a model that failed its gate cannot be approved by anyone.
-    if !a.gate_passed {
-        let err = approve(&store, &r.model_id, "bob").await.unwrap_err();
-        assert!(
-            format!("{err:#}").contains("failed its release gate"),
-            "{err:#}"
-        );
-    }
+    assert_eq!(listed[0].state, ModelState::Trained);
+    assert_eq!(listed[0].created_by, "alice");
+    assert_eq!(listed[0].created_auth, "cli-flag");
+    let again = show(&app, &r.model_id[..10]).await.unwrap();
+    assert_eq!(again.artifact.hash(), r.model_id);
+    // A model that failed its gate cannot be approved by anyone.
+    assert!(!a.gate_passed);
+    assert!(
+        a.gate_failures[0].starts_with("holdout AUC"),
+        "{:?}",
+        a.gate_failures
+    );
+    let err = approve(&app, &operator("bob"), &r.model_id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EngineError::FailedPrecondition(Precondition::GateFailed { .. })
+        ),
+        "{err}"
+    );
     // A lenient gate passes; the trainer still cannot approve their own model.
     let lenient = Gate {
         min_demographic_parity_ratio: 0.0,
@@ -109,24 +131,39 @@ async fn a_trained_model_is_registered_explained_and_gated() {
         ..Gate::default()
     };
     let r2 = train(
-        &store,
+        &app,
+        &alice,
         &set,
         date("2026-01-01"),
-        &config(0.10, &lenient, None, "alice"),
+        &train_options(0.10, lenient, None),
     )
     .await
     .unwrap();
     assert!(r2.artifact.gate_passed);
-    let err = approve(&store, &r2.model_id, "alice").await.unwrap_err();
+    // Four-eyes compares normalised principals: " alice " is alice.
+    for same in ["alice", " alice "] {
+        let err = approve(&app, &operator(same), &r2.model_id)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, EngineError::PermissionDenied { rules, .. } if rules == &["four-eyes"]),
+            "{err}"
+        );
+    }
+    let ok = approve(&app, &operator("bob"), &r2.model_id).await.unwrap();
+    assert_eq!(ok.state, ModelState::Approved);
+    let err = approve(&app, &operator("carol"), &r2.model_id)
+        .await
+        .unwrap_err();
     assert!(
-        format!("{err:#}").contains("approved by someone else"),
-        "{err:#}"
-    );
-    let ok = approve(&store, &r2.model_id, "bob").await.unwrap();
-    assert_eq!(ok.state, "approved");
-    assert!(
-        approve(&store, &r2.model_id, "carol").await.is_err(),
-        "approved twice"
+        matches!(
+            err,
+            EngineError::FailedPrecondition(Precondition::ModelState {
+                state: ModelState::Approved,
+                ..
+            })
+        ),
+        "approved twice: {err}"
     );
 }
 
@@ -134,41 +171,26 @@ async fn a_trained_model_is_registered_explained_and_gated() {
 async fn persons_who_objected_are_left_out_of_training_and_evaluation() {
     let dir = tempfile::tempdir().unwrap();
     let store = municipality(dir.path()).await;
+    let app = app(&store);
+    let alice = operator("alice");
     let set = child_family().unwrap();
-    let gate = Gate::default();
-    let before = train(
-        &store,
-        &set,
-        date("2026-01-01"),
-        &config(0.05, &gate, None, "alice"),
-    )
-    .await
-    .unwrap();
+    let options = train_options(0.05, Gate::default(), None);
+    let before = train(&app, &alice, &set, date("2026-01-01"), &options)
+        .await
+        .unwrap();
     let holdout = date(&before.artifact.holdout_snapshot);
-    let ids: Vec<i64> = load_vectors(&store, &set.hash(), holdout)
+    let ids: Vec<i64> = load_vectors(&app, &set.hash(), holdout)
         .await
         .unwrap()
         .into_keys()
         .take(40)
         .collect();
-    let Store::Sqlite(pool) = &store else {
-        unreachable!()
-    };
     for id in &ids {
-        sqlx::query("INSERT INTO objections (person_id, registered_at) VALUES ($1, '2025-06-01')")
-            .bind(id)
-            .execute(pool)
-            .await
-            .unwrap();
+        store.add_objection(*id, "2025-06-01").await.unwrap();
     }
-    let after = train(
-        &store,
-        &set,
-        date("2026-01-01"),
-        &config(0.05, &gate, None, "alice"),
-    )
-    .await
-    .unwrap();
+    let after = train(&app, &alice, &set, date("2026-01-01"), &options)
+        .await
+        .unwrap();
     let key = format!("holdout {holdout}");
     assert_eq!(
         after.artifact.cohort[&key],
@@ -187,21 +209,23 @@ async fn training_refuses_inputs_the_data_stage_rules_deny() {
     let dir = tempfile::tempdir().unwrap();
     let store = municipality(dir.path()).await;
     let set = child_family().unwrap();
-    let gate = Gate::default();
+    let alice = operator("alice");
+    let options = train_options(0.05, Gate::default(), None);
     // Health inputs without an Art 9(2) basis.
-    let no_art9 = tidig_governance::eval::Deployment {
-        art9_basis: String::new(),
-        ..tidig_tests::full_deployment().clone()
-    };
-    let c = tidig_engine::train::TrainConfig {
-        deployment: &no_art9,
-        ..config(0.05, &gate, None, "alice")
-    };
-    let err = train(&store, &set, date("2026-01-01"), &c)
+    let mut no_art9 = settings();
+    no_art9.deployment.art9_basis = String::new();
+    let app1 = app_with(&store, no_art9, tidig_tests::default_pack().clone());
+    let err = train(&app1, &alice, &set, date("2026-01-01"), &options)
         .await
         .unwrap_err();
-    let msg = format!("{err:#}");
-    assert!(msg.starts_with("training refused"), "{msg}");
+    assert!(
+        matches!(
+            &err,
+            EngineError::FailedPrecondition(Precondition::InputsRefused { .. })
+        ),
+        "{err}"
+    );
+    let msg = err.to_string();
     assert!(
         msg.contains("`mother_substance_use_dx_24m` (data.health-needs-art9-basis)"),
         "{msg}"
@@ -228,16 +252,11 @@ async fn training_refuses_inputs_the_data_stage_rules_deny() {
         }],
     )
     .unwrap();
-    let c = tidig_engine::train::TrainConfig {
-        pack: &pack,
-        ..config(0.05, &gate, None, "alice")
-    };
-    let msg = format!(
-        "{:#}",
-        train(&store, &set, date("2026-01-01"), &c)
-            .await
-            .unwrap_err()
-    );
+    let app2 = app_with(&store, settings(), pack);
+    let msg = train(&app2, &alice, &set, date("2026-01-01"), &options)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("`moves_36m` (data.no-moves)"), "{msg}");
-    assert!(list(&store).await.unwrap().is_empty());
+    assert!(list(&app2).await.unwrap().is_empty());
 }

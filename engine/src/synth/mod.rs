@@ -53,6 +53,42 @@ pub struct SynthConfig {
 }
 
 impl SynthConfig {
+    /// A configuration from values given by people, each checked with the flag named.
+    pub fn parse(
+        out: PathBuf,
+        persons: usize,
+        seed: u64,
+        country: &str,
+        reference_date: &str,
+        corrupt_rate: f64,
+    ) -> Result<SynthConfig, crate::error::EngineError> {
+        use crate::error::EngineError;
+        let country = Country::from_code(country).ok_or_else(|| {
+            EngineError::invalid(
+                "--country",
+                format!("`{country}` is not one of fi, se, dk, no"),
+            )
+        })?;
+        let reference_date = crate::dates::parse("--reference-date", reference_date)?;
+        if !(0.0..=1.0).contains(&corrupt_rate) {
+            return Err(EngineError::invalid(
+                "--corrupt-rate",
+                format!("{corrupt_rate} is not a fraction between 0 and 1"),
+            ));
+        }
+        if persons == 0 {
+            return Err(EngineError::invalid("--persons", "must be at least 1"));
+        }
+        Ok(SynthConfig {
+            persons,
+            seed,
+            country,
+            reference_date,
+            corrupt_rate,
+            ..SynthConfig::new(out)
+        })
+    }
+
     pub fn new(out: PathBuf) -> SynthConfig {
         SynthConfig {
             out,

@@ -1,4 +1,5 @@
-//! The write path: batches of canonical records into one transaction per file.
+//! The ingest aggregate: runs over input files, key fingerprints, FHIR reference aliases,
+//! and the write path (batches of canonical records into one transaction per file).
 
 use std::collections::HashMap;
 
@@ -9,7 +10,7 @@ use tidig_connectors::record::{
     ResidenceRow,
 };
 
-use super::{now, Backend, Store, StoreError};
+use super::{Backend, Store, StoreError};
 
 /// Records gathered from the parser, written together.
 #[derive(Debug, Default)]
@@ -208,13 +209,13 @@ fn sex_text(s: Option<Sex>) -> Option<&'static str> {
 }
 
 impl IngestTx {
-    pub(super) async fn begin(
+    async fn begin(
         store: &Store,
         file: &str,
         sha256: &str,
         format: &str,
+        started_at: String,
     ) -> Result<IngestTx, StoreError> {
-        let started_at = now();
         let sql = "INSERT INTO ingest_runs (file, sha256, format, status, started_at) \
                    VALUES ($1, $2, $3, 'running', $4) RETURNING id";
         let (tx, run_id) = match store {
@@ -469,15 +470,14 @@ impl IngestTx {
     }
 
     /// Marks the run loaded with its counts and commits everything at once.
-    pub async fn commit(mut self, counts: &RunCounts) -> Result<(), StoreError> {
+    pub async fn commit(mut self, counts: &RunCounts, finished: &str) -> Result<(), StoreError> {
         let sql =
             "UPDATE ingest_runs SET status = 'loaded', finished_at = $1, read = $2, loaded = $3, \
                    rejected = $4, duplicate = $5, skipped = $6 WHERE id = $7";
-        let finished = now();
         macro_rules! go {
             ($tx:expr) => {{
                 sqlx::query(sql)
-                    .bind(&finished)
+                    .bind(finished)
                     .bind(counts.read as i64)
                     .bind(counts.loaded as i64)
                     .bind(counts.rejected as i64)
@@ -508,4 +508,93 @@ pub struct RunCounts {
     pub rejected: u64,
     pub duplicate: u64,
     pub skipped: u64,
+}
+
+/// A run row written outside a load transaction.
+#[derive(Debug)]
+pub struct RunRecord<'a> {
+    pub file: &'a str,
+    pub sha256: &'a str,
+    pub format: &'a str,
+    pub status: crate::domain::FileStatus,
+    pub error: Option<&'a str>,
+    pub started_at: &'a str,
+    pub finished_at: &'a str,
+}
+
+impl Store {
+    /// Records the key fingerprints on first use and refuses a different key later.
+    pub async fn check_key(
+        &self,
+        which: &'static str,
+        fingerprint: &str,
+    ) -> Result<(), StoreError> {
+        let key = format!("{which}_key_fingerprint");
+        let sql =
+            "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
+        let stored: String = on_pool!(self, |p| {
+            sqlx::query(sql)
+                .bind(&key)
+                .bind(fingerprint)
+                .execute(p)
+                .await?;
+            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
+                .bind(&key)
+                .fetch_one(p)
+                .await?
+        });
+        if stored != fingerprint {
+            return Err(StoreError::KeyMismatch {
+                which,
+                given: fingerprint.into(),
+                stored,
+            });
+        }
+        Ok(())
+    }
+
+    /// All FHIR reference aliases (keyed reference hash → person id).
+    pub async fn aliases(&self) -> Result<HashMap<i64, i64>, StoreError> {
+        let rows: Vec<(i64, i64)> =
+            fetch_all!(self, (i64, i64), "SELECT ref_key, person_id FROM fhir_refs");
+        Ok(rows.into_iter().collect())
+    }
+
+    /// The id of an earlier successful run over a file with this content, if any.
+    pub async fn loaded_run(&self, sha256: &str) -> Result<Option<i64>, StoreError> {
+        let sql = "SELECT id FROM ingest_runs WHERE sha256 = $1 AND status = 'loaded' ORDER BY id LIMIT 1";
+        Ok(on_pool!(self, |p| sqlx::query_scalar(sql)
+            .bind(sha256)
+            .fetch_optional(p)
+            .await?))
+    }
+
+    /// Records a run that did not load anything (unchanged, failed, unrecognised), in
+    /// its own transaction.
+    pub async fn record_run(&self, run: &RunRecord<'_>) -> Result<i64, StoreError> {
+        let sql = "INSERT INTO ingest_runs (file, sha256, format, status, error, started_at, finished_at, \
+                   read, loaded, rejected, duplicate, skipped) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, 0, 0) RETURNING id";
+        Ok(on_pool!(self, |p| sqlx::query_scalar(sql)
+            .bind(run.file)
+            .bind(run.sha256)
+            .bind(run.format)
+            .bind(run.status.as_str())
+            .bind(run.error)
+            .bind(run.started_at)
+            .bind(run.finished_at)
+            .fetch_one(p)
+            .await?))
+    }
+
+    /// Starts the transaction that loads one file.
+    pub async fn begin_file(
+        &self,
+        file: &str,
+        sha256: &str,
+        format: &str,
+        started_at: String,
+    ) -> Result<IngestTx, StoreError> {
+        IngestTx::begin(self, file, sha256, format, started_at).await
+    }
 }

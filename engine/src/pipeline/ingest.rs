@@ -11,13 +11,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
 use flate2::read::MultiGzDecoder;
-use indicatif::ProgressBar;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tidig_connectors::edge::{Edge, EdgeConfig};
@@ -26,7 +24,13 @@ use tidig_connectors::social::CodeTable;
 use tidig_connectors::{detect, fhir, population, social, Format, ReadError};
 use tokio::sync::mpsc;
 
-use crate::store::{now, Batch, RunRecord, Store};
+use crate::app::App;
+use crate::domain::FileStatus;
+use crate::error::EngineError;
+use crate::progress::Progress;
+use crate::store::{Batch, RunRecord};
+
+type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// How an ingest runs.
 #[derive(Clone, Debug)]
@@ -55,8 +59,7 @@ pub struct FileReport {
     pub file: String,
     pub format: Option<String>,
     pub sha256: Option<String>,
-    /// `loaded`, `unchanged`, `failed`, `not-recognised` or `ignored`.
-    pub status: String,
+    pub status: FileStatus,
     pub read: u64,
     pub loaded: u64,
     pub rejected: u64,
@@ -94,8 +97,8 @@ fn collect(paths: &[PathBuf], forced: Option<Format>) -> Result<(Vec<Input>, Vec
     let mut inputs = Vec::new();
     let mut notes = Vec::new();
     for path in paths {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| EngineError::file(path, format!("cannot read: {e}")))?;
         if meta.is_dir() {
             let mut found = Vec::new();
             walk(path, &mut found, &mut notes)?;
@@ -108,17 +111,17 @@ fn collect(paths: &[PathBuf], forced: Option<Format>) -> Result<(Vec<Input>, Vec
                         path: p,
                         format: Some(f),
                     }),
-                    None => notes.push(note(&p, "not-recognised", None)),
+                    None => notes.push(note(&p, FileStatus::NotRecognised, None)),
                 }
             }
         } else {
             let format = forced.or(sniff(path)?);
             if format.is_none() {
-                bail!(
-                    "{}: format not recognised (expected FHIR NDJSON/Bundle, a population or \
+                return Err(EngineError::file(
+                    path,
+                    "format not recognised (expected FHIR NDJSON/Bundle, a population or \
                      case-event CSV/JSONL layout, or a CPR extract; use --format to force one)",
-                    path.display()
-                );
+                ));
             }
             inputs.push(Input {
                 display: path.display().to_string(),
@@ -136,12 +139,12 @@ fn collect(paths: &[PathBuf], forced: Option<Format>) -> Result<(Vec<Input>, Vec
     Ok((inputs, notes))
 }
 
-fn note(path: &Path, status: &str, error: Option<String>) -> FileReport {
+fn note(path: &Path, status: FileStatus, error: Option<String>) -> FileReport {
     FileReport {
         file: path.display().to_string(),
         format: None,
         sha256: None,
-        status: status.into(),
+        status,
         read: 0,
         loaded: 0,
         rejected: 0,
@@ -153,20 +156,19 @@ fn note(path: &Path, status: &str, error: Option<String>) -> FileReport {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>, notes: &mut Vec<FileReport>) -> Result<()> {
-    for entry in
-        std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?
-    {
-        let entry = entry?;
+    let listing = |e: std::io::Error| EngineError::file(dir, format!("cannot list: {e}"));
+    for entry in std::fs::read_dir(dir).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().to_string();
         if name.starts_with('.') {
             continue;
         }
-        if entry.file_type()?.is_dir() {
+        if entry.file_type().map_err(listing)?.is_dir() {
             if name == "truth" {
                 notes.push(note(
                     &path,
-                    "ignored",
+                    FileStatus::Ignored,
                     Some("ground truth is never ingested".into()),
                 ));
                 continue;
@@ -181,7 +183,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, notes: &mut Vec<FileReport>) -> Resu
 
 /// Opens a file, decompressing `.gz`.
 fn open(path: &Path) -> Result<Box<dyn Read + Send>> {
-    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let file =
+        File::open(path).map_err(|e| EngineError::file(path, format!("cannot open: {e}")))?;
     Ok(if path.extension().is_some_and(|e| e == "gz") {
         Box::new(MultiGzDecoder::new(file))
     } else {
@@ -201,17 +204,20 @@ fn sniff(path: &Path) -> Result<Option<Format>> {
     let mut reader = BufReader::with_capacity(64 * 1024, open(path)?);
     let head = match reader.fill_buf() {
         Ok(h) => h,
-        Err(e) => bail!("{}: cannot read: {e}", path.display()),
+        Err(e) => return Err(EngineError::file(path, format!("cannot read: {e}"))),
     };
     Ok(detect(&plain_name(path), head))
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut file =
+        File::open(path).map_err(|e| EngineError::file(path, format!("cannot open: {e}")))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf)?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| EngineError::file(path, format!("cannot read: {e}")))?;
         if n == 0 {
             break;
         }
@@ -220,10 +226,10 @@ fn sha256_file(path: &Path) -> Result<String> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// A reader that counts bytes into the progress bar and can be stopped from outside.
+/// A reader that counts the bytes read and can be stopped from outside.
 struct Tracked<R> {
     inner: R,
-    bar: ProgressBar,
+    read: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -233,7 +239,7 @@ impl<R: Read> Read for Tracked<R> {
             return Err(std::io::Error::other("stopped: the writer failed"));
         }
         let n = self.inner.read(buf)?;
-        self.bar.inc(n as u64);
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -279,7 +285,7 @@ struct ParseJob {
     edge: EdgeConfig,
     table: CodeTable,
     aliases: HashMap<i64, i64>,
-    bar: ProgressBar,
+    read: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     limit: usize,
 }
@@ -294,7 +300,7 @@ fn run_parse(
     };
     let tracked = Tracked {
         inner: raw,
-        bar: job.bar.clone(),
+        read: job.read.clone(),
         stop: job.stop.clone(),
     };
     let reader: Box<dyn Read> = if job.path.extension().is_some_and(|e| e == "gz") {
@@ -323,24 +329,30 @@ fn run_parse(
     (result, edge.into_aliases())
 }
 
-/// Fault injection for the kill-and-rerun test: abort the process (no unwinding, no
-/// cleanup, like a SIGKILL) after this many batches have been written.
-fn abort_after() -> Option<u64> {
-    std::env::var("TIDIG_FAULT_ABORT_AFTER_BATCHES")
-        .ok()?
-        .parse()
-        .ok()
+/// Loads `paths` into the app's store, with the edge (keys, ID rules) and code table
+/// its settings name.
+pub async fn ingest(
+    app: &App,
+    paths: &[PathBuf],
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<IngestReport> {
+    let edge = app.edge()?;
+    let table = app.code_table()?;
+    ingest_with(app, &edge, &table, paths, opts, progress).await
 }
 
-/// Loads `paths` into `store`.
-pub async fn ingest(
-    store: &Store,
+/// Loads `paths` with an explicit edge and code table.
+pub async fn ingest_with(
+    app: &App,
     edge: &EdgeConfig,
     table: &CodeTable,
     paths: &[PathBuf],
     opts: &IngestOptions,
-    bar: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<IngestReport> {
+    let store = app.store();
+    let clock = app.clock();
     let started = Instant::now();
     store
         .check_key("pseudonym", edge.pseudonymizer.key_fingerprint())
@@ -353,7 +365,9 @@ pub async fn ingest(
         .iter()
         .map(|i| std::fs::metadata(&i.path).map(|m| m.len()).unwrap_or(0))
         .sum();
-    bar.set_length(total_bytes);
+    progress.start("reading", Some(total_bytes));
+    let read = Arc::new(AtomicU64::new(0));
+    let mut done_bytes = 0u64;
     let mut report = IngestReport {
         files: notes,
         ..IngestReport::default()
@@ -366,20 +380,20 @@ pub async fn ingest(
     } else {
         HashMap::new()
     };
-    let abort_at = abort_after();
+    let abort_at = crate::testkit_hooks::abort_after_batches();
     let mut batches_written = 0u64;
     let mut fhir_lines = 0u64;
 
     for input in inputs {
         let Some(format) = input.format else { continue };
         let file_started = Instant::now();
-        let started_at = now();
+        let started_at = clock.stamp();
         let sha = sha256_file(&input.path)?;
         let mut fr = FileReport {
             file: input.display.clone(),
             format: Some(format.name().into()),
             sha256: Some(sha.clone()),
-            status: "loaded".into(),
+            status: FileStatus::Loaded,
             read: 0,
             loaded: 0,
             rejected: 0,
@@ -390,9 +404,10 @@ pub async fn ingest(
         };
         let size = std::fs::metadata(&input.path).map(|m| m.len()).unwrap_or(0);
         if format == Format::FhirBulkLog {
-            fr.status = "ignored".into();
+            fr.status = FileStatus::Ignored;
             fr.error = Some("Bulk Data export log: recognised, nothing to load".into());
-            bar.inc(size);
+            done_bytes += size;
+            progress.position(done_bytes);
             report.files.push(fr);
             continue;
         }
@@ -402,20 +417,23 @@ pub async fn ingest(
                     file: &input.display,
                     sha256: &sha,
                     format: format.name(),
-                    status: "unchanged",
+                    status: FileStatus::Unchanged,
                     error: None,
                     started_at: &started_at,
+                    finished_at: &clock.stamp(),
                 })
                 .await?;
-            fr.status = "unchanged".into();
-            bar.inc(size);
+            fr.status = FileStatus::Unchanged;
+            done_bytes += size;
+            progress.position(done_bytes);
             report.files.push(fr);
             continue;
         }
-        bar.set_message(plain_name(&input.path));
+        progress.message(&plain_name(&input.path));
         let mut tx = store
-            .begin_file(&input.display, &sha, format.name())
+            .begin_file(&input.display, &sha, format.name(), started_at.clone())
             .await?;
+        read.store(0, Ordering::Relaxed);
         let (btx, mut brx) = mpsc::channel::<Batch>(4);
         let stop = Arc::new(AtomicBool::new(false));
         let job = ParseJob {
@@ -424,14 +442,16 @@ pub async fn ingest(
             edge: edge.clone(),
             table: table.clone(),
             aliases: aliases.clone(),
-            bar: bar.clone(),
+            read: read.clone(),
             stop: stop.clone(),
             limit: opts.batch_rows,
         };
         let parser = std::thread::Builder::new()
             .name("tidig-parse".into())
             .spawn(move || run_parse(job, btx))
-            .context("starting the parser thread")?;
+            .map_err(|e| {
+                EngineError::internal(format_args!("cannot start the parser thread: {e}"))
+            })?;
         let mut write_error = None;
         let mut inserted_dup = (0u64, 0u64);
         while let Some(batch) = brx.recv().await {
@@ -440,6 +460,7 @@ pub async fn ingest(
                     inserted_dup.0 += o.inserted;
                     inserted_dup.1 += o.duplicate;
                     batches_written += 1;
+                    progress.position(done_bytes + read.load(Ordering::Relaxed));
                     if abort_at.is_some_and(|n| batches_written >= n) {
                         std::process::abort();
                     }
@@ -452,11 +473,20 @@ pub async fn ingest(
             }
         }
         drop(brx);
-        let joined = tokio::task::spawn_blocking(move || parser.join()).await?;
+        let joined = tokio::task::spawn_blocking(move || parser.join())
+            .await
+            .map_err(|e| EngineError::internal(format_args!("joining the parser: {e}")))?;
         let (parsed, new_aliases) = match joined {
             Ok(v) => v,
-            Err(_) => bail!("{}: the parser thread panicked", input.display),
+            Err(_) => {
+                return Err(EngineError::internal(format_args!(
+                    "{}: the parser thread panicked",
+                    input.display
+                )))
+            }
         };
+        done_bytes += size;
+        progress.position(done_bytes);
         let failure = match (write_error, parsed) {
             (Some(e), _) => Err(format!("database error: {e}")),
             (None, Err(e)) => Err(e.to_string()),
@@ -471,7 +501,7 @@ pub async fn ingest(
                     duplicate: inserted_dup.1,
                     skipped: c.skipped,
                 };
-                tx.commit(&counts).await?;
+                tx.commit(&counts, &clock.stamp()).await?;
                 aliases = new_aliases;
                 fr.read = counts.read;
                 fr.loaded = counts.loaded;
@@ -490,12 +520,13 @@ pub async fn ingest(
                         file: &input.display,
                         sha256: &sha,
                         format: format.name(),
-                        status: "failed",
+                        status: FileStatus::Failed,
                         error: Some(&message),
                         started_at: &started_at,
+                        finished_at: &clock.stamp(),
                     })
                     .await?;
-                fr.status = "failed".into();
+                fr.status = FileStatus::Failed;
                 fr.error = Some(message);
                 report.failed_files += 1;
             }
@@ -512,5 +543,6 @@ pub async fn ingest(
     let secs = report.seconds.max(1e-9);
     report.fhir_lines_per_second = fhir_lines as f64 / secs;
     report.records_per_second = report.read as f64 / secs;
+    progress.finish();
     Ok(report)
 }

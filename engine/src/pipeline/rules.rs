@@ -3,45 +3,53 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
 use tidig_governance::eval::{Deployment, FeatureFacts, ModelFacts, Request};
 use tidig_governance::{Decision, RulePack, Source};
 use tidig_models::features::{FeatureDef, FeatureSet, Sensitivity, Source as Registry};
+
+use crate::error::{EngineError, Precondition};
+
+type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+fn pack_error(e: tidig_governance::rules::PackError) -> EngineError {
+    EngineError::invalid("rule pack", e.to_string())
+}
 
 /// Loads a pack directory: exactly one `*.cedarschema` and one or more `*.cedar` files;
 /// `None` is the built-in pack.
 pub fn load_pack(dir: Option<&Path>) -> Result<RulePack> {
     let Some(dir) = dir else {
-        return Ok(RulePack::default_pack()?);
+        return RulePack::default_pack().map_err(pack_error);
     };
     let (schema, rules) = read_pack(dir)?;
     let sources: Vec<Source<'_>> = rules
         .iter()
         .map(|(n, t)| Source { name: n, text: t })
         .collect();
-    Ok(RulePack::load(
+    RulePack::load(
         Source {
             name: &schema.0,
             text: &schema.1,
         },
         &sources,
-    )?)
+    )
+    .map_err(pack_error)
 }
 
 type Named = (String, String);
 
 fn read_pack(dir: &Path) -> Result<(Named, Vec<Named>)> {
     if !dir.is_dir() {
-        bail!(
-            "{}: not a rule-pack directory (expected *.cedarschema and *.cedar files)",
-            dir.display()
-        );
+        return Err(EngineError::file(
+            dir,
+            "not a rule-pack directory (expected *.cedarschema and *.cedar files)",
+        ));
     }
     let mut schema = Vec::new();
     let mut rules = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot read", dir.display()))?
-        .collect::<std::io::Result<_>>()?;
+        .and_then(|d| d.collect::<std::io::Result<Vec<_>>>())
+        .map_err(|e| EngineError::file(dir, format!("cannot read: {e}")))?;
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
         let path = e.path();
@@ -49,24 +57,28 @@ fn read_pack(dir: &Path) -> Result<(Named, Vec<Named>)> {
         match path.extension().and_then(|x| x.to_str()) {
             Some("cedarschema") => schema.push((
                 name.clone(),
-                std::fs::read_to_string(&path).with_context(|| format!("{name}: cannot read"))?,
+                std::fs::read_to_string(&path)
+                    .map_err(|e| EngineError::file(&path, format!("cannot read: {e}")))?,
             )),
             Some("cedar") => rules.push((
                 name.clone(),
-                std::fs::read_to_string(&path).with_context(|| format!("{name}: cannot read"))?,
+                std::fs::read_to_string(&path)
+                    .map_err(|e| EngineError::file(&path, format!("cannot read: {e}")))?,
             )),
             _ => {}
         }
     }
     if schema.len() != 1 {
-        bail!(
-            "{}: a rule pack has exactly one *.cedarschema file, found {}",
-            dir.display(),
-            schema.len()
-        );
+        return Err(EngineError::file(
+            dir,
+            format!(
+                "a rule pack has exactly one *.cedarschema file, found {}",
+                schema.len()
+            ),
+        ));
     }
     if rules.is_empty() {
-        bail!("{}: no *.cedar rule files", dir.display());
+        return Err(EngineError::file(dir, "no *.cedar rule files"));
     }
     Ok((schema.remove(0), rules))
 }
@@ -81,7 +93,7 @@ pub fn golden_text(dir: Option<&Path>) -> Result<(String, String)> {
         Some(d) => {
             let p = d.join("golden.json");
             let text = std::fs::read_to_string(&p)
-                .with_context(|| format!("{}: cannot read golden cases", p.display()))?;
+                .map_err(|e| EngineError::file(&p, format!("cannot read golden cases: {e}")))?;
             Ok((p.display().to_string(), text))
         }
     }
@@ -140,7 +152,11 @@ pub fn check_inputs(
     let mut refused = Vec::new();
     for id in inputs {
         let Some(def) = set.features.iter().find(|f| &f.id == id) else {
-            bail!("model input `{id}` is not in feature set `{}`", set.name);
+            return Err(Precondition::UnknownInput {
+                feature: id.clone(),
+                set: set.name.clone(),
+            }
+            .into());
         };
         let d = pack.evaluate(&Request::UseFeature {
             model: model.clone(),
@@ -162,12 +178,11 @@ pub fn check_inputs(
         out.push((id.clone(), d));
     }
     if !refused.is_empty() {
-        bail!(
-            "the data-stage rules (pack {}) refuse {} of the model's inputs: {}",
-            &pack.version()[..12],
-            refused.len(),
-            refused.join("; ")
-        );
+        return Err(Precondition::InputsRefused {
+            pack: pack.version()[..12].to_string(),
+            refused,
+        }
+        .into());
     }
     Ok(out)
 }

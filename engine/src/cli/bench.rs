@@ -10,10 +10,31 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::cli::{run_synth, synth_config, SynthArgs};
-use crate::pgtemp::TempPostgres;
+use super::{run_synth, synth_config, BenchCommand, SynthArgs};
+use crate::app::App;
+use crate::clock::Clock;
+use crate::pipeline;
+use crate::principal::Principal;
+use crate::progress::Quiet;
 use crate::settings::{Keys, Settings};
 use chrono::NaiveDate;
+use tidig_models::gate::Gate;
+
+/// Runs one benchmark.
+pub async fn run(b: BenchCommand, json: bool, settings: &Settings) -> Result<()> {
+    match b {
+        BenchCommand::Ingest(a) => ingest(a, json, settings).await,
+        BenchCommand::Features(a) => features(a, json, settings).await,
+        BenchCommand::Train(a) => train(a, json, settings).await,
+        BenchCommand::Score(a) => score(a, json, settings).await,
+    }
+}
+
+/// A throwaway PostgreSQL cluster, when the test kit is compiled in.
+#[cfg(feature = "testkit")]
+type Cluster = crate::testkit::pgtemp::TempPostgres;
+#[cfg(not(feature = "testkit"))]
+type Cluster = ();
 
 #[derive(Debug, Args)]
 pub struct BenchIngestArgs {
@@ -92,11 +113,7 @@ async fn backends(
     work: &Path,
     postgres: Option<&str>,
     no_postgres: bool,
-) -> Result<(
-    Vec<(&'static str, String)>,
-    Option<TempPostgres>,
-    Option<String>,
-)> {
+) -> Result<(Vec<(&'static str, String)>, Option<Cluster>, Option<String>)> {
     let mut out = vec![(
         "sqlite",
         format!("sqlite://{}", work.join("bench.db").display()),
@@ -108,7 +125,8 @@ async fn backends(
         out.push(("postgres", u.to_string()));
         return Ok((out, None, None));
     }
-    match TempPostgres::start(false)? {
+    #[cfg(feature = "testkit")]
+    match Cluster::start(false)? {
         Some(pg) => {
             out.push(("postgres", pg.create_database("tidig_bench").await?));
             Ok((out, Some(pg), None))
@@ -119,6 +137,15 @@ async fn backends(
             Some("no PostgreSQL server binaries found and no --postgres URL".into()),
         )),
     }
+    #[cfg(not(feature = "testkit"))]
+    Ok((
+        out,
+        None,
+        Some(
+            "no --postgres URL (a throwaway cluster needs a build with `--features testkit`)"
+                .into(),
+        ),
+    ))
 }
 
 pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> Result<()> {
@@ -318,7 +345,7 @@ struct Prepared {
     dir: PathBuf,
     /// Holds the store's directory until the benchmark ends.
     _work: tempfile::TempDir,
-    store: crate::store::Store,
+    app: App,
     set: tidig_models::features::FeatureSet,
     reference: NaiveDate,
 }
@@ -329,24 +356,26 @@ async fn prepare(a: &BenchTrainArgs, json_out: bool, settings: &Settings) -> Res
     let work = tempfile::tempdir()?;
     let url = format!("sqlite://{}", work.path().join("bench.db").display());
     child("sqlite", &url, &["ingest".as_ref(), dir.as_os_str()])?;
-    let store = crate::store::Store::open(&url).await?;
-    let set = tidig_models::features::child_family()?;
+    let mut settings = settings.clone();
+    settings.deployment = bench_deployment();
+    settings.rules.pack = None;
+    let app = App::open(&url, settings, Clock::System).await?;
+    let set = pipeline::load_feature_set(None)?;
     let reference = NaiveDate::from_ymd_opt(2026, 1, 1).context("date")?;
     let horizon = chrono::Duration::days(set.label.horizon_days as i64);
     let holdout = reference - horizon;
-    let bar = indicatif::ProgressBar::hidden();
     for d in [
         holdout - horizon - horizon,
         holdout - horizon,
         holdout,
         reference,
     ] {
-        crate::features::build(&store, &set, d, &bar).await?;
+        pipeline::features::build(&app, &set, d, &Quiet).await?;
     }
     Ok(Prepared {
         dir,
         _work: work,
-        store,
+        app,
         set,
         reference,
     })
@@ -364,26 +393,14 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
     let Prepared {
         dir,
         _work,
-        store,
+        app,
         set,
         reference,
     } = prepare(&a, json_out, settings).await?;
     let started = Instant::now();
-    let pack = tidig_governance::RulePack::default_pack()?;
-    let report = crate::train::train(
-        &store,
-        &set,
-        reference,
-        &crate::train::TrainConfig {
-            capacity_share: 0.05,
-            gate: &crate::train::Gate::default(),
-            challenger: Some(&tidig_models::forest::ForestParams::default()),
-            pack: &pack,
-            deployment: &bench_deployment(),
-            who: "bench",
-        },
-    )
-    .await?;
+    let options = pipeline::train::TrainOptions::new(0.05, Gate::default())?;
+    let report =
+        pipeline::train::train(&app, &Principal::demo("bench")?, &set, reference, &options).await?;
     let challenger = report.artifact.challenger.clone();
     // The default model's training time: the challenger is timed on its own.
     let train_seconds = started.elapsed().as_secs_f64() - report.challenger_seconds.unwrap_or(0.0);
@@ -396,8 +413,8 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
         .sum();
 
     // The reference-date snapshot against the truth.
-    let edge = settings.edge(crate::store::today())?;
-    let rules = IdRules::new(crate::store::today());
+    let edge = app.edge()?;
+    let rules = IdRules::new(app.clock().today());
     let mut truth = std::collections::HashMap::new();
     let text = std::fs::read_to_string(dir.join("truth/outcomes.csv"))?;
     for line in text.lines().skip(1) {
@@ -411,16 +428,16 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
         let id = edge.pseudonymizer.person(Identity::National(&nid)).id;
         truth.insert(id, (f[3].parse::<f64>().unwrap_or(0.0), f[4] == "1"));
     }
-    let vectors = crate::features::load_vectors(&store, &set.hash(), reference).await?;
+    let vectors = pipeline::features::load_vectors(&app, &set.hash(), reference).await?;
     let (mut model_p, mut true_p, mut outcome) = (Vec::new(), Vec::new(), Vec::new());
     let mut rows = Vec::new();
-    for (pid, (vals, _, _)) in &vectors {
+    for (pid, v) in &vectors {
         if let Some((p, y)) = truth.get(pid) {
-            model_p.push(report.artifact.model.probability(vals));
+            model_p.push(report.artifact.model.probability(&v.values));
             true_p.push(*p);
             outcome.push(*y);
         }
-        rows.push(vals.clone());
+        rows.push(v.values.clone());
     }
     let model_auc = auc(&model_p, &outcome);
     let oracle_auc = auc(&true_p, &outcome);
@@ -431,9 +448,9 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
         let scaler = &report.artifact.model.scaler;
         let mut x = Vec::new();
         let mut y = Vec::new();
-        for (pid, (vals, _, _)) in &vectors {
+        for (pid, v) in &vectors {
             if let Some((p, _)) = truth.get(pid) {
-                let mut r = scaler.transform(vals);
+                let mut r = scaler.transform(&v.values);
                 r.push(1.0);
                 x.push(r);
                 y.push(tidig_models::logit(*p));
@@ -447,16 +464,17 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
         auc(&pred, &outcome)
     };
 
-    // Scoring throughput, one core, in memory.
+    // Scoring throughput, one core, in memory: the routine production explains with.
     let target = 1_000_000usize;
     let model = &report.artifact.model;
     let started = Instant::now();
     let mut scored = 0usize;
     let mut checksum = 0.0;
+    let mut top = Vec::with_capacity(5);
     while scored < target && !rows.is_empty() {
         for r in &rows {
-            let t = model.score_top::<5>(r);
-            checksum += t.probability + t.factors[0].1;
+            let p = model.score_top(r, 5, &mut top);
+            checksum += p + top.first().map_or(0.0, |t| t.1);
             scored += 1;
         }
     }
@@ -483,7 +501,7 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
         "persons_per_second": scored as f64 / score_seconds.max(1e-9),
         "checksum": checksum,
     });
-    store.close().await;
+    app.close().await;
     if json_out {
         println!("{out}");
         return Ok(());
@@ -534,62 +552,39 @@ pub async fn score(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
     let Prepared {
         dir: _,
         _work,
-        store,
+        app,
         set,
         reference,
     } = prepare(&a, json_out, settings).await?;
-    let gate = crate::train::Gate {
+    let gate = Gate {
         min_demographic_parity_ratio: 0.0,
         max_equalized_odds_difference: 1.0,
         min_auc: 0.0,
-        ..crate::train::Gate::default()
+        ..Gate::default()
     };
-    let deployment = bench_deployment();
-    let pack = tidig_governance::RulePack::default_pack()?;
-    let model = crate::train::train(
-        &store,
-        &set,
-        reference,
-        &crate::train::TrainConfig {
-            capacity_share: 0.05,
-            gate: &gate,
-            challenger: None,
-            pack: &pack,
-            deployment: &deployment,
-            who: "bench",
-        },
-    )
-    .await?;
-    crate::train::approve(&store, &model.model_id, "bench-reviewer").await?;
-    crate::train::activate(
-        &store,
-        &model.model_id,
-        "bench-reviewer",
-        &pack,
-        &deployment,
-        &set,
-    )
-    .await?;
+    let mut options = pipeline::train::TrainOptions::new(0.05, gate)?;
+    options.challenger = None;
+    let trainer = Principal::demo("bench")?;
+    let reviewer = Principal::demo("bench-reviewer")?;
+    let model = pipeline::train::train(&app, &trainer, &set, reference, &options).await?;
+    pipeline::registry::approve(&app, &reviewer, &model.model_id).await?;
+    pipeline::registry::activate(&app, &reviewer, &model.model_id, &set).await?;
     // Every allowed suggestion is written: capacity is not what is measured here.
-    let mut scoring = settings.scoring.clone();
-    for u in &mut scoring.units {
+    let mut scoring_settings = app.settings().clone();
+    for u in &mut scoring_settings.scoring.units {
         u.weekly_capacity = usize::MAX / 2;
     }
-    let options = crate::score::ScoreOptions {
-        as_of: reference,
-        pack: &pack,
-        deployment: &deployment,
-        scoring: &scoring,
-        set: &set,
-        by: "bench",
-    };
+    let scoring = scoring_settings.scoring.clone();
+    let deployment = scoring_settings.deployment.clone();
+    let pack = app.pack().clone();
+    let app = app.with_settings(scoring_settings);
     let started = Instant::now();
-    let (report, _) = crate::score::score(&store, options).await?;
+    let (report, _) = pipeline::score::score(&app, &reviewer, &set, reference).await?;
     let seconds = started.elapsed().as_secs_f64();
 
     // The rule layer alone, without the memo: one eligibility request per cohort member
     // through Cedar.
-    let facts = crate::train::model_facts(&model.model_id, &model.artifact);
+    let facts = pipeline::registry::model_facts(&model.model_id, &model.artifact);
     let requests: Vec<Request> = (0..report.cohort)
         .map(|i| Request::Score {
             model: facts.clone(),
@@ -604,7 +599,7 @@ pub async fn score(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
     let started = Instant::now();
     let allowed = requests.iter().filter(|r| pack.evaluate(r).allowed).count();
     let raw_seconds = started.elapsed().as_secs_f64();
-    store.close().await;
+    app.close().await;
     let out = json!({
         "ok": true,
         "persons": a.persons,

@@ -11,9 +11,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
 use chrono::NaiveDate;
-use futures_util::TryStreamExt;
 use serde::Serialize;
 use tidig_connectors::edge::days;
 use tidig_connectors::record::Relation;
@@ -21,7 +19,12 @@ use tidig_models::features::{
     Aggregation, CodePattern, FeatureDef, FeatureSet, StatusFilter, Subject,
 };
 
-use crate::store::{now, Store};
+use crate::app::App;
+use crate::error::EngineError;
+use crate::progress::Progress;
+use crate::store::{BuildRecord, EventRow, Store, StoredVector, VectorRow};
+
+type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// What one build did.
 #[derive(Clone, Debug, Serialize)]
@@ -172,50 +175,23 @@ struct World {
     moves: HashMap<i64, Vec<i32>>,
 }
 
-/// Streams the rows of a query through `$body`, on either backend, without holding them.
-macro_rules! for_each_row {
-    ($store:expr, $ty:ty, $sql:expr, [$($bind:expr),*], |$row:pat_param| $body:block) => {
-        match $store {
-            Store::Sqlite(p) => {
-                let mut rows = sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch(p);
-                while let Some($row) = rows.try_next().await? $body
-            }
-            Store::Postgres(p) => {
-                let mut rows = sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch(p);
-                while let Some($row) = rows.try_next().await? $body
-            }
-        }
-    };
-}
-
-macro_rules! fetch_all {
-    ($store:expr, $ty:ty, $sql:expr $(, $bind:expr)*) => {
-        match $store {
-            Store::Sqlite(p) => sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch_all(p).await?,
-            Store::Postgres(p) => sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch_all(p).await?,
-        }
-    };
-}
-
 impl World {
     async fn load(store: &Store, d: i32, moves_window: i32) -> Result<World> {
         let d64 = d as i64;
-        let mut persons = HashMap::new();
-        for_each_row!(
-            store,
-            (i64, Option<i64>, Option<i64>),
-            "SELECT id, birth_date, death_date FROM persons",
-            [],
-            |(id, birth, death)| {
-                persons.insert(
+        let persons: HashMap<i64, PersonInfo> = store
+            .person_dates()
+            .await?
+            .into_iter()
+            .map(|(id, p)| {
+                (
                     id,
                     PersonInfo {
-                        birth: birth.map(|b| b as i32),
-                        death: death.map(|x| x as i32),
+                        birth: p.birth.map(|b| b as i32),
+                        death: p.death.map(|x| x as i32),
                     },
-                );
-            }
-        );
+                )
+            })
+            .collect();
         let alive = |id: &i64| {
             persons
                 .get(id)
@@ -223,26 +199,18 @@ impl World {
         };
         let mut residence = HashMap::new();
         let mut municipalities: Vec<String> = Vec::new();
-        for_each_row!(
-            store,
-            (i64, Option<i64>, String),
-            "SELECT person_id, household_key, municipality FROM residences \
-             WHERE valid_from <= $1 AND (valid_to IS NULL OR valid_to > $1) \
-             ORDER BY person_id, valid_from, record_key",
-            [d64],
-            |(pid, hh, municipality)| {
-                if alive(&pid) {
-                    let m = match municipalities.iter().position(|x| *x == municipality) {
-                        Some(i) => i,
-                        None => {
-                            municipalities.push(municipality);
-                            municipalities.len() - 1
-                        }
-                    };
-                    residence.insert(pid, (hh, m as u32));
-                }
+        for r in store.residences_on(d64).await? {
+            if alive(&r.person) {
+                let m = match municipalities.iter().position(|x| *x == r.municipality) {
+                    Some(i) => i,
+                    None => {
+                        municipalities.push(r.municipality);
+                        municipalities.len() - 1
+                    }
+                };
+                residence.insert(r.person, (r.household, m as u32));
             }
-        );
+        }
         let mut household_size: HashMap<i64, u32> = HashMap::new();
         for (hh, _) in residence.values() {
             if let Some(hh) = hh {
@@ -251,31 +219,19 @@ impl World {
         }
         let mut parents: HashMap<i64, Vec<(i64, Relation)>> = HashMap::new();
         let mut children: HashMap<i64, Vec<i64>> = HashMap::new();
-        for_each_row!(
-            store,
-            (i64, i64, String),
-            "SELECT child_id, parent_id, relation FROM relations \
-             WHERE (valid_from IS NULL OR valid_from <= $1) AND (valid_to IS NULL OR valid_to > $1) \
-             ORDER BY child_id, parent_id, relation",
-            [d64],
-            |(child, parent, relation)| {
-                let Some(relation) = Relation::parse(&relation) else { continue };
-                if relation != Relation::Guardian {
-                    children.entry(parent).or_default().push(child);
-                }
-                parents.entry(child).or_default().push((parent, relation));
+        for (child, parent, relation) in store.relations_on(d64).await? {
+            let Some(relation) = Relation::parse(&relation) else {
+                continue;
+            };
+            if relation != Relation::Guardian {
+                children.entry(parent).or_default().push(child);
             }
-        );
+            parents.entry(child).or_default().push((parent, relation));
+        }
         let mut moves: HashMap<i64, Vec<i32>> = HashMap::new();
-        for_each_row!(
-            store,
-            (i64, i64),
-            "SELECT person_id, valid_from FROM residences WHERE valid_from > $1 AND valid_from <= $2",
-            [(d - moves_window) as i64, d64],
-            |(pid, from)| {
-                moves.entry(pid).or_default().push(from as i32);
-            }
-        );
+        for (pid, from) in store.moves_between((d - moves_window) as i64, d64).await? {
+            moves.entry(pid).or_default().push(from as i32);
+        }
         Ok(World {
             persons,
             residence,
@@ -302,28 +258,14 @@ impl World {
         cohort: &HashSet<i64>,
     ) -> Result<HashMap<i64, BTreeMap<String, String>>> {
         let mut out: HashMap<i64, BTreeMap<String, String>> = HashMap::new();
-        for_each_row!(
-            store,
-            (i64, String, String),
-            "SELECT person_id, attribute, value FROM protected_attributes",
-            [],
-            |(pid, attribute, value)| {
-                if cohort.contains(&pid) {
-                    out.entry(pid).or_default().insert(attribute, value);
-                }
+        for (pid, attrs) in store.protected_attributes(cohort).await? {
+            out.entry(pid).or_default().extend(attrs);
+        }
+        for (pid, sex) in store.sexes().await? {
+            if cohort.contains(&pid) {
+                out.entry(pid).or_default().insert("sex".into(), sex);
             }
-        );
-        for_each_row!(
-            store,
-            (i64, Option<String>),
-            "SELECT id, sex FROM persons",
-            [],
-            |(pid, sex)| {
-                if let (true, Some(sex)) = (cohort.contains(&pid), sex) {
-                    out.entry(pid).or_default().insert("sex".into(), sex);
-                }
-            }
-        );
+        }
         for &c in cohort {
             if let Some((_, m)) = self.residence.get(&c) {
                 let name = self.municipalities[*m as usize].clone();
@@ -378,11 +320,12 @@ impl World {
 
 /// Builds (or rebuilds) the vectors of `set` as of `as_of`.
 pub async fn build(
-    store: &Store,
+    app: &App,
     set: &FeatureSet,
     as_of: NaiveDate,
-    bar: &indicatif::ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<FeatureReport> {
+    let store = app.store();
     let started = Instant::now();
     let d = days(as_of);
     let cutoff = d as i64 * 86_400;
@@ -395,10 +338,8 @@ pub async fn build(
         .filter_map(|f| f.window_days)
         .max()
         .unwrap_or(0) as i32;
-    bar.set_message("population");
-    let world = World::load(store, d, moves_window)
-        .await
-        .context("loading the population as of the date")?;
+    progress.start("population", None);
+    let world = World::load(store, d, moves_window).await?;
 
     // The cohort: alive, resident and in the age range on the date.
     let mut cohort: Vec<i64> = world
@@ -433,11 +374,7 @@ pub async fn build(
     }
 
     // Event bases, shared between features that differ only in subject.
-    let codes: Vec<(i64, String, String)> = fetch_all!(
-        store,
-        (i64, String, String),
-        "SELECT id, system, code FROM codes"
-    );
+    let codes = store.codes().await?;
     let mut bases: Vec<Base> = Vec::new();
     let mut feature_base: Vec<Option<usize>> = Vec::new();
     for f in &numeric {
@@ -484,29 +421,26 @@ pub async fn build(
     let cohort_set: HashSet<i64> = cohort.iter().copied().collect();
 
     // One pass over the events that can matter.
-    bar.set_message("events");
+    progress.start("events", None);
     let mut aggs: HashMap<i64, Box<[Agg]>> = HashMap::new();
     let mut label_hit: HashSet<i64> = HashSet::new();
     let mut scanned = 0u64;
-    let sql = "SELECT person_id, kind, code_id, detail_id, status, start_time, end_time, value \
-               FROM events WHERE start_time > $1 AND start_time <= $2";
-    type Row = (
-        i64,
-        i64,
-        i64,
-        Option<i64>,
-        i64,
-        i64,
-        Option<i64>,
-        Option<f64>,
-    );
     let (lo, hi) = (cutoff - max_window, cutoff + horizon);
     {
-        let mut consume = |row: Row| {
-            let (pid, kind, code, detail, status, start, end, value) = row;
+        let consume = |row: EventRow| {
+            let EventRow {
+                person_id: pid,
+                kind,
+                code_id: code,
+                detail_id: detail,
+                status,
+                start_time: start,
+                end_time: end,
+                value,
+            } = row;
             scanned += 1;
             if scanned.is_multiple_of(65_536) {
-                bar.inc(65_536);
+                progress.position(scanned);
             }
             if start > cutoff {
                 if kind == set.label.event
@@ -556,42 +490,18 @@ pub async fn build(
                 }
             }
         };
-        match store {
-            Store::Sqlite(p) => {
-                let mut rows = sqlx::query_as::<_, Row>(sql).bind(lo).bind(hi).fetch(p);
-                while let Some(row) = rows.try_next().await? {
-                    consume(row);
-                }
-            }
-            Store::Postgres(p) => {
-                let mut rows = sqlx::query_as::<_, Row>(sql).bind(lo).bind(hi).fetch(p);
-                while let Some(row) = rows.try_next().await? {
-                    consume(row);
-                }
-            }
-        }
+        store.for_each_event(lo, hi, consume).await?;
     }
-    let latest: Option<i64> = match store {
-        Store::Sqlite(p) => {
-            sqlx::query_scalar("SELECT MAX(start_time) FROM events")
-                .fetch_one(p)
-                .await?
-        }
-        Store::Postgres(p) => {
-            sqlx::query_scalar("SELECT MAX(start_time) FROM events")
-                .fetch_one(p)
-                .await?
-        }
-    };
+    let latest = store.latest_event_time().await?;
     // Observed when the data reach the horizon's last day: registries record dates, so
     // data "as of" a date end on the day before it.
     let label_complete = latest.is_some_and(|t| t >= hi - 86_400);
 
     // Vectors.
-    bar.set_message("vectors");
+    progress.start("vectors", None);
     let protected = world.protected(store, &cohort_set).await?;
     let mut missing = vec![0u64; numeric.len()];
-    let mut rows: Vec<(i64, String, String, Option<f64>)> = Vec::with_capacity(cohort.len());
+    let mut rows: Vec<VectorRow> = Vec::with_capacity(cohort.len());
     for &c in &cohort {
         let mut vals = Vec::with_capacity(numeric.len());
         let mut subjects: HashMap<Subject, Vec<i64>> = HashMap::new();
@@ -626,17 +536,29 @@ pub async fn build(
             );
         }
         let label = label_complete.then(|| if label_hit.contains(&c) { 1.0 } else { 0.0 });
-        rows.push((
-            c,
-            serde_json::to_string(&vals)?,
-            serde_json::to_string(&prot)?,
+        rows.push(VectorRow {
+            person: c,
+            values_json: serde_json::to_string(&vals)?,
+            protected_json: serde_json::to_string(&prot)?,
             label,
-        ));
+        });
     }
     drop(aggs);
 
-    bar.set_message("writing");
-    write(store, set, &version, d, &rows, label_complete).await?;
+    progress.start("writing", None);
+    let definition = serde_json::to_string(set)?;
+    let created = app.clock().stamp();
+    store
+        .replace_vectors(
+            &version,
+            &set.name,
+            &definition,
+            &created,
+            d as i64,
+            label_complete,
+            &rows,
+        )
+        .await?;
     let n = cohort.len().max(1) as f64;
     let report = FeatureReport {
         feature_set: set.name.clone(),
@@ -660,7 +582,16 @@ pub async fn build(
             .map(|f| f.id.clone())
             .collect(),
     };
-    record_build(store, &version, d, &report).await?;
+    store
+        .record_build(&BuildRecord {
+            feature_set: &version,
+            day: d as i64,
+            persons: report.persons as i64,
+            built_at: &app.clock().stamp(),
+            report_json: &serde_json::to_string(&report)?,
+        })
+        .await?;
+    progress.finish();
     Ok(report)
 }
 
@@ -723,120 +654,14 @@ fn value(
     }
 }
 
-async fn write(
-    store: &Store,
-    set: &FeatureSet,
-    version: &str,
-    d: i32,
-    rows: &[(i64, String, String, Option<f64>)],
-    label_complete: bool,
-) -> Result<()> {
-    let definition = serde_json::to_string(set)?;
-    let created = now();
-    let d64 = d as i64;
-    let complete = label_complete as i64;
-    macro_rules! go {
-        ($tx:expr, $ph:expr) => {{
-            sqlx::query("INSERT INTO feature_sets (hash, name, definition, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING")
-                .bind(version).bind(&set.name).bind(&definition).bind(&created)
-                .execute(&mut *$tx).await?;
-            sqlx::query("DELETE FROM feature_vectors WHERE feature_set = $1 AND as_of = $2")
-                .bind(version).bind(d64)
-                .execute(&mut *$tx).await?;
-            for chunk in rows.chunks(500) {
-                let mut sql = String::from("INSERT INTO feature_vectors (feature_set, as_of, person_id, vals, protected, label, label_complete) VALUES ");
-                for (i, _) in chunk.iter().enumerate() {
-                    if i > 0 { sql.push(','); }
-                    sql.push_str(&$ph(i * 7));
-                }
-                let mut q = sqlx::query(&sql);
-                for (pid, vals, prot, label) in chunk {
-                    q = q.bind(version).bind(d64).bind(*pid).bind(vals).bind(prot).bind(*label).bind(complete);
-                }
-                q.execute(&mut *$tx).await?;
-            }
-        }};
-    }
-    let pg_row = |o: usize| {
-        format!(
-            "(${},${},${},${},${},${},${})",
-            o + 1,
-            o + 2,
-            o + 3,
-            o + 4,
-            o + 5,
-            o + 6,
-            o + 7
-        )
-    };
-    let lite_row = |_: usize| "(?,?,?,?,?,?,?)".to_string();
-    match store {
-        Store::Sqlite(p) => {
-            let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
-            go!(tx, lite_row);
-            tx.commit().await?;
-        }
-        Store::Postgres(p) => {
-            let mut tx = p.begin().await?;
-            go!(tx, pg_row);
-            tx.commit().await?;
-        }
-    }
-    Ok(())
-}
-
-async fn record_build(store: &Store, version: &str, d: i32, report: &FeatureReport) -> Result<()> {
-    let sql = "INSERT INTO feature_builds (feature_set, as_of, persons, built_at, report) VALUES ($1, $2, $3, $4, $5) \
-               ON CONFLICT (feature_set, as_of) DO UPDATE SET persons = excluded.persons, \
-               built_at = excluded.built_at, report = excluded.report";
-    let text = serde_json::to_string(report)?;
-    crate::on_pool!(store, |p| {
-        sqlx::query(sql)
-            .bind(version)
-            .bind(d as i64)
-            .bind(report.persons as i64)
-            .bind(now())
-            .bind(&text)
-            .execute(p)
-            .await?;
-    });
-    Ok(())
-}
-
-/// The stored vectors of one build: person → (values, protected, label), for tests,
-/// training and parity checks.
+/// The stored vectors of one build: person → vector.
 pub async fn load_vectors(
-    store: &Store,
+    app: &App,
     version: &str,
     as_of: NaiveDate,
-) -> Result<
-    BTreeMap<
-        i64,
-        (
-            Vec<Option<f64>>,
-            BTreeMap<String, Option<String>>,
-            Option<f64>,
-        ),
-    >,
-> {
-    let d = days(as_of) as i64;
-    let rows: Vec<(i64, String, String, Option<f64>)> = fetch_all!(
-        store,
-        (i64, String, String, Option<f64>),
-        "SELECT person_id, vals, protected, label FROM feature_vectors WHERE feature_set = $1 AND as_of = $2",
-        version,
-        d
-    );
-    let mut out = BTreeMap::new();
-    for (pid, vals, prot, label) in rows {
-        out.insert(
-            pid,
-            (
-                serde_json::from_str(&vals)?,
-                serde_json::from_str(&prot)?,
-                label,
-            ),
-        );
-    }
-    Ok(out)
+) -> Result<BTreeMap<i64, StoredVector>> {
+    Ok(app
+        .store()
+        .vectors(version, crate::dates::days(as_of))
+        .await?)
 }

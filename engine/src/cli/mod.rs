@@ -1,0 +1,652 @@
+//! The `tidig` command line: parse flags → call an operation on `&App` → print. Flags
+//! are validated into settings and typed values before any work starts; every command
+//! prints a human summary, or exactly one JSON object with `--json`.
+
+mod bench;
+mod print;
+mod progress;
+mod quickstart;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use tidig_connectors::Format;
+use tidig_models::forest::ForestParams;
+
+use crate::app::App;
+use crate::clock::Clock;
+use crate::dates;
+use crate::pipeline::{self, ingest::IngestOptions, load_feature_set};
+use crate::principal::Principal;
+use crate::settings::{Keys, Settings};
+use crate::synth::SynthConfig;
+use print::*;
+use progress::Bar;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tidig",
+    version,
+    about = "Rules-driven decision support for preventive municipal services"
+)]
+pub struct Cli {
+    /// Store URL: sqlite://PATH (default) or postgres://…
+    #[arg(
+        long,
+        global = true,
+        env = "TIDIG_DB",
+        default_value = "sqlite://tidig.db"
+    )]
+    pub db: String,
+    /// Print one JSON object with the command's figures on stdout, nothing else.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Settings file (default: ./tidig.toml when present).
+    #[arg(long, global = true, env = "TIDIG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Who acts (recorded with every change; four-eyes compares it): this name, else
+    /// $TIDIG_ACTOR, else the OS user. `--by` is the same flag.
+    #[arg(long = "as", visible_alias = "by", global = true, value_name = "NAME")]
+    pub actor: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Synthetic municipality → keys → ingest, on ./tidig.db.
+    Quickstart(QuickstartArgs),
+    /// Write a synthetic municipality's registry extracts.
+    Synth(SynthArgs),
+    /// Load registry extracts (files or directories; format detected per file).
+    Ingest(IngestArgs),
+    /// Point-in-time feature vectors.
+    #[command(subcommand)]
+    Features(FeaturesCommand),
+    /// Train, evaluate and register a model on time-split snapshots.
+    Train(TrainArgs),
+    /// The model registry.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// The ethics rule pack: check it, run its golden cases.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Score persons as of a date into suggestions (active model, rule pack, features).
+    Score(ScoreArgs),
+    /// Manage the pseudonym and vault keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Row counts of the store and its last ingest runs.
+    Status,
+    /// Benchmarks (release build).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeaturesCommand {
+    /// Build (or rebuild) the vectors of a feature set as of a date.
+    Build(FeaturesBuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FeaturesBuildArgs {
+    /// The as-of date: only events at or before its start (00:00 UTC) count.
+    #[arg(long)]
+    pub as_of: String,
+    /// A feature-set file (TOML); the built-in child-and-family set by default.
+    #[arg(long)]
+    pub set: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Labels up to this date are used: holdout one horizon before, training before that.
+    #[arg(long)]
+    pub as_of: String,
+    /// Model family.
+    #[arg(long, default_value = "logistic")]
+    pub model: String,
+    /// Share of the cohort the units can act on (flags at capacity).
+    #[arg(long, default_value_t = 0.05)]
+    pub capacity: f64,
+    /// A feature-set file; the built-in child-and-family set by default.
+    #[arg(long)]
+    pub set: Option<PathBuf>,
+    /// Where the model card (Markdown and JSON) is written.
+    #[arg(long, default_value = "model-cards")]
+    pub cards: PathBuf,
+    /// Skip the random-forest challenger (the card then has no comparison).
+    #[arg(long)]
+    pub no_challenger: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Every registered model with its state.
+    List,
+    /// One model's artifact (id or unique prefix).
+    Show { id: String },
+    /// Approve a trained model for production: refused when it failed its release gate
+    /// or when the approver trained it.
+    Approve { id: String },
+    /// Activate an approved model for scoring (its inputs must pass the data-stage
+    /// rules); the model active before it is retired.
+    Activate {
+        id: String,
+        /// The model's feature-set file; the built-in child-and-family set by default.
+        #[arg(long)]
+        set: Option<PathBuf>,
+    },
+    /// Retire a model: it is never used for scoring again.
+    Retire { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate a pack (syntax, schema, annotations, stages) and print its rules and
+    /// version; PATH is a pack directory, the configured or built-in pack by default.
+    Check { path: Option<PathBuf> },
+    /// Run a pack's golden cases (PATH/golden.json, or --golden FILE); fails on any
+    /// case whose decision or reasons differ.
+    Test {
+        path: Option<PathBuf>,
+        #[arg(long)]
+        golden: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Score with the features as of this date.
+    #[arg(long)]
+    pub as_of: String,
+    /// The active model's feature-set file; the built-in set by default.
+    #[arg(long)]
+    pub set: Option<PathBuf>,
+    /// Suggestions printed (all are stored).
+    #[arg(long, default_value_t = 5)]
+    pub show: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create demo keys (mode 0600) in the key directory; never overwrites.
+    Generate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// End-to-end ingest of a synthetic municipality into SQLite and PostgreSQL.
+    Ingest(bench::BenchIngestArgs),
+    /// One feature build of the default set on an ingested municipality.
+    Features(bench::BenchFeaturesArgs),
+    /// Training time, model AUC against the oracle, and scoring throughput.
+    Train(bench::BenchTrainArgs),
+    /// One scoring run end to end from the store, and the rule layer's throughput.
+    Score(bench::BenchTrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    #[arg(long, default_value_t = 20_000)]
+    pub persons: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where the synthetic extracts go.
+    #[arg(long, default_value = "tidig-synth")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 20_000)]
+    pub persons: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// National ID scheme: fi, se, dk or no.
+    #[arg(long, default_value = "fi")]
+    pub country: String,
+    #[arg(long, default_value = "2026-01-01")]
+    pub reference_date: String,
+    /// Fraction of data lines given a fault (recorded in truth/corruptions.csv).
+    #[arg(long, default_value_t = 0.0)]
+    pub corrupt_rate: f64,
+    /// Write FHIR NDJSON gzip-compressed.
+    #[arg(long)]
+    pub gzip: bool,
+    /// Write social-services events as JSON Lines instead of CSV.
+    #[arg(long)]
+    pub social_jsonl: bool,
+    /// Years of history before the reference date.
+    #[arg(long, default_value_t = 6)]
+    pub history_years: u32,
+    /// Municipality code (091 Helsinki, 049 Espoo, 092 Vantaa, 837 Tampere, 853 Turku, …).
+    #[arg(long, default_value = "091")]
+    pub municipality: String,
+    /// Directory with the Statistics Finland population files.
+    #[arg(long, env = "TIDIG_POPULATION_DATA")]
+    pub population_data: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Force a format: fhir-ndjson, fhir-bundle, population-csv, cpr, social-csv, social-jsonl.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Parse files again even when the same content was loaded before.
+    #[arg(long)]
+    pub force: bool,
+    /// Country of the national IDs in population and social extracts (overrides settings).
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Also accept this FHIR identifier system as an opaque person key (repeatable).
+    #[arg(long = "person-system")]
+    pub person_systems: Vec<String>,
+    /// Social-services code table (TOML).
+    #[arg(long)]
+    pub code_table: Option<PathBuf>,
+    /// Records per batch handed from the parser to the writer.
+    #[arg(long, default_value_t = 32_768, hide = true)]
+    pub batch_rows: usize,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    quiet_on_closed_stdout();
+    let cli = Cli::parse();
+    init_tracing();
+    let json = cli.json;
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!("{}", json!({ "ok": false, "error": format!("{e:#}") }));
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tidig … | head` closes stdout early; `println!` then panics. Exit quietly instead,
+/// as a Unix tool killed by SIGPIPE would (status 141), and keep every other panic loud.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIDIG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// What every command gets: validated settings and the global flags.
+struct Ctx {
+    db: String,
+    json: bool,
+    settings: Settings,
+    actor: Option<String>,
+}
+
+impl Ctx {
+    /// Opens the one `App` of this process.
+    async fn app(&self) -> Result<App> {
+        App::open(&self.db, self.settings.clone(), Clock::System)
+            .await
+            .with_context(|| format!("opening {}", self.db))
+    }
+
+    fn principal(&self) -> Result<Principal> {
+        Ok(Principal::operator(self.actor.as_deref())?)
+    }
+}
+
+/// Runs `op` on a freshly opened app and closes the app whatever happened.
+macro_rules! with_app {
+    ($ctx:expr, |$app:ident| $op:expr) => {{
+        let $app = $ctx.app().await?;
+        let result: Result<_> = async { Ok($op) }.await;
+        $app.close().await;
+        result?
+    }};
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let ctx = Ctx {
+        settings: Settings::load(cli.config.as_deref())?,
+        db: cli.db,
+        json: cli.json,
+        actor: cli.actor,
+    };
+    match cli.command {
+        Command::Quickstart(a) => quickstart::run(&ctx, a).await,
+        Command::Synth(a) => synth(&ctx, a),
+        Command::Ingest(a) => ingest(ctx, a).await,
+        Command::Features(FeaturesCommand::Build(a)) => features(&ctx, a).await,
+        Command::Train(a) => train(&ctx, a).await,
+        Command::Models(m) => models(&ctx, m).await,
+        Command::Rules(r) => rules(&ctx, r),
+        Command::Score(a) => score(&ctx, a).await,
+        Command::Keys(KeysCommand::Generate) => keys(&ctx),
+        Command::Status => status(&ctx).await,
+        Command::Bench(b) => bench::run(b, ctx.json, &ctx.settings).await,
+    }
+}
+
+fn synth_config(a: &SynthArgs) -> Result<SynthConfig> {
+    let mut cfg = SynthConfig::parse(
+        a.out.clone(),
+        a.persons,
+        a.seed,
+        &a.country,
+        &a.reference_date,
+        a.corrupt_rate,
+    )?;
+    cfg.gzip = a.gzip;
+    cfg.history_years = a.history_years.max(1);
+    cfg.municipality = a.municipality.clone();
+    cfg.population_data = a.population_data.clone();
+    cfg.social_jsonl = a.social_jsonl;
+    Ok(cfg)
+}
+
+fn run_synth(cfg: &SynthConfig, json: bool) -> Result<crate::synth::SynthReport> {
+    let bar = Bar::count(json);
+    bar.start_count("synthesizing", cfg.persons as u64);
+    let report = crate::synth::generate(cfg, &|n| bar.set(n))?;
+    bar.clear();
+    Ok(report)
+}
+
+fn synth(ctx: &Ctx, a: SynthArgs) -> Result<()> {
+    let report = run_synth(&synth_config(&a)?, ctx.json)?;
+    print_synth(&report, ctx.json);
+    Ok(())
+}
+
+async fn ingest(mut ctx: Ctx, a: IngestArgs) -> Result<()> {
+    if let Some(c) = &a.country {
+        ctx.settings.country = c.clone();
+    }
+    for s in &a.person_systems {
+        ctx.settings
+            .health
+            .person_systems
+            .push(crate::settings::PersonSystemSetting {
+                system: s.clone(),
+                country: None,
+            });
+    }
+    if let Some(t) = &a.code_table {
+        ctx.settings.social.code_table = Some(t.clone());
+    }
+    let format = match &a.format {
+        None => None,
+        Some(f) => Some(Format::from_name(f).with_context(|| {
+            format!("--format `{f}` is not one of fhir-ndjson, fhir-bundle, population-csv, cpr, social-csv, social-jsonl")
+        })?),
+    };
+    let opts = IngestOptions {
+        format,
+        force: a.force,
+        batch_rows: a.batch_rows.max(1),
+    };
+    let bar = Bar::bytes(ctx.json);
+    let report = with_app!(ctx, |app| pipeline::ingest::ingest(
+        &app, &a.paths, &opts, &bar
+    )
+    .await?);
+    print_ingest(&report, ctx.json);
+    if report.failed_files > 0 {
+        anyhow::bail!(
+            "{} file(s) failed to load; nothing of them was kept (see above)",
+            report.failed_files
+        );
+    }
+    Ok(())
+}
+
+async fn features(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
+    let as_of = dates::parse("--as-of", &a.as_of)?;
+    let set = load_feature_set(a.set.as_deref())?;
+    let bar = Bar::count(ctx.json);
+    let report = with_app!(ctx, |app| pipeline::features::build(
+        &app, &set, as_of, &bar
+    )
+    .await?);
+    print_features(&report, ctx.json);
+    Ok(())
+}
+
+async fn train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
+    if a.model != "logistic" {
+        anyhow::bail!("--model `{}`: only `logistic` is available", a.model);
+    }
+    let as_of = dates::parse("--as-of", &a.as_of)?;
+    let set = load_feature_set(a.set.as_deref())?;
+    let by = ctx.principal()?;
+    let mut options = pipeline::train::TrainOptions::new(a.capacity, ctx.settings.gate.clone())?;
+    options.challenger = (!a.no_challenger).then(ForestParams::default);
+    options.cards = Some(a.cards.clone());
+    let report = with_app!(ctx, |app| pipeline::train::train(
+        &app, &by, &set, as_of, &options
+    )
+    .await?);
+    print_train(&report, ctx.json);
+    Ok(())
+}
+
+async fn models(ctx: &Ctx, m: ModelsCommand) -> Result<()> {
+    use pipeline::registry;
+    let short = |id: &str| id[..16.min(id.len())].to_string();
+    let print_row = |row: &crate::store::ModelRow, what: String| {
+        if ctx.json {
+            println!("{}", json!({"ok": true, "model": row}));
+        } else {
+            println!("{} {what}", row.id);
+        }
+    };
+    match m {
+        ModelsCommand::List => {
+            let rows = with_app!(ctx, |app| registry::list(&app).await?);
+            if ctx.json {
+                println!("{}", json!({"ok": true, "models": rows}));
+                return Ok(());
+            }
+            for r in rows {
+                println!(
+                    "{}  {:<9} {:<8} gate {}  {} by {} ({})",
+                    short(&r.id),
+                    r.kind,
+                    r.state,
+                    if r.gate_passed { "passed" } else { "FAILED" },
+                    r.created_at,
+                    r.created_by,
+                    r.created_auth
+                );
+            }
+        }
+        ModelsCommand::Show { id } => {
+            let model = with_app!(ctx, |app| registry::show(&app, &id).await?);
+            if ctx.json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "model": model.row, "artifact": model.artifact})
+                );
+            } else {
+                let set = load_feature_set(None)?;
+                println!(
+                    "{} ({}, {})\n",
+                    model.row.id, model.row.state, model.row.created_at
+                );
+                println!(
+                    "{}",
+                    pipeline::card::card(&model.row.id, &model.artifact, &set)
+                );
+            }
+        }
+        ModelsCommand::Approve { id } => {
+            let by = ctx.principal()?;
+            let row = with_app!(ctx, |app| registry::approve(&app, &by, &id).await?);
+            print_row(&row, format!("approved by {by}"));
+        }
+        ModelsCommand::Activate { id, set } => {
+            let set = load_feature_set(set.as_deref())?;
+            let by = ctx.principal()?;
+            let (row, version) = with_app!(ctx, |app| (
+                registry::activate(&app, &by, &id, &set).await?,
+                app.pack().version().to_string()
+            ));
+            if ctx.json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "model": row, "rules_version": version})
+                );
+            } else {
+                println!(
+                    "{} active (activated by {by}; its inputs pass the data-stage rules of pack {})",
+                    row.id,
+                    &version[..12]
+                );
+            }
+        }
+        ModelsCommand::Retire { id } => {
+            let by = ctx.principal()?;
+            let row = with_app!(ctx, |app| registry::retire(&app, &by, &id).await?);
+            print_row(&row, format!("retired by {by}"));
+        }
+    }
+    Ok(())
+}
+
+fn rules(ctx: &Ctx, r: RulesCommand) -> Result<()> {
+    match r {
+        RulesCommand::Check { path } => {
+            let path = path.or_else(|| ctx.settings.rules.pack.clone());
+            let pack = pipeline::rules::load_pack(path.as_deref())?;
+            if ctx.json {
+                println!(
+                    "{}",
+                    json!({"ok": true, "version": pack.version(), "rules": pack.rules()})
+                );
+                return Ok(());
+            }
+            println!(
+                "rule pack {} is valid: {} rules, version {}",
+                path.as_ref()
+                    .map_or("(built-in default)".into(), |p| p.display().to_string()),
+                pack.rules().len(),
+                pack.version()
+            );
+            for (stage, rules) in pack.by_stage() {
+                println!("  stage {}:", stage.name());
+                for r in rules {
+                    println!(
+                        "    {:<7} {:<34} {}  [{}]  ({}:{})",
+                        r.effect, r.id, r.title, r.legal, r.file, r.line
+                    );
+                }
+            }
+            Ok(())
+        }
+        RulesCommand::Test { path, golden } => {
+            let path = path.or_else(|| ctx.settings.rules.pack.clone());
+            let pack = pipeline::rules::load_pack(path.as_deref())?;
+            let (name, text) = match golden {
+                Some(g) => (
+                    g.display().to_string(),
+                    std::fs::read_to_string(&g)
+                        .with_context(|| format!("{}: cannot read golden cases", g.display()))?,
+                ),
+                None => pipeline::rules::golden_text(path.as_deref())?,
+            };
+            let report = tidig_governance::golden::run(&pack, &name, &text)?;
+            print_golden(&report, ctx.json);
+            if report.failed > 0 {
+                anyhow::bail!("{} golden case(s) failed", report.failed);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
+    let as_of = dates::parse("--as-of", &a.as_of)?;
+    let set = load_feature_set(a.set.as_deref())?;
+    let by = ctx.principal()?;
+    let (report, top) = with_app!(ctx, |app| {
+        let (report, _) = pipeline::score::score(&app, &by, &set, as_of).await?;
+        let mut top = pipeline::score::open_suggestions(&app, as_of).await?;
+        top.truncate(a.show);
+        (report, top)
+    });
+    print_score(&report, &top, ctx.json);
+    Ok(())
+}
+
+fn keys(ctx: &Ctx) -> Result<()> {
+    let dir = &ctx.settings.keys.dir;
+    let created = Keys::ensure(dir)?;
+    let keys = Keys::load(dir)?;
+    if ctx.json {
+        println!(
+            "{}",
+            json!({"ok": true, "created": created, "pseudonym_fingerprint": keys.pseudonym.fingerprint(), "vault_fingerprint": keys.vault.fingerprint()})
+        );
+        return Ok(());
+    }
+    for p in &created {
+        println!("created {}", p.display());
+    }
+    println!(
+        "keys in {} (pseudonym {}, vault {})",
+        dir.display(),
+        keys.pseudonym.fingerprint(),
+        keys.vault.fingerprint()
+    );
+    Ok(())
+}
+
+async fn status(ctx: &Ctx) -> Result<()> {
+    let (counts, backend) = with_app!(ctx, |app| pipeline::status(&app).await?);
+    if ctx.json {
+        println!("{}", json!({"ok": true, "db": ctx.db, "counts": counts}));
+    } else {
+        println!("{} ({})", ctx.db, backend.name());
+        println!("{}", serde_json::to_string_pretty(&counts)?);
+    }
+    Ok(())
+}

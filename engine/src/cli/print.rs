@@ -1,0 +1,292 @@
+//! Human and JSON renderings of the operations' reports. With `--json` each command
+//! prints exactly one object on stdout.
+
+use serde_json::json;
+
+use crate::pipeline::features::FeatureReport;
+use crate::pipeline::ingest::IngestReport;
+use crate::pipeline::score::{ScoreReport, Suggestion};
+use crate::pipeline::train::TrainReport;
+use crate::synth::SynthReport;
+
+pub fn print_features(r: &FeatureReport, json: bool) {
+    if json {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        v["ok"] = json!(true);
+        v["peak_rss_mb"] = json!(crate::cli::bench::peak_rss_mb());
+        println!("{v}");
+        return;
+    }
+    println!(
+        "features {} (version {}) as of {}: {} persons x {} features from {} events in {:.2}s",
+        r.feature_set,
+        &r.version[..12],
+        r.as_of,
+        r.persons,
+        r.features,
+        r.events_scanned,
+        r.seconds
+    );
+    let label = if r.label_complete {
+        format!(
+            "{} positive ({:.1}%)",
+            r.label_positive,
+            100.0 * r.label_positive as f64 / r.persons.max(1) as f64
+        )
+    } else {
+        "not yet observable (the horizon reaches past the data)".to_string()
+    };
+    println!("label: {label}");
+    let mut rates: Vec<(&String, &f64)> =
+        r.missing_rate.iter().filter(|(_, m)| **m > 0.0).collect();
+    rates.sort_by(|a, b| b.1.partial_cmp(a.1).unwrap_or(std::cmp::Ordering::Equal));
+    if !rates.is_empty() {
+        let top: Vec<String> = rates
+            .iter()
+            .take(5)
+            .map(|(k, m)| format!("{k} {:.0}%", *m * 100.0))
+            .collect();
+        println!(
+            "most often missing (no such relative in the household, or no event yet): {}",
+            top.join(", ")
+        );
+    }
+    if !r.not_materialised.is_empty() {
+        println!(
+            "declared but never materialised (prohibited): {}",
+            r.not_materialised.join(", ")
+        );
+    }
+}
+
+pub fn print_score(r: &ScoreReport, top: &[(String, Suggestion)], json: bool) {
+    if json {
+        let top: Vec<_> = top
+            .iter()
+            .map(|(pseudonym, s)| json!({"pseudonym": pseudonym, "suggestion": s}))
+            .collect();
+        println!("{}", json!({"ok": true, "report": r, "top": top}));
+        return;
+    }
+    println!(
+        "scoring as of {} with model {} and rule pack {}: cohort {}, scored {}, {} suggestions ({} new, {} unchanged, {} superseded) in {:.2}s",
+        r.as_of,
+        &r.model_id[..16],
+        &r.rules_version[..12],
+        r.cohort,
+        r.scored,
+        r.suggestions,
+        r.new,
+        r.unchanged,
+        r.superseded,
+        r.seconds.total
+    );
+    let list = |m: &std::collections::BTreeMap<String, usize>| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    println!("  excluded before scoring: {}", list(&r.excluded));
+    println!(
+        "  below the elevated band: {}; outside every unit's area: {}",
+        r.below_band, r.unrouted
+    );
+    println!("  suppressed by output rules: {}", list(&r.suppressed));
+    println!(
+        "  deferred by weekly capacity: {}",
+        list(&r.deferred_by_capacity)
+    );
+    println!("  suggestions per unit: {}", list(&r.per_unit));
+    if r.rule_errors > 0 {
+        println!(
+            "  RULE ERRORS (failed closed) for {} persons: {}",
+            r.rule_errors,
+            r.rule_error_samples.join("; ")
+        );
+    }
+    println!(
+        "  rules: {} requests, {} evaluated by Cedar (the rest memoized); {} factors redacted",
+        r.rule_requests, r.rule_evaluations, r.factors_redacted
+    );
+    for (pseudonym, s) in top {
+        println!(
+            "\n  {} → {} (score {:.3}, {}; expires {})",
+            pseudonym, s.unit, s.score, s.band, s.expires_at
+        );
+        for f in &s.factors {
+            match f.contribution {
+                Some(c) => println!("    {:+.2}  {} [{}]", c, f.text, f.source),
+                None => println!(
+                    "      ··  {} [{}]",
+                    f.text,
+                    f.rule.as_deref().unwrap_or("redacted")
+                ),
+            }
+        }
+        println!(
+            "    suggested: {}",
+            s.interventions
+                .iter()
+                .map(|i| i.title.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let trace: Vec<String> = s
+            .rule_trace
+            .iter()
+            .filter(|t| t.action != "view_factor" || !t.allowed)
+            .map(|t| {
+                format!(
+                    "{}:{} {} [{}]",
+                    t.stage.name(),
+                    t.action,
+                    if t.allowed { "allow" } else { "deny" },
+                    t.rules.join(", ")
+                )
+            })
+            .collect();
+        println!("    rule trace: {}", trace.join(" → "));
+    }
+}
+
+pub fn print_train(r: &TrainReport, json: bool) {
+    let e = &r.artifact.evaluation;
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "model_id": r.model_id, "state": r.state, "seconds": r.seconds,
+                   "auc": e.auc, "pr_auc": e.pr_auc, "brier": e.brier, "log_loss": e.log_loss,
+                   "precision_at_capacity": e.precision_at_capacity, "recall_at_capacity": e.recall_at_capacity,
+                   "gate_passed": r.artifact.gate_passed, "gate_failures": r.artifact.gate_failures,
+                   "cohort": r.artifact.cohort, "alpha": r.artifact.model.alpha,
+                   "challenger": r.artifact.challenger})
+        );
+        return;
+    }
+    let f = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.3}"));
+    println!(
+        "model {} (logistic, alpha {}) trained in {:.1}s on {}; holdout {}: AUC {}, PR-AUC {}, Brier {:.4}, precision@{} {:.3}, recall {:.3}",
+        &r.model_id[..16],
+        r.artifact.model.alpha,
+        r.seconds,
+        r.artifact.train_snapshots.join(" + "),
+        r.artifact.holdout_snapshot,
+        f(e.auc),
+        f(e.pr_auc),
+        e.brier,
+        e.capacity,
+        e.precision_at_capacity,
+        e.recall_at_capacity
+    );
+    for fr in &r.artifact.fairness {
+        println!(
+            "  fairness {:<22} DP ratio {}  EO difference {}",
+            fr.attribute,
+            f(fr.demographic_parity_ratio),
+            f(fr.equalized_odds_difference)
+        );
+    }
+    if r.artifact.gate_passed {
+        println!(
+            "release gate passed; state: trained (approval by someone else comes with the service)"
+        );
+    } else {
+        println!(
+            "release gate FAILED: {}",
+            r.artifact.gate_failures.join("; ")
+        );
+    }
+}
+
+pub fn print_synth(r: &SynthReport, json: bool) {
+    if json {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        v["ok"] = json!(true);
+        println!("{v}");
+        return;
+    }
+    println!(
+        "synthetic municipality {} ({}) in {}: {} persons in {} households, {} FHIR resources, \
+         {} social-services events, {} population rows",
+        r.municipality,
+        r.country,
+        r.out,
+        r.persons,
+        r.households,
+        r.fhir_resources,
+        r.social_events,
+        r.population_rows
+    );
+    println!(
+        "truth: {} children on {}, {} interventions in the next 12 months (base rate {:.1}%); {} faults injected",
+        r.children_at_reference,
+        r.reference_date,
+        r.truth_positive,
+        100.0 * r.truth_base_rate,
+        r.corruptions
+    );
+}
+
+pub fn print_ingest(r: &IngestReport, json: bool) {
+    if json {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        v["ok"] = json!(r.failed_files == 0);
+        v["peak_rss_mb"] = json!(crate::cli::bench::peak_rss_mb());
+        println!("{v}");
+        return;
+    }
+    for f in &r.files {
+        let extra = f
+            .error
+            .as_deref()
+            .map(|e| format!(" — {e}"))
+            .unwrap_or_default();
+        if f.status != crate::domain::FileStatus::Loaded {
+            println!("{:>14} {}{extra}", f.status, f.file);
+            continue;
+        }
+        println!(
+            "{:>14} {:<58} read {:>9} loaded {:>9} rejected {:>6} duplicate {:>6} skipped {:>6}{extra}",
+            f.status, f.file, f.read, f.loaded, f.rejected, f.duplicate, f.skipped
+        );
+    }
+    println!(
+        "total: read {} loaded {} rejected {} (quarantined with file, line, field and reason) duplicate {} skipped {} in {:.2}s ({:.0} lines/s)",
+        r.read, r.loaded, r.rejected, r.duplicate, r.skipped, r.seconds, r.records_per_second
+    );
+}
+
+pub fn print_golden(report: &tidig_governance::golden::GoldenReport, json: bool) {
+    if json {
+        println!("{}", json!({"ok": report.failed == 0, "report": report}));
+        return;
+    }
+    for c in report.cases.iter().filter(|c| !c.passed) {
+        println!(
+            "FAIL {}: expected allowed={} rules {:?}{}, got allowed={} rules {:?} errors {:?}",
+            c.name,
+            c.expected.allowed,
+            c.expected.rules,
+            if c.expected.errors {
+                " with a rule error"
+            } else {
+                ""
+            },
+            c.got.allowed,
+            c.got.rules,
+            c.got.errors
+        );
+    }
+    println!(
+        "{}: {} passed, {} failed (pack version {})",
+        report.file,
+        report.passed,
+        report.failed,
+        &report.pack_version[..12]
+    );
+}

@@ -1,0 +1,158 @@
+//! `tidig quickstart`: a synthetic municipality through the whole pipeline that exists,
+//! on the embedded store. It strings the operations together exactly as an operator
+//! would; it adds no logic of its own beyond the demo's settings.
+
+use anyhow::Result;
+use serde_json::json;
+use tidig_models::forest::ForestParams;
+use tidig_models::gate::Gate;
+
+use super::print::*;
+use super::progress::Bar;
+use super::{run_synth, synth_config, Ctx, QuickstartArgs, SynthArgs};
+use crate::app::App;
+use crate::clock::Clock;
+use crate::dates;
+use crate::domain::ModelState;
+use crate::pipeline::{self, ingest::IngestOptions, load_feature_set, registry};
+use crate::principal::Principal;
+use crate::settings::Keys;
+
+/// The synthetic municipality's reference date, and the as-of date quickstart builds.
+const QUICKSTART_AS_OF: &str = "2026-01-01";
+/// A training snapshot a year earlier, whose label horizon the synthetic history covers.
+const QUICKSTART_SNAPSHOT: &str = "2025-01-01";
+
+pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
+    let json = ctx.json;
+    let mut settings = ctx.settings.clone();
+    let created = Keys::ensure(&settings.keys.dir)?;
+    let reuse = crate::synth::current_manifest(&a.out)
+        .is_some_and(|m| m["seed"] == json!(a.seed) && m["persons_requested"] == json!(a.persons));
+    let synth = if reuse {
+        None
+    } else {
+        let args = SynthArgs {
+            out: a.out.clone(),
+            persons: a.persons,
+            seed: a.seed,
+            country: settings.country.clone(),
+            reference_date: QUICKSTART_AS_OF.into(),
+            corrupt_rate: 0.0,
+            gzip: false,
+            social_jsonl: false,
+            history_years: 6,
+            municipality: "091".into(),
+            population_data: None,
+        };
+        let report = run_synth(&synth_config(&args)?, json)?;
+        if !json {
+            print_synth(&report, false);
+        }
+        Some(report)
+    };
+    settings.social.code_table = None;
+    // The synthetic deployment names its (demo) legal footing; the rules check the
+    // inputs at training and activation, and a second person approves.
+    if settings.deployment.legal_basis.is_empty() {
+        settings.deployment = tidig_governance::eval::Deployment {
+            legal_basis: "demo on synthetic data (no personal data is processed)".into(),
+            dpia_ref: "DEMO-DPIA-synthetic".into(),
+            fria_ref: "DEMO-FRIA-synthetic".into(),
+            art9_basis: "demo on synthetic data (GDPR Art 9(2)(h) in a real deployment)".into(),
+            stopped: false,
+        };
+    }
+    let app = App::open(&ctx.db, settings, Clock::System).await?;
+    let result = pipeline_run(&app, &a.out, json).await;
+    let pack_version = app.pack().version().to_string();
+    app.close().await;
+    let (report, counts, features, model, scored, top) = result?;
+    if json {
+        let top: Vec<_> = top
+            .iter()
+            .map(|(pseudonym, s)| json!({"pseudonym": pseudonym, "suggestion": s}))
+            .collect();
+        println!(
+            "{}",
+            json!({"ok": report.failed_files == 0, "db": ctx.db, "keys_created": created, "synth": synth, "ingest": report, "store": counts, "features": features,
+                   "model": {"id": model.model_id, "auc": model.artifact.evaluation.auc, "gate_passed": model.artifact.gate_passed, "card": format!("model-cards/{}.md", &model.model_id[..16])},
+                   "score": scored, "top": top})
+        );
+    } else {
+        print_ingest(&report, false);
+        println!(
+            "store {}: {} persons (pseudonymized), {} events, {} residences, {} parent-child relations, {} codes, {} quarantined lines",
+            ctx.db, counts.persons, counts.events, counts.residences, counts.relations, counts.codes, counts.quarantine
+        );
+        for f in &features {
+            print_features(f, false);
+        }
+        print_train(&model, false);
+        println!("model card: model-cards/{}.md", &model.model_id[..16]);
+        println!(
+            "model approved by quickstart-reviewer and activated under rule pack {}",
+            &pack_version[..12]
+        );
+        print_score(&scored, &top, false);
+        println!("\nnext: the gRPC service for caseworkers and data-protection officers arrives in a later release");
+    }
+    if report.failed_files > 0 {
+        anyhow::bail!("{} file(s) failed to load", report.failed_files);
+    }
+    Ok(())
+}
+
+type Outputs = (
+    pipeline::ingest::IngestReport,
+    crate::store::StoreCounts,
+    Vec<pipeline::features::FeatureReport>,
+    pipeline::train::TrainReport,
+    pipeline::score::ScoreReport,
+    Vec<(String, pipeline::score::Suggestion)>,
+);
+
+async fn pipeline_run(app: &App, out: &std::path::Path, json: bool) -> Result<Outputs> {
+    let report = pipeline::ingest::ingest(
+        app,
+        &[out.to_path_buf()],
+        &IngestOptions::default(),
+        &Bar::bytes(json),
+    )
+    .await?;
+    let (counts, _) = pipeline::status(app).await?;
+    let set = load_feature_set(None)?;
+    let mut features = Vec::new();
+    for date in [QUICKSTART_SNAPSHOT, QUICKSTART_AS_OF] {
+        let as_of = dates::parse("as-of date", date)?;
+        features.push(pipeline::features::build(app, &set, as_of, &Bar::count(json)).await?);
+    }
+    let as_of = dates::parse("as-of date", QUICKSTART_AS_OF)?;
+    // The synthetic municipality has a built-in reporting bias and real differences in
+    // need between groups, so demographic parity fails the default gate by design. The
+    // quickstart states that and trains under a demo gate that still bounds equalized odds
+    // and AUC; a deployment sets its own `[gate]`.
+    let demo_gate = Gate {
+        min_demographic_parity_ratio: 0.0,
+        max_equalized_odds_difference: 0.3,
+        ..Gate::default()
+    };
+    let mut options = pipeline::train::TrainOptions::new(0.05, demo_gate)?;
+    options.challenger = Some(ForestParams::default());
+    options.cards = Some("model-cards".into());
+    let trainer = Principal::demo("quickstart")?;
+    let reviewer = Principal::demo("quickstart-reviewer")?;
+    let model = pipeline::train::train(app, &trainer, &set, as_of, &options).await?;
+    let shown = registry::show(app, &model.model_id).await?;
+    if shown.row.state == ModelState::Trained {
+        registry::approve(app, &reviewer, &model.model_id).await?;
+    }
+    let shown = registry::show(app, &model.model_id).await?;
+    if shown.row.state != ModelState::Active {
+        registry::activate(app, &reviewer, &model.model_id, &set).await?;
+    }
+    let (scored, _) = pipeline::score::score(app, &trainer, &set, as_of).await?;
+    let mut top = pipeline::score::open_suggestions(app, as_of).await?;
+    top.truncate(3);
+    Ok((report, counts, features, model, scored, top))
+}

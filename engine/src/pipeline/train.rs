@@ -1,0 +1,466 @@
+//! `tidig train --as-of DATE`: a time-split training run that ends in a registered,
+//! content-hashed model artifact and a model card.
+//!
+//! The holdout is the snapshot one horizon before the as-of date (its labels are observed
+//! by the as-of date); training uses the snapshots one and two horizons before that, so
+//! no training label overlaps the holdout period. Standardisation is fitted on the
+//! training rows only, the L2 strength by cross-validation within them (folds by person).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use chrono::{Duration, NaiveDate};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tidig_models::fairness::{self, FairnessReport};
+use tidig_models::features::{FeatureSet, Sensitivity};
+use tidig_models::forest::{Forest, ForestParams};
+use tidig_models::gate::Gate;
+use tidig_models::logistic::Logistic;
+use tidig_models::metrics::{self, CalibrationBin};
+use tidig_models::select::{cross_validate, CvResult};
+
+use crate::app::App;
+use crate::dates;
+use crate::domain::ModelState;
+use crate::error::{EngineError, Precondition};
+use crate::pipeline::decide::count_deny;
+use crate::pipeline::features::{build, load_vectors};
+use crate::principal::Principal;
+use crate::progress::Quiet;
+use crate::store::NewModel;
+
+type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Holdout figures.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub rows: usize,
+    pub positives: usize,
+    pub base_rate: f64,
+    pub auc: Option<f64>,
+    pub pr_auc: Option<f64>,
+    pub brier: f64,
+    pub log_loss: f64,
+    pub calibration: Vec<CalibrationBin>,
+    /// Flags available per holdout snapshot (the top-k the units can act on).
+    pub capacity: usize,
+    pub precision_at_capacity: f64,
+    pub recall_at_capacity: f64,
+    /// ROC curve points (FPR, TPR), thinned, for the card's plot.
+    pub roc: Vec<(f64, f64)>,
+}
+
+/// Everything a model is, as a persisted artifact.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Artifact {
+    pub kind: String,
+    pub feature_set: String,
+    pub feature_set_version: String,
+    pub features: Vec<String>,
+    /// Declared features that are not inputs, and why.
+    pub excluded_features: BTreeMap<String, String>,
+    pub label: String,
+    pub label_text: String,
+    pub train_snapshots: Vec<String>,
+    pub holdout_snapshot: String,
+    pub cohort: BTreeMap<String, usize>,
+    pub model: Logistic,
+    pub cross_validation: Vec<CvResult>,
+    pub evaluation: Evaluation,
+    pub fairness: Vec<FairnessReport>,
+    /// The challenger from another model family, on the same holdout at the same flag
+    /// rate (absent when training was asked to skip it).
+    #[serde(default)]
+    pub challenger: Option<Challenger>,
+    pub gate: Gate,
+    pub gate_passed: bool,
+    pub gate_failures: Vec<String>,
+    pub code_version: String,
+}
+
+impl Artifact {
+    /// The content hash: the model's id.
+    pub fn hash(&self) -> String {
+        let canonical = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(&canonical))
+    }
+}
+
+/// The challenger's figures beside the default model's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Challenger {
+    pub kind: String,
+    pub params: ForestParams,
+    pub auc: Option<f64>,
+    pub pr_auc: Option<f64>,
+    pub brier: f64,
+    pub precision_at_capacity: f64,
+    pub recall_at_capacity: f64,
+    /// Challenger AUC minus the default model's: what the explainable model gives up
+    /// (negative: the default model ranks better).
+    pub auc_gap: Option<f64>,
+    /// Positives among the challenger's flags minus among the default model's, at the same
+    /// capacity.
+    pub true_flags_gap: i64,
+    /// Share of the default model's flags the challenger flags too.
+    pub flag_overlap: f64,
+}
+
+/// A training run's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainReport {
+    pub model_id: String,
+    pub state: ModelState,
+    pub seconds: f64,
+    /// The challenger's training time (kept out of the artifact, whose hash must not
+    /// depend on how fast the machine was).
+    pub challenger_seconds: Option<f64>,
+    pub artifact: Artifact,
+}
+
+type Snapshot = (
+    Vec<i64>,
+    Vec<Vec<Option<f64>>>,
+    Vec<bool>,
+    Vec<BTreeMap<String, Option<String>>>,
+);
+
+/// The eligibility rules (`train_on`) applied to every person of every snapshot.
+struct Screen<'p> {
+    ev: tidig_governance::Evaluator<'p>,
+    model: tidig_governance::eval::ModelFacts,
+    deployment: tidig_governance::eval::Deployment,
+    objectors: std::collections::HashSet<i64>,
+    births: HashMap<i64, i64>,
+    /// Person-snapshots left out, per deciding rule.
+    excluded: BTreeMap<String, usize>,
+}
+
+impl Screen<'_> {
+    fn allows(&mut self, pid: i64, on: NaiveDate) -> bool {
+        let age = self
+            .births
+            .get(&pid)
+            .and_then(|b| dates::from_days(*b))
+            .map_or(-1, |b| dates::age_years(b, on));
+        let d = self
+            .ev
+            .decide(tidig_governance::Request::TrainOn {
+                model: self.model.clone(),
+                person: tidig_governance::eval::PersonFacts {
+                    age,
+                    objection: self.objectors.contains(&pid),
+                },
+                deployment: self.deployment.clone(),
+            })
+            .clone();
+        if !d.allowed {
+            count_deny(&mut self.excluded, &d);
+        }
+        d.allowed
+    }
+}
+
+/// Loads (building if needed) one snapshot's labelled vectors of the persons the
+/// eligibility rules let training use.
+async fn snapshot(
+    app: &App,
+    set: &FeatureSet,
+    as_of: NaiveDate,
+    screen: &mut Screen<'_>,
+) -> Result<Snapshot> {
+    let version = set.hash();
+    let mut vectors = load_vectors(app, &version, as_of).await?;
+    // Build when missing, and rebuild when labels were unobserved then: data may have
+    // arrived since.
+    if vectors.is_empty() || vectors.values().any(|v| v.label.is_none()) {
+        build(app, set, as_of, &Quiet).await?;
+        vectors = load_vectors(app, &version, as_of).await?;
+    }
+    let mut out: Snapshot = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (pid, v) in vectors {
+        let (vals, prot) = (v.values, v.protected);
+        let Some(label) = v.label else {
+            return Err(Precondition::LabelNotObserved { date: as_of }.into());
+        };
+        if !screen.allows(pid, as_of) {
+            continue;
+        }
+        out.0.push(pid);
+        out.1.push(vals);
+        out.2.push(label > 0.5);
+        out.3.push(prot);
+    }
+    Ok(out)
+}
+
+/// The fairness groupings reported: single attributes and sex × mother tongue.
+fn groupings(prot: &[BTreeMap<String, Option<String>>]) -> Vec<(String, Vec<String>)> {
+    let get = |m: &BTreeMap<String, Option<String>>, k: &str| {
+        m.get(k)
+            .cloned()
+            .flatten()
+            .unwrap_or_else(|| "unknown".into())
+    };
+    let tongue = |m: &BTreeMap<String, Option<String>>| match get(m, "mother_tongue").as_str() {
+        "fi" | "sv" => "fi/sv".to_string(),
+        "unknown" => "unknown".to_string(),
+        _ => "other".to_string(),
+    };
+    vec![
+        ("sex".into(), prot.iter().map(|m| get(m, "sex")).collect()),
+        ("mother_tongue".into(), prot.iter().map(tongue).collect()),
+        (
+            "citizenship".into(),
+            prot.iter()
+                .map(|m| {
+                    if get(m, "citizenship") == "fi" {
+                        "fi".into()
+                    } else {
+                        "other".into()
+                    }
+                })
+                .collect(),
+        ),
+        (
+            "municipality".into(),
+            prot.iter().map(|m| get(m, "municipality")).collect(),
+        ),
+        (
+            "sex x mother_tongue".into(),
+            prot.iter()
+                .map(|m| format!("{} x {}", get(m, "sex"), tongue(m)))
+                .collect(),
+        ),
+    ]
+}
+
+/// How a model is trained; the rule pack and deployment come from the `App`.
+#[derive(Clone, Debug)]
+pub struct TrainOptions {
+    /// Share of the holdout the units can act on (flags at capacity).
+    pub capacity_share: f64,
+    /// The release gate the model must pass to be approvable.
+    pub gate: Gate,
+    /// The challenger's parameters; `None` skips it.
+    pub challenger: Option<ForestParams>,
+    /// Where the model card (Markdown, JSON, SVG plots) is written; `None` writes none.
+    pub cards: Option<std::path::PathBuf>,
+}
+
+impl TrainOptions {
+    /// Validates the capacity share: a fraction in (0, 1].
+    pub fn new(capacity_share: f64, gate: Gate) -> Result<TrainOptions> {
+        if !(capacity_share > 0.0 && capacity_share <= 1.0) {
+            return Err(EngineError::invalid(
+                "--capacity",
+                format!("{capacity_share} is not a share between 0 and 1"),
+            ));
+        }
+        Ok(TrainOptions {
+            capacity_share,
+            gate,
+            challenger: Some(ForestParams::default()),
+            cards: None,
+        })
+    }
+}
+
+/// Trains, evaluates and registers a model.
+pub async fn train(
+    app: &App,
+    by: &Principal,
+    set: &FeatureSet,
+    as_of: NaiveDate,
+    options: &TrainOptions,
+) -> Result<TrainReport> {
+    let store = app.store();
+    let (pack, deployment) = (app.pack(), &app.settings().deployment);
+    let (capacity_share, gate) = (options.capacity_share, &options.gate);
+    let challenger = options.challenger.as_ref();
+    let started = Instant::now();
+    // Inputs: the numeric features, each allowed by the data-stage rules.
+    let inputs: Vec<&tidig_models::features::FeatureDef> = set.numeric().collect();
+    let candidate = tidig_governance::eval::ModelFacts {
+        id: "candidate".into(),
+        kind: "logistic".into(),
+        feature_set: set.name.clone(),
+    };
+    let ids: Vec<String> = inputs.iter().map(|f| f.id.clone()).collect();
+    crate::pipeline::rules::check_inputs(pack, deployment, &candidate, set, &ids)?;
+    let mut screen = Screen {
+        ev: tidig_governance::Evaluator::new(pack),
+        model: candidate,
+        deployment: deployment.clone(),
+        objectors: store.objectors().await?,
+        births: store.births().await?,
+        excluded: BTreeMap::new(),
+    };
+    let horizon = Duration::days(set.label.horizon_days as i64);
+    let holdout = as_of - horizon;
+    let train_dates = [holdout - horizon - horizon, holdout - horizon];
+    let mut rows = Vec::new();
+    let mut labels = Vec::new();
+    let mut folds = Vec::new();
+    let mut cohort = BTreeMap::new();
+    for d in train_dates {
+        let (ids, r, l, _) = snapshot(app, set, d, &mut screen).await?;
+        cohort.insert(format!("train {d}"), ids.len());
+        folds.extend(ids.iter().map(|id| (*id as u64 % 1_000_003) as usize));
+        rows.extend(r);
+        labels.extend(l);
+    }
+    let (ids, hrows, hlabels, hprot) = snapshot(app, set, holdout, &mut screen).await?;
+    cohort.insert(format!("holdout {holdout}"), ids.len());
+    cohort.insert("objections registered".into(), screen.objectors.len());
+    for (rule, n) in &screen.excluded {
+        cohort.insert(format!("person-snapshots excluded by {rule}"), *n);
+    }
+    // Counts, amounts and durations are log-transformed; recorded in the artifact's scaler.
+    let log1p: Vec<bool> = inputs
+        .iter()
+        .map(|f| {
+            use tidig_models::features::Aggregation as A;
+            matches!(
+                f.aggregation,
+                A::Count | A::Sum | A::Duration | A::DaysSinceLast | A::Moves
+            )
+        })
+        .collect();
+    let (model, cv) = cross_validate(&rows, &labels, &folds, 3, &[0.1, 1.0, 10.0, 100.0], &log1p)
+        .map_err(|e| Precondition::CannotTrain(e.to_string()))?;
+    let p: Vec<f64> = hrows.iter().map(|r| model.probability(r)).collect();
+    let capacity = ((hrows.len() as f64 * capacity_share).ceil() as usize).max(1);
+    let flags = metrics::flag_top(&p, capacity);
+    let (precision, recall) = metrics::at_capacity(&p, &hlabels, capacity);
+    let positives = hlabels.iter().filter(|l| **l).count();
+    let evaluation = Evaluation {
+        rows: hrows.len(),
+        positives,
+        base_rate: positives as f64 / hrows.len().max(1) as f64,
+        auc: metrics::auc(&p, &hlabels),
+        pr_auc: metrics::pr_auc(&p, &hlabels),
+        brier: metrics::brier(&p, &hlabels),
+        log_loss: metrics::log_loss(&p, &hlabels),
+        calibration: metrics::calibration(&p, &hlabels, 10),
+        capacity,
+        precision_at_capacity: precision,
+        recall_at_capacity: recall,
+        roc: metrics::roc_curve(&p, &hlabels, 100),
+    };
+    let mut challenger_seconds = None;
+    let challenger = match challenger {
+        Some(params) => {
+            let t = Instant::now();
+            let forest = Forest::fit(&rows, &labels, params)
+                .map_err(|e| Precondition::CannotTrain(format!("the challenger: {e}")))?;
+            challenger_seconds = Some(t.elapsed().as_secs_f64());
+            let q = forest
+                .probabilities(&hrows)
+                .map_err(|e| EngineError::internal(format_args!("the challenger: {e}")))?;
+            Some(compare(params, &p, &q, &hlabels, capacity))
+        }
+        None => None,
+    };
+    let fairness: Vec<FairnessReport> = groupings(&hprot)
+        .into_iter()
+        .map(|(name, groups)| {
+            fairness::report(&name, &groups, &flags, &hlabels, &p, gate.min_group)
+        })
+        .collect();
+    let failures = gate.failures(evaluation.auc, &fairness);
+    let excluded_features = set
+        .features
+        .iter()
+        .filter(|f| {
+            matches!(
+                f.sensitivity,
+                Sensitivity::Prohibited | Sensitivity::Protected
+            )
+        })
+        .map(|f| {
+            let why = match f.sensitivity {
+                Sensitivity::Prohibited => "prohibited: an Art 9 category or proxy, never an input",
+                _ => "protected: kept only to measure fairness",
+            };
+            (f.id.clone(), why.to_string())
+        })
+        .collect();
+    let artifact = Artifact {
+        kind: "logistic".into(),
+        feature_set: set.name.clone(),
+        feature_set_version: set.hash(),
+        features: inputs.iter().map(|f| f.id.clone()).collect(),
+        excluded_features,
+        label: set.label.id.clone(),
+        label_text: set.label.text.clone(),
+        train_snapshots: train_dates.iter().map(|d| d.to_string()).collect(),
+        holdout_snapshot: holdout.to_string(),
+        cohort,
+        model,
+        cross_validation: cv,
+        evaluation,
+        challenger,
+        fairness,
+        gate: gate.clone(),
+        gate_passed: failures.is_empty(),
+        gate_failures: failures,
+        code_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let id = artifact.hash();
+    store
+        .insert_model(&NewModel {
+            id: &id,
+            kind: &artifact.kind,
+            feature_set_version: &artifact.feature_set_version,
+            gate_passed: artifact.gate_passed,
+            artifact_json: &serde_json::to_string(&artifact)?,
+            at: &app.clock().stamp(),
+            by: by.id(),
+            auth: by.auth.as_str(),
+        })
+        .await?;
+    let report = TrainReport {
+        model_id: id,
+        state: ModelState::Trained,
+        seconds: started.elapsed().as_secs_f64(),
+        challenger_seconds,
+        artifact,
+    };
+    if let Some(dir) = &options.cards {
+        crate::pipeline::card::write_files(dir, &report.model_id, &report.artifact, set)?;
+    }
+    Ok(report)
+}
+
+/// The challenger's holdout figures next to the default model's probabilities `p`.
+fn compare(
+    params: &ForestParams,
+    p: &[f64],
+    q: &[f64],
+    labels: &[bool],
+    capacity: usize,
+) -> Challenger {
+    let (precision, recall) = metrics::at_capacity(q, labels, capacity);
+    let (fp, fq) = (
+        metrics::flag_top(p, capacity),
+        metrics::flag_top(q, capacity),
+    );
+    let positives = |f: &[bool]| f.iter().zip(labels).filter(|(f, l)| **f && **l).count() as i64;
+    let both = fp.iter().zip(&fq).filter(|(a, b)| **a && **b).count();
+    let flagged = fp.iter().filter(|f| **f).count().max(1);
+    let auc = metrics::auc(q, labels);
+    Challenger {
+        kind: "random forest (smartcore regression forest on the 0/1 label)".into(),
+        params: params.clone(),
+        auc,
+        pr_auc: metrics::pr_auc(q, labels),
+        brier: metrics::brier(q, labels),
+        precision_at_capacity: precision,
+        recall_at_capacity: recall,
+        auc_gap: auc.zip(metrics::auc(p, labels)).map(|(c, d)| c - d),
+        true_flags_gap: positives(&fq) - positives(&fp),
+        flag_overlap: both as f64 / flagged as f64,
+    }
+}

@@ -1,0 +1,223 @@
+//! The suggestions aggregate: suggestions for receiving units and the record of every
+//! scoring run with its oversight counts (how many persons each rule excluded or
+//! suppressed; never who).
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Store, StoreError};
+use crate::domain::{Band, SuggestionStatus};
+
+/// A suggestion to store; its explanation parts are JSON text.
+#[derive(Clone, Debug)]
+pub struct SuggestionRow<'a> {
+    pub id: &'a str,
+    pub person_id: i64,
+    pub unit: &'a str,
+    pub score: f64,
+    pub band: Band,
+    pub factors_json: String,
+    pub interventions_json: String,
+    pub trace_json: String,
+    pub model_id: &'a str,
+    pub rules_version: &'a str,
+    pub feature_set_version: &'a str,
+    pub expires_at: &'a str,
+}
+
+/// Who ran a scoring run, and when.
+#[derive(Clone, Debug)]
+pub struct ScoringRunRecord<'a> {
+    pub day: i64,
+    pub model_id: &'a str,
+    pub rules_version: &'a str,
+    pub feature_set_version: &'a str,
+    pub at: &'a str,
+    pub by: &'a str,
+    pub auth: &'a str,
+}
+
+/// What writing a date's suggestions changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteCounts {
+    pub new: usize,
+    pub unchanged: usize,
+    pub superseded: usize,
+}
+
+/// A stored suggestion with its person's pseudonym; explanation parts as JSON text.
+#[derive(Clone, Debug)]
+pub struct StoredSuggestion {
+    pub pseudonym: String,
+    pub id: String,
+    pub day: i64,
+    pub person_id: i64,
+    pub unit: String,
+    pub score: f64,
+    pub band: Band,
+    pub factors_json: String,
+    pub interventions_json: String,
+    pub trace_json: String,
+    pub model_id: String,
+    pub rules_version: String,
+    pub feature_set_version: String,
+    pub expires_at: String,
+    pub status: SuggestionStatus,
+}
+
+impl Store {
+    /// Open suggestions per unit of the days in `[from, to)` other than `except`.
+    pub async fn open_per_unit(
+        &self,
+        from: i64,
+        to: i64,
+        except: i64,
+    ) -> Result<HashMap<String, i64>, StoreError> {
+        let rows: Vec<(String, i64)> = fetch_all!(
+            self,
+            (String, i64),
+            "SELECT unit, COUNT(*) FROM suggestions WHERE as_of >= $1 AND as_of < $2 AND as_of <> $3 \
+             AND status = $4 GROUP BY unit",
+            from,
+            to,
+            except,
+            SuggestionStatus::Open.as_str()
+        );
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Writes one date's suggestions in one transaction: identical ones stay (with their
+    /// creation time), earlier open ones not produced again are superseded, new ones are
+    /// inserted; then the run is recorded with the report `report` renders from what
+    /// changed.
+    pub async fn write_suggestions(
+        &self,
+        run: &ScoringRunRecord<'_>,
+        rows: &[SuggestionRow<'_>],
+        report: impl FnOnce(WriteCounts) -> String,
+    ) -> Result<WriteCounts, StoreError> {
+        let mut counts = WriteCounts::default();
+        let mut report = Some(report);
+        in_write_tx!(self, |tx| {
+            let existing: Vec<(String, String)> =
+                sqlx::query_as("SELECT id, status FROM suggestions WHERE as_of = $1")
+                    .bind(run.day)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let existing: HashMap<String, String> = existing.into_iter().collect();
+            let new_ids: HashSet<&str> = rows.iter().map(|s| s.id).collect();
+            for (id, status) in &existing {
+                if status == SuggestionStatus::Open.as_str() && !new_ids.contains(id.as_str()) {
+                    sqlx::query("UPDATE suggestions SET status = $1 WHERE id = $2")
+                        .bind(SuggestionStatus::Superseded.as_str())
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    counts.superseded += 1;
+                }
+            }
+            for s in rows {
+                if existing.contains_key(s.id) {
+                    counts.unchanged += 1;
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO suggestions (id, as_of, person_id, unit, score, band, factors, \
+                     interventions, rule_trace, model_id, rules_version, feature_set_version, \
+                     created_at, expires_at, status) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(s.id)
+                .bind(run.day)
+                .bind(s.person_id)
+                .bind(s.unit)
+                .bind(s.score)
+                .bind(s.band.as_str())
+                .bind(&s.factors_json)
+                .bind(&s.interventions_json)
+                .bind(&s.trace_json)
+                .bind(s.model_id)
+                .bind(s.rules_version)
+                .bind(s.feature_set_version)
+                .bind(run.at)
+                .bind(s.expires_at)
+                .bind(SuggestionStatus::Open.as_str())
+                .execute(&mut *tx)
+                .await?;
+                counts.new += 1;
+            }
+            let text = report.take().map(|r| r(counts)).unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO scoring_runs (as_of, model_id, rules_version, feature_set_version, at, by_whom, by_auth, report) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(run.day)
+            .bind(run.model_id)
+            .bind(run.rules_version)
+            .bind(run.feature_set_version)
+            .bind(run.at)
+            .bind(run.by)
+            .bind(run.auth)
+            .bind(text)
+            .execute(&mut *tx)
+            .await?;
+        });
+        Ok(counts)
+    }
+
+    /// The open suggestions of a date with their pseudonyms, highest score first.
+    pub async fn open_suggestions(&self, day: i64) -> Result<Vec<StoredSuggestion>, StoreError> {
+        type Row = (
+            String,
+            i64,
+            String,
+            f64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
+        let rows: Vec<Row> = fetch_all!(
+            self,
+            Row,
+            "SELECT s.id, s.person_id, s.unit, s.score, s.band, s.factors, s.interventions, s.rule_trace, \
+             s.model_id, s.rules_version, s.feature_set_version, s.expires_at, s.status, p.pseudonym \
+             FROM suggestions s JOIN persons p ON p.id = s.person_id \
+             WHERE s.as_of = $1 AND s.status = $2 ORDER BY s.score DESC, s.person_id",
+            day,
+            SuggestionStatus::Open.as_str()
+        );
+        rows.into_iter()
+            .map(|r| {
+                Ok(StoredSuggestion {
+                    band: Band::parse(&r.4).ok_or_else(|| StoreError::Corrupt {
+                        what: "band",
+                        value: r.4.clone(),
+                    })?,
+                    status: SuggestionStatus::parse(&r.12).ok_or_else(|| StoreError::Corrupt {
+                        what: "suggestion status",
+                        value: r.12.clone(),
+                    })?,
+                    pseudonym: r.13,
+                    id: r.0,
+                    day,
+                    person_id: r.1,
+                    unit: r.2,
+                    score: r.3,
+                    factors_json: r.5,
+                    interventions_json: r.6,
+                    trace_json: r.7,
+                    model_id: r.8,
+                    rules_version: r.9,
+                    feature_set_version: r.10,
+                    expires_at: r.11,
+                })
+            })
+            .collect()
+    }
+}
