@@ -27,7 +27,12 @@ fn dependencies(krate: &str) -> Vec<String> {
         if let Some(t) = m.get(section).and_then(|v| v.as_table()) {
             tables.push(t);
         }
-        for target in m.get("target").and_then(|v| v.as_table()).into_iter().flatten() {
+        for target in m
+            .get("target")
+            .and_then(|v| v.as_table())
+            .into_iter()
+            .flatten()
+        {
             if let Some(t) = target.1.get(section).and_then(|v| v.as_table()) {
                 tables.push(t);
             }
@@ -36,10 +41,7 @@ fn dependencies(krate: &str) -> Vec<String> {
     let mut out = Vec::new();
     for t in tables {
         for (name, spec) in t {
-            let package = spec
-                .get("package")
-                .and_then(|p| p.as_str())
-                .unwrap_or(name);
+            let package = spec.get("package").and_then(|p| p.as_str()).unwrap_or(name);
             out.push(package.to_string());
         }
     }
@@ -49,7 +51,9 @@ fn dependencies(krate: &str) -> Vec<String> {
 /// The Rust files under `rel` (relative to the workspace root), with their text.
 fn sources(rel: &str) -> Vec<(PathBuf, String)> {
     let mut out = Vec::new();
-    let mut stack = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)];
+    let mut stack = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(rel)];
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
@@ -160,9 +164,15 @@ fn the_std_check_sees_every_spelling() {
 #[test]
 fn only_the_store_runs_sql() {
     let statement = |line: &str| {
-        ["\"SELECT ", "\"INSERT ", "\"UPDATE ", "\"DELETE ", "\"CREATE "]
-            .iter()
-            .any(|k| line.contains(k))
+        [
+            "\"SELECT ",
+            "\"INSERT ",
+            "\"UPDATE ",
+            "\"DELETE ",
+            "\"CREATE ",
+        ]
+        .iter()
+        .any(|k| line.contains(k))
     };
     for (path, text) in sources("engine/src") {
         let p = path.to_string_lossy().replace('\\', "/");
@@ -231,12 +241,11 @@ fn the_test_kit_is_off_by_default() {
         !default.iter().any(|f| f.as_str() == Some("testkit")),
         "testkit is a default feature of the engine"
     );
-    let root: toml::Table = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"),
-    )
-    .unwrap()
-    .parse()
-    .unwrap();
+    let root: toml::Table =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
     let members = root["workspace"]["default-members"].as_array().unwrap();
     assert!(
         !members.iter().any(|m| m.as_str() == Some("tests")),

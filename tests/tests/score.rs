@@ -77,8 +77,10 @@ fn settings_with(d: Deployment, scoring: ScoringSettings) -> Settings {
 
 /// Every allowed suggestion is written, and scores from 0.05 count as elevated.
 fn uncapped() -> ScoringSettings {
-    let mut s = ScoringSettings::default();
-    s.elevated = 0.05;
+    let mut s = ScoringSettings {
+        elevated: 0.05,
+        ..ScoringSettings::default()
+    };
     for u in &mut s.units {
         u.weekly_capacity = 1_000_000;
     }

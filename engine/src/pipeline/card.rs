@@ -295,7 +295,11 @@ mod tests {
             },
             fairness: vec![FairnessReport {
                 attribute: "sex".into(),
-                groups: vec![group("F", 490, false), group("M", 500, false), group("X", 10, true)],
+                groups: vec![
+                    group("F", 490, false),
+                    group("M", 500, false),
+                    group("X", 10, true),
+                ],
                 demographic_parity_difference: Some(0.01),
                 demographic_parity_ratio: Some(0.9),
                 equalized_odds_difference: Some(0.05),

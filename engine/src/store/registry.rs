@@ -131,7 +131,7 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM models WHERE substr(id, 1, $1) = $2 ORDER BY created_at, id"
         );
-        let len = prefix.chars().count() as i64;
+        let len = prefix.chars().count() as i32;
         let rows: Vec<RawRow> = fetch_all!(self, RawRow, &sql, len, prefix);
         rows.into_iter().map(row).collect()
     }
