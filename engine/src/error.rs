@@ -73,13 +73,6 @@ pub enum Precondition {
     LabelNotObserved { date: NaiveDate },
     #[error("cannot train: {0}")]
     CannotTrain(String),
-    #[error("scoring is stopped ({reason})")]
-    ScoringStopped { reason: String },
-    #[error("no {what} is configured: set `deployment.{key}` before scoring")]
-    NoLegalFooting {
-        what: &'static str,
-        key: &'static str,
-    },
 }
 
 impl EngineError {
