@@ -62,24 +62,26 @@ impl Format {
     }
 }
 
-/// Detects the format of a file from its name (without a `.gz` suffix) and the first
-/// bytes of its (decompressed) content.
+/// Detects the format of a file from the first bytes of its (decompressed) content. The
+/// name (without a `.gz` suffix) only tells the Bulk Data log apart. Blank lines before
+/// the first record are passed over, and a JSON Lines file whose first lines are broken
+/// is still recognised by the first of its first lines that can be read.
 pub fn detect(file_name: &str, head: &[u8]) -> Option<Format> {
     if file_name == "log.ndjson" {
         return Some(Format::FhirBulkLog);
     }
     let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
-    let first_line = text.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let trimmed = first_line.trim_ascii();
-    if trimmed.first() == Some(&b'{') {
-        return match sniff_resource_type(first_line) {
-            Some("Bundle") => Some(Format::FhirBundle),
-            Some(_) => Some(Format::FhirNdjson),
-            None if contains(trimmed, b"\"national_id\"") => Some(Format::SocialJsonl),
-            None => None,
-        };
+    let mut lines = text
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|l| !l.is_empty());
+    let first = lines.next()?;
+    if first.first() == Some(&b'{') {
+        return std::iter::once(first)
+            .chain(lines.take(JSON_LINES_LOOKED_AT - 1))
+            .find_map(json_line);
     }
-    if let Ok(line) = std::str::from_utf8(trimmed) {
+    if let Ok(line) = std::str::from_utf8(first) {
         let names: Vec<&str> = line.split(',').map(str::trim).collect();
         if CsvKind::from_header(&names).is_some() {
             return Some(Format::PopulationCsv);
@@ -88,11 +90,46 @@ pub fn detect(file_name: &str, head: &[u8]) -> Option<Format> {
             return Some(Format::SocialCsv);
         }
     }
-    let starts_digits = trimmed.len() >= 13 && trimmed[..3].iter().all(u8::is_ascii_digit);
-    if starts_digits && (trimmed.starts_with(b"000") || trimmed.starts_with(b"001")) {
+    let starts_digits = first.len() >= 13 && first[..3].iter().all(u8::is_ascii_digit);
+    if starts_digits && (first.starts_with(b"000") || first.starts_with(b"001")) {
         return Some(Format::Cpr);
     }
     None
+}
+
+/// The resource type of the first readable line of a FHIR NDJSON head: an ingest loads
+/// files that start with Patients first (which saves resolving their events later).
+pub fn leading_resource_type(head: &[u8]) -> Option<&str> {
+    head.split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|l| !l.is_empty())
+        .take(JSON_LINES_LOOKED_AT)
+        .find_map(sniff_resource_type)
+}
+
+/// How many leading non-blank lines of a JSON file detection reads.
+const JSON_LINES_LOOKED_AT: usize = 16;
+
+fn json_line(line: &[u8]) -> Option<Format> {
+    if line.first() != Some(&b'{') {
+        return None;
+    }
+    match sniff_resource_type(line) {
+        Some("Bundle") => Some(Format::FhirBundle),
+        Some(_) => Some(Format::FhirNdjson),
+        None if contains(line, b"\"national_id\"") => Some(Format::SocialJsonl),
+        None => None,
+    }
+}
+
+/// Whether a file that could not be recognised was meant to be data (by its extension,
+/// without `.gz`): such a file fails the run instead of being passed over, so that a
+/// broken extract is never silently skipped.
+pub fn looks_like_data(file_name: &str) -> bool {
+    let lower = file_name.to_ascii_lowercase();
+    [".ndjson", ".jsonl", ".csv", ".txt", ".dat"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -140,5 +177,24 @@ mod tests {
             Some(Format::Cpr),
         );
         check("x.txt", "hello", None);
+        // Blank lines first, a broken first line, a contained resource first.
+        check(
+            "e.ndjson",
+            "\n  \n{\"resourceType\":\"Encounter\"}\n",
+            Some(Format::FhirNdjson),
+        );
+        check(
+            "e.ndjson",
+            "{\"resourceTy\n{not json\n{\"resourceType\":\"Encounter\"}\n",
+            Some(Format::FhirNdjson),
+        );
+        check(
+            "patients.ndjson",
+            "{\"contained\":[{\"resourceType\":\"Bundle\"}],\"resourceType\":\"Patient\"}",
+            Some(Format::FhirNdjson),
+        );
+        check("manifest.json", "{\"generator_version\": 2}", None);
+        assert!(looks_like_data("x.NDJSON") && looks_like_data("persons.csv"));
+        assert!(!looks_like_data("manifest.json") && !looks_like_data("code_table.toml"));
     }
 }

@@ -20,6 +20,43 @@ pub struct EdgeConfig {
     pub country: Country,
     /// FHIR identifier systems that name a person, in order of preference.
     pub person_systems: Vec<PersonSystem>,
+    /// Bounds on what one input may make a parser hold.
+    pub limits: Limits,
+}
+
+/// Bounds on hostile input: a parser never holds more than this of one line or document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest line read; a longer one is rejected without being held.
+    pub max_line_bytes: usize,
+    /// The largest FHIR Bundle read (Bundles are parsed whole; use NDJSON for more).
+    pub max_bundle_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_line_bytes: 8 << 20,
+            max_bundle_bytes: 256 << 20,
+        }
+    }
+}
+
+/// How a patient reference resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// The person it names.
+    Person(i64),
+    /// Nobody loaded yet: the keyed reference, to be resolved when the Patient arrives.
+    Pending(i64),
+}
+
+/// What a line changed in the edge's state, undone if the line is rejected.
+#[derive(Clone, Copy, Debug)]
+enum Undo {
+    Sealed(i64),
+    Code(i64),
+    Alias(i64, Option<i64>),
 }
 
 /// A FHIR identifier system accepted as the person key.
@@ -52,6 +89,8 @@ pub struct Edge<'c> {
     codes: HashSet<i64>,
     /// Keyed reference hash → person id. Seeded by the caller from the store.
     aliases: HashMap<i64, i64>,
+    /// The current line's changes to the sets above.
+    journal: Vec<Undo>,
 }
 
 impl<'c> Edge<'c> {
@@ -61,6 +100,33 @@ impl<'c> Edge<'c> {
             sealed_persons: HashSet::new(),
             codes: HashSet::new(),
             aliases: HashMap::new(),
+            journal: Vec::new(),
+        }
+    }
+
+    /// The current line is accepted: what it taught the edge stays.
+    pub(crate) fn commit_line(&mut self) {
+        self.journal.clear();
+    }
+
+    /// The current line is rejected: forget the persons, codes and aliases it introduced,
+    /// so that the next line mentioning them emits them again.
+    pub(crate) fn rollback_line(&mut self) {
+        while let Some(undo) = self.journal.pop() {
+            match undo {
+                Undo::Sealed(id) => {
+                    self.sealed_persons.remove(&id);
+                }
+                Undo::Code(id) => {
+                    self.codes.remove(&id);
+                }
+                Undo::Alias(key, None) => {
+                    self.aliases.remove(&key);
+                }
+                Undo::Alias(key, Some(old)) => {
+                    self.aliases.insert(key, old);
+                }
+            }
         }
     }
 
@@ -107,6 +173,9 @@ impl<'c> Edge<'c> {
     ) -> PersonKey {
         let key = self.config.pseudonymizer.person(identity);
         let first = self.sealed_persons.insert(key.id);
+        if first {
+            self.journal.push(Undo::Sealed(key.id));
+        }
         if first || facts.has_any() {
             let (scheme, birth, sex) = match identity {
                 Identity::National(id) => {
@@ -130,6 +199,7 @@ impl<'c> Edge<'c> {
     pub fn code(&mut self, system: &str, code: &str, sink: &mut dyn Sink) -> i64 {
         let id = public_key63("code", &[system.as_bytes(), code.as_bytes()]);
         if self.codes.insert(id) {
+            self.journal.push(Undo::Code(id));
             sink.record(Record::Code(CodeRow {
                 id,
                 system: system.to_string(),
@@ -142,7 +212,9 @@ impl<'c> Edge<'c> {
     /// Registers a reference (`Patient/123`) as naming a person.
     pub fn alias(&mut self, reference: &str, person_id: i64, sink: &mut dyn Sink) {
         let ref_key = self.ref_key(reference);
-        if self.aliases.insert(ref_key, person_id) != Some(person_id) {
+        let old = self.aliases.insert(ref_key, person_id);
+        if old != Some(person_id) {
+            self.journal.push(Undo::Alias(ref_key, old));
             sink.record(Record::Alias(AliasRow { ref_key, person_id }));
         }
     }
@@ -150,6 +222,15 @@ impl<'c> Edge<'c> {
     /// Resolves a reference registered earlier.
     pub fn resolve(&self, reference: &str) -> Option<i64> {
         self.aliases.get(&self.ref_key(reference)).copied()
+    }
+
+    /// Resolves a reference, or gives the key under which it waits for its Patient.
+    pub fn subject(&self, reference: &str) -> Subject {
+        let key = self.ref_key(reference);
+        match self.aliases.get(&key) {
+            Some(&person) => Subject::Person(person),
+            None => Subject::Pending(key),
+        }
     }
 
     fn ref_key(&self, reference: &str) -> i64 {

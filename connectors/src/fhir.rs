@@ -2,22 +2,23 @@
 //!
 //! Each line is parsed once, into one borrowed struct holding only the elements tidig
 //! reads; everything else (narrative, extensions, contained resources we do not need)
-//! is skipped by serde without allocation. Patients must come before the resources that
-//! refer to them (the engine orders a Bulk Data directory so that they do); references
-//! resolve by `Patient/id`, absolute URLs ending in `Patient/id`, `urn:uuid:` full URLs
-//! in Bundles, and logical references by identifier.
+//! is skipped by serde without allocation. Files may come in any order: a resource
+//! whose Patient is not loaded yet becomes a [`PendingRow`] that the store resolves when
+//! the Patient arrives. References resolve by `Patient/id`, absolute URLs ending in
+//! `Patient/id`, `urn:uuid:` full URLs in Bundles, and logical references by identifier.
 
 use std::borrow::Cow;
 use std::io::{BufRead, Read};
 
 use serde::Deserialize;
 
+use crate::edge::Subject;
 use crate::edge::{days, Edge, PersonFacts};
 use crate::national_id::Sex;
 use crate::pseudonym::Identity;
 use crate::record::{
-    for_each_line, EventKind, EventRow, EventStatus, LineOutcome, ParseCounts, Record, Rejection,
-    Sink,
+    for_each_line, EventKind, EventRow, EventStatus, LineBuffer, LineOutcome, ParseCounts,
+    PendingRow, Record, Rejection, Sink,
 };
 use crate::time::{parse_fhir_datetime, DateError};
 use crate::ReadError;
@@ -163,22 +164,60 @@ struct Resource<'a> {
     deceased_date_time: Option<Cow<'a, str>>,
 }
 
-/// Finds the top-level `resourceType` without parsing the whole line.
+/// Finds the top-level `resourceType` without parsing the whole line. Nested objects
+/// (a `contained` resource that comes first) are stepped over, not mistaken for it.
 pub fn sniff_resource_type(line: &[u8]) -> Option<&str> {
-    const KEY: &[u8] = b"\"resourceType\"";
-    let pos = line.windows(KEY.len()).position(|w| w == KEY)?;
-    let mut rest = &line[pos + KEY.len()..];
-    let skip_ws = |r: &mut &[u8]| {
-        while let [b' ' | b'\t' | b'\r' | b'\n', tail @ ..] = *r {
-            *r = tail;
+    let skip_ws = |mut i: usize| {
+        while i < line.len() && matches!(line[i], b' ' | b'\t' | b'\r' | b'\n') {
+            i += 1;
         }
+        i
     };
-    skip_ws(&mut rest);
-    rest = rest.strip_prefix(b":")?;
-    skip_ws(&mut rest);
-    rest = rest.strip_prefix(b"\"")?;
-    let end = rest.iter().position(|&c| c == b'"')?;
-    std::str::from_utf8(&rest[..end]).ok()
+    // The end of the string whose opening quote is at `open`: the index of its closing
+    // quote.
+    let string_end = |open: usize| {
+        let mut i = open + 1;
+        while i < line.len() {
+            match line[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i),
+                _ => i += 1,
+            }
+        }
+        None
+    };
+    let mut depth = 0u32;
+    let mut i = 0;
+    while i < line.len() {
+        match line[i] {
+            b'"' => {
+                let close = string_end(i)?;
+                let text = &line[i + 1..close];
+                i = close + 1;
+                if depth == 1 && text == b"resourceType" {
+                    let colon = skip_ws(i);
+                    if line.get(colon) == Some(&b':') {
+                        let open = skip_ws(colon + 1);
+                        if line.get(open) != Some(&b'"') {
+                            return None;
+                        }
+                        let close = string_end(open)?;
+                        return std::str::from_utf8(&line[open + 1..close]).ok();
+                    }
+                }
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 type Result1<T> = std::result::Result<T, Rejection>;
@@ -189,7 +228,7 @@ pub fn parse_ndjson<R: BufRead>(
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
 ) -> Result<ParseCounts, ReadError> {
-    for_each_line(reader, sink, |line_no, line, sink| {
+    for_each_line(reader, edge, sink, |line_no, line, edge, sink| {
         parse_line(line.trim_ascii_end(), line_no, edge, sink, None)
     })
 }
@@ -217,8 +256,18 @@ pub fn parse_bundle<R: Read>(
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
 ) -> Result<ParseCounts, ReadError> {
+    let max = edge.config().limits.max_bundle_bytes;
     let mut text = Vec::new();
-    reader.read_to_end(&mut text).map_err(ReadError::io)?;
+    (&mut reader)
+        .take(max.saturating_add(1))
+        .read_to_end(&mut text)
+        .map_err(ReadError::io)?;
+    if text.len() as u64 > max {
+        return Err(ReadError::Format(format!(
+            "the Bundle is larger than {max} bytes (ingest.max_bundle_bytes); \
+             export large data as Bulk Data NDJSON"
+        )));
+    }
     let bundle: Bundle<'_> = serde_json::from_slice(&text)
         .map_err(|e| ReadError::Format(format!("not a FHIR Bundle: {}", json_problem(&e))))?;
     if bundle.resource_type.as_deref() != Some("Bundle") {
@@ -231,6 +280,7 @@ pub fn parse_bundle<R: Read>(
             .and_then(|r| sniff_resource_type(r.get().as_bytes()))
             .is_some_and(|t| t == "Patient")
     };
+    let mut out = LineBuffer::new(sink);
     for pass in [true, false] {
         for (i, entry) in bundle.entry.iter().enumerate() {
             if is_patient(entry) != pass {
@@ -246,16 +296,22 @@ pub fn parse_bundle<R: Read>(
                 resource.get().as_bytes(),
                 line,
                 edge,
-                sink,
+                &mut out,
                 entry.full_url.as_deref(),
             );
             match result {
-                Ok(LineOutcome::Loaded) => counts.accepted += 1,
-                Ok(_) => counts.skipped += 1,
+                Ok(LineOutcome::Loaded) => {
+                    counts.accepted += 1;
+                    out.accept(edge);
+                }
+                Ok(_) => {
+                    counts.skipped += 1;
+                    out.accept(edge);
+                }
                 Err(mut rej) => {
                     rej.field = format!("entry[{i}].resource.{}", rej.field);
                     counts.rejected += 1;
-                    sink.reject(rej);
+                    out.reject_line(edge, rej);
                 }
             }
         }
@@ -420,18 +476,17 @@ fn subject(
     reference: Option<&Reference<'_>>,
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
-) -> Result1<i64> {
+) -> Result1<Subject> {
     let Some(reference) = reference else {
         return Err(ctx.reject(field, "missing: the resource names no patient"));
     };
     if let Some(r) = reference.reference.as_deref() {
         let norm = normalise_reference(r);
-        return edge.resolve(norm).ok_or_else(|| {
-            ctx.reject(
-                &format!("{field}.reference"),
-                "refers to a Patient that has not been loaded",
-            )
-        });
+        if norm.trim().is_empty() {
+            return Err(ctx.reject(&format!("{field}.reference"), "empty reference"));
+        }
+        // A Patient not loaded yet is not an error: the event waits for it.
+        return Ok(edge.subject(norm));
     }
     if let Some(ident) = &reference.identifier {
         let systems = edge.config().person_systems.clone();
@@ -454,7 +509,7 @@ fn subject(
                 sink,
             ),
         };
-        return Ok(key.id);
+        return Ok(Subject::Person(key.id));
     }
     Err(ctx.reject(field, "has neither reference nor identifier"))
 }
@@ -497,7 +552,7 @@ fn optional_code(
 
 struct Common {
     record_key: i64,
-    person_id: i64,
+    subject: Subject,
 }
 
 fn common(
@@ -513,17 +568,17 @@ fn common(
         .id
         .as_deref()
         .ok_or_else(|| ctx.reject("id", "missing"))?;
-    let person_id = subject(ctx, subject_field, subject_ref, edge, sink)?;
+    let subject = subject(ctx, subject_field, subject_ref, edge, sink)?;
     Ok(Common {
         record_key: edge.record_key("fhir", &[kind.as_bytes(), id.as_bytes()]),
-        person_id,
+        subject,
     })
 }
 
 fn emit(sink: &mut dyn Sink, c: &Common, kind: EventKind, code_id: i64, rest: EventRest) {
-    sink.record(Record::Event(EventRow {
+    let event = |person_id| EventRow {
         record_key: c.record_key,
-        person_id: c.person_id,
+        person_id,
         kind,
         code_id,
         detail_id: rest.detail_id,
@@ -531,7 +586,14 @@ fn emit(sink: &mut dyn Sink, c: &Common, kind: EventKind, code_id: i64, rest: Ev
         start: rest.start,
         end: rest.end,
         value: rest.value,
-    }));
+    };
+    sink.record(match c.subject {
+        Subject::Person(id) => Record::Event(event(id)),
+        Subject::Pending(subject_ref) => Record::Pending(PendingRow {
+            subject_ref,
+            event: event(0),
+        }),
+    });
 }
 
 struct EventRest {
@@ -690,9 +752,61 @@ fn observation(
     .ok_or_else(|| ctx.reject("effectiveDateTime", "missing: the observation has no time"))?;
     let mut rest = EventRest::at(start, status);
     rest.value = res.value_quantity.as_ref().and_then(|q| q.value);
+    if let Some(v) = rest.value {
+        check_value(ctx, res.code.as_ref(), v)?;
+    }
     rest.detail_id = optional_code(res.value_codeable_concept.as_ref(), edge, sink);
     emit(sink, &c, EventKind::Observation, code_id, rest);
     Ok(LineOutcome::Loaded)
+}
+
+/// Physical limits of the measurements features read, by LOINC code: a value outside
+/// them is a unit or entry error, not a measurement. (code, what, unit, min, max)
+const PHYSICAL_LIMITS: &[(&str, &str, &str, f64, f64)] = &[
+    ("29463-7", "body weight", "kg", 0.2, 700.0),
+    ("8302-2", "body height", "cm", 20.0, 300.0),
+    ("39156-5", "body mass index", "kg/m2", 5.0, 250.0),
+    ("8867-4", "heart rate", "/min", 0.0, 400.0),
+    ("8480-6", "systolic blood pressure", "mm[Hg]", 0.0, 400.0),
+    ("8462-4", "diastolic blood pressure", "mm[Hg]", 0.0, 300.0),
+    ("9279-1", "respiratory rate", "/min", 0.0, 200.0),
+    ("8310-5", "body temperature", "Cel", 10.0, 50.0),
+    ("2708-6", "oxygen saturation", "%", 0.0, 100.0),
+    ("59408-5", "oxygen saturation", "%", 0.0, 100.0),
+];
+
+/// Any larger magnitude is not a measurement of anything a person has.
+const MAX_MAGNITUDE: f64 = 1e9;
+
+/// A quantity must be finite, of a plausible magnitude, and within the physical limits
+/// of its code when tidig knows them.
+fn check_value(ctx: &Ctx, code: Option<&CodeableConcept<'_>>, v: f64) -> Result1<()> {
+    const FIELD: &str = "valueQuantity.value";
+    if !v.is_finite() || v.abs() > MAX_MAGNITUDE {
+        return Err(ctx.reject(
+            FIELD,
+            format!("{v:e} is not a plausible measurement (expected a finite value below 1e9)"),
+        ));
+    }
+    let loinc = code
+        .into_iter()
+        .flat_map(|cc| cc.coding.iter())
+        .find_map(|c| {
+            (c.system.as_deref() == Some("http://loinc.org"))
+                .then(|| c.code.as_deref())
+                .flatten()
+        });
+    if let Some((_, what, unit, min, max)) =
+        loinc.and_then(|code| PHYSICAL_LIMITS.iter().find(|(c, ..)| *c == code))
+    {
+        if !(*min..=*max).contains(&v) {
+            return Err(ctx.reject(
+                FIELD,
+                format!("{v} is outside the physical limits of {what} ({min} to {max} {unit})"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn medication_request(
@@ -834,6 +948,7 @@ mod tests {
             id_rules: IdRules::new(chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()),
             country: Country::Fi,
             person_systems: PersonSystem::nordic(),
+            limits: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ pub mod national_id;
 pub mod population;
 pub mod pseudonym;
 pub mod record;
+pub mod redact;
 pub mod social;
 pub mod time;
 

@@ -15,8 +15,8 @@ use crate::edge::{Edge, PersonFacts};
 use crate::national_id::{NationalId, Sex};
 use crate::pseudonym::Identity;
 use crate::record::{
-    for_each_line, LineOutcome, ParseCounts, ProtectedAttribute, ProtectedRow, Record, Rejection,
-    Relation, RelationRow, ResidenceRow, Sink,
+    for_each_line, LimitLines, LineBuffer, LineOutcome, Overlong, ParseCounts, ProtectedAttribute,
+    ProtectedRow, Record, Rejection, Relation, RelationRow, ResidenceRow, Sink,
 };
 use crate::time::parse_date_days;
 use crate::ReadError;
@@ -117,6 +117,7 @@ pub fn parse_csv<R: Read>(
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
 ) -> Result<ParseCounts, ReadError> {
+    let (reader, overlong) = LimitLines::new(reader, edge.config().limits.max_line_bytes);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -132,42 +133,71 @@ pub fn parse_csv<R: Read>(
         )
     })?;
     match kind {
-        CsvKind::Persons => csv_rows(&mut rdr, PERSONS_HEADER, edge, sink, person_row),
-        CsvKind::Addresses => csv_rows(&mut rdr, ADDRESSES_HEADER, edge, sink, address_row),
-        CsvKind::Relations => csv_rows(&mut rdr, RELATIONS_HEADER, edge, sink, relation_row),
+        CsvKind::Persons => csv_rows(&mut rdr, &overlong, PERSONS_HEADER, edge, sink, person_row),
+        CsvKind::Addresses => csv_rows(
+            &mut rdr,
+            &overlong,
+            ADDRESSES_HEADER,
+            edge,
+            sink,
+            address_row,
+        ),
+        CsvKind::Relations => csv_rows(
+            &mut rdr,
+            &overlong,
+            RELATIONS_HEADER,
+            edge,
+            sink,
+            relation_row,
+        ),
     }
 }
 
 /// Drives a CSV reader row by row: field-count check, rejection bookkeeping, progress.
+/// Each row's records are held until the row is accepted; rows longer than the edge's
+/// line limit (cut short by [`LimitLines`]) are rejected as such.
 pub(crate) fn csv_rows<R: Read>(
     rdr: &mut csv::Reader<R>,
+    overlong: &Overlong,
     header: &'static [&'static str],
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
     mut parse_row: impl FnMut(&Row<'_>, &mut Edge<'_>, &mut dyn Sink) -> Result<(), Rejection>,
 ) -> Result<ParseCounts, ReadError> {
+    let max = edge.config().limits.max_line_bytes;
     let mut counts = ParseCounts::default();
     let mut rec = csv::StringRecord::new();
+    let mut out = LineBuffer::new(sink);
     loop {
-        let line = rdr.position().line() + 1;
+        let next_line = rdr.position().line();
         let more = match rdr.read_record(&mut rec) {
             Ok(more) => more,
             Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => {
                 return Err(ReadError::Format(csv_problem(&e)))
             }
             Err(e) => {
+                // The error knows the record it is about; the reader has moved past it.
+                let line = e.position().map_or(next_line, csv::Position::line);
                 counts.read += 1;
                 counts.rejected += 1;
-                sink.reject(Rejection::new(line, "-", csv_problem(&e)));
+                let rejection = if overlong.contains(line) {
+                    crate::record::overlong(line, max)
+                } else {
+                    Rejection::new(line, "-", csv_problem(&e))
+                };
+                out.reject_line(edge, rejection);
+                out.line_done(rdr.position().byte());
                 continue;
             }
         };
         if !more {
             break;
         }
-        let line = rec.position().map_or(line, |p| p.line());
+        let line = rec.position().map_or(next_line, csv::Position::line);
         counts.read += 1;
-        let result = if rec.len() != header.len() {
+        let result = if overlong.contains(line) {
+            Err(crate::record::overlong(line, max))
+        } else if rec.len() != header.len() {
             Err(Rejection::new(
                 line,
                 "-",
@@ -181,17 +211,20 @@ pub(crate) fn csv_rows<R: Read>(
                     header,
                 },
                 edge,
-                sink,
+                &mut out,
             )
         };
         match result {
-            Ok(()) => counts.accepted += 1,
+            Ok(()) => {
+                counts.accepted += 1;
+                out.accept(edge);
+            }
             Err(r) => {
                 counts.rejected += 1;
-                sink.reject(r);
+                out.reject_line(edge, r);
             }
         }
-        sink.line_done(rdr.position().byte());
+        out.line_done(rdr.position().byte());
     }
     Ok(counts)
 }
@@ -492,7 +525,7 @@ pub fn parse_cpr<R: BufRead>(
     sink: &mut dyn Sink,
 ) -> Result<ParseCounts, ReadError> {
     let mut person = CprPerson::default();
-    let counts = for_each_line(reader, sink, |line_no, bytes, sink| {
+    let counts = for_each_line(reader, edge, sink, |line_no, bytes, edge, sink| {
         // ISO-8859-1 maps each byte to the code point of the same value.
         let chars: Vec<char> = bytes.iter().copied().map(char::from).collect();
         let record: String = chars.iter().take(3).collect();
@@ -531,6 +564,8 @@ fn cpr_record(
         .ok_or_else(|| line.reject(&PNR, "missing"))?;
     if person.pnr.as_ref() != Some(&pnr) {
         person.flush(edge, sink);
+        // The address belongs to the previous person's accepted lines.
+        sink.keep();
         person.pnr = Some(pnr.clone());
     }
     match line.record {

@@ -3,6 +3,7 @@
 //! Nothing in this module can hold a raw national ID: persons are [`PersonKey`]s and the
 //! raw identifier travels only as a [`Sealed`] vault entry.
 
+use crate::edge::Edge;
 use crate::national_id::Sex;
 use crate::pseudonym::{PersonKey, Sealed};
 
@@ -170,6 +171,17 @@ pub struct AliasRow {
     pub person_id: i64,
 }
 
+/// An event whose patient reference names nobody loaded yet (the Patient may be in a
+/// later file, a later run or a concurrent one). The store keeps it and moves it into
+/// the events the moment the reference resolves; it is never quarantined for it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PendingRow {
+    /// Keyed hash of the normalised reference (the same key an [`AliasRow`] carries).
+    pub subject_ref: i64,
+    /// The event; its `person_id` is 0 until the reference resolves.
+    pub event: EventRow,
+}
+
 /// Attributes kept only to measure fairness; never model inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProtectedAttribute {
@@ -205,6 +217,7 @@ pub enum Record {
     Relation(RelationRow),
     Alias(AliasRow),
     Protected(ProtectedRow),
+    Pending(PendingRow),
 }
 
 /// A line that could not be used, and why. Never contains the line's personal data.
@@ -219,11 +232,15 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// A rejection. Anything in `field` or `reason` that could be a national ID is
+    /// replaced ([`crate::redact::scrub`]): a reason may echo a value, and a value in the
+    /// wrong column may be an ID.
     pub fn new(line: u64, field: impl Into<String>, reason: impl Into<String>) -> Rejection {
+        let (field, reason) = (field.into(), reason.into());
         Rejection {
             line,
-            field: field.into(),
-            reason: reason.into(),
+            field: crate::redact::scrub(&field).into_owned(),
+            reason: crate::redact::scrub(&reason).into_owned(),
         }
     }
 }
@@ -247,6 +264,10 @@ pub trait Sink {
     /// Called after each input line, with the byte offset reached, so the caller can
     /// report progress and cut batches.
     fn line_done(&mut self, _bytes: u64) {}
+    /// The records emitted so far belong to earlier, accepted lines (a CPR person's
+    /// address is emitted when the next person starts): keep them whatever becomes of
+    /// the current line.
+    fn keep(&mut self) {}
 }
 
 impl Sink for Vec<Record> {
@@ -283,53 +304,246 @@ pub(crate) enum LineOutcome {
     Ignored,
 }
 
-/// Drives a line-oriented parse: reads lines with a reused buffer, numbers them, keeps
-/// the counts, hands rejections to the sink and reports progress after each line.
-pub(crate) fn for_each_line<R: std::io::BufRead>(
+/// Holds one line's records until the line is accepted, so that a rejected line leaves
+/// nothing behind: no person, no vault entry, no half of a relation pair.
+pub(crate) struct LineBuffer<'s> {
+    held: Vec<Record>,
+    inner: &'s mut dyn Sink,
+}
+
+impl<'s> LineBuffer<'s> {
+    pub(crate) fn new(inner: &'s mut dyn Sink) -> LineBuffer<'s> {
+        LineBuffer {
+            held: Vec::new(),
+            inner,
+        }
+    }
+
+    /// The line is done: its records and the edge state it created become final.
+    pub(crate) fn accept(&mut self, edge: &mut Edge<'_>) {
+        edge.commit_line();
+        self.release();
+    }
+
+    /// The line is rejected: its records are dropped, the edge forgets what the line
+    /// taught it, and the rejection goes to the sink.
+    pub(crate) fn reject_line(&mut self, edge: &mut Edge<'_>, rejection: Rejection) {
+        edge.rollback_line();
+        self.held.clear();
+        self.inner.reject(rejection);
+    }
+
+    fn release(&mut self) {
+        for r in self.held.drain(..) {
+            self.inner.record(r);
+        }
+    }
+}
+
+impl Sink for LineBuffer<'_> {
+    fn record(&mut self, record: Record) {
+        self.held.push(record);
+    }
+    fn reject(&mut self, rejection: Rejection) {
+        self.inner.reject(rejection);
+    }
+    fn keep(&mut self) {
+        self.release();
+    }
+    fn line_done(&mut self, bytes: u64) {
+        self.inner.line_done(bytes);
+    }
+}
+
+/// Reads one line into `buf` (cleared first), holding at most `max` bytes of it. Returns
+/// the bytes consumed (0 at the end) and whether the line was longer than `max`; the
+/// rest of an overlong line is read and dropped, never held.
+pub(crate) fn read_line_bounded<R: std::io::BufRead>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<(u64, bool)> {
+    buf.clear();
+    let mut consumed = 0u64;
+    let mut overlong = false;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((consumed, overlong));
+        }
+        let (n, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        if !overlong {
+            // The line terminator does not count against the limit.
+            let content = available[..n]
+                .iter()
+                .rev()
+                .skip_while(|&&b| matches!(b, b'\n' | b'\r'))
+                .count();
+            if buf.len() + content > max {
+                overlong = true;
+                buf.clear();
+                buf.shrink_to(64 * 1024);
+            } else {
+                buf.extend_from_slice(&available[..n]);
+            }
+        }
+        reader.consume(n);
+        consumed += n as u64;
+        if done {
+            return Ok((consumed, overlong));
+        }
+    }
+}
+
+/// The rejection of a line longer than the configured limit.
+pub(crate) fn overlong(line: u64, max: usize) -> Rejection {
+    Rejection::new(
+        line,
+        "-",
+        format!("the line is longer than {max} bytes (ingest.max_line_bytes); it was not read"),
+    )
+}
+
+/// Drives a line-oriented parse: reads lines (each at most the edge's line limit) with a
+/// reused buffer, numbers them, keeps the counts, holds each line's records until the
+/// line is accepted, hands rejections to the sink and reports progress after each line.
+pub(crate) fn for_each_line<'c, R: std::io::BufRead>(
     mut reader: R,
+    edge: &mut Edge<'c>,
     sink: &mut dyn Sink,
-    mut parse: impl FnMut(u64, &[u8], &mut dyn Sink) -> Result<LineOutcome, Rejection>,
+    mut parse: impl FnMut(u64, &[u8], &mut Edge<'c>, &mut dyn Sink) -> Result<LineOutcome, Rejection>,
 ) -> Result<ParseCounts, crate::ReadError> {
+    let max = edge.config().limits.max_line_bytes;
     let mut counts = ParseCounts::default();
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut line_no = 0u64;
     let mut bytes = 0u64;
+    let mut out = LineBuffer::new(sink);
     loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .map_err(crate::ReadError::io)?;
+        let (n, too_long) =
+            read_line_bounded(&mut reader, &mut buf, max).map_err(crate::ReadError::io)?;
         if n == 0 {
             break;
         }
-        bytes += n as u64;
+        bytes += n;
         line_no += 1;
+        if too_long {
+            counts.read += 1;
+            counts.rejected += 1;
+            out.reject_line(edge, overlong(line_no, max));
+            out.line_done(bytes);
+            continue;
+        }
         let mut end = buf.len();
         while end > 0 && matches!(buf[end - 1], b'\n' | b'\r') {
             end -= 1;
         }
         let line = &buf[..end];
         if line.iter().all(u8::is_ascii_whitespace) {
-            sink.line_done(bytes);
+            out.line_done(bytes);
             continue;
         }
-        match parse(line_no, line, sink) {
-            Ok(LineOutcome::Ignored) => {}
+        match parse(line_no, line, edge, &mut out) {
+            Ok(LineOutcome::Ignored) => out.accept(edge),
             Ok(LineOutcome::Loaded) => {
                 counts.read += 1;
                 counts.accepted += 1;
+                out.accept(edge);
             }
             Ok(LineOutcome::Skipped) => {
                 counts.read += 1;
                 counts.skipped += 1;
+                out.accept(edge);
             }
             Err(rejection) => {
                 counts.read += 1;
                 counts.rejected += 1;
-                sink.reject(rejection);
+                out.reject_line(edge, rejection);
             }
         }
-        sink.line_done(bytes);
+        out.line_done(bytes);
     }
     Ok(counts)
+}
+
+/// Line numbers that [`LimitLines`] cut short, shared with the parser that reads its
+/// output.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Overlong(std::rc::Rc<std::cell::RefCell<std::collections::BTreeSet<u64>>>);
+
+impl Overlong {
+    pub(crate) fn contains(&self, line: u64) -> bool {
+        self.0.borrow().contains(&line)
+    }
+}
+
+/// A reader that passes at most `max` bytes of each line through and drops the rest
+/// (recording the line number), so that a parser with its own buffering (the CSV reader)
+/// never holds an overlong line whole.
+pub(crate) struct LimitLines<R> {
+    inner: R,
+    max: usize,
+    /// Bytes of the current line passed so far.
+    current: usize,
+    /// 1-based number of the current line.
+    line: u64,
+    overlong: Overlong,
+}
+
+impl<R: std::io::Read> LimitLines<R> {
+    pub(crate) fn new(inner: R, max: usize) -> (LimitLines<R>, Overlong) {
+        let overlong = Overlong::default();
+        let reader = LimitLines {
+            inner,
+            max,
+            current: 0,
+            line: 1,
+            overlong: overlong.clone(),
+        };
+        (reader, overlong)
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LimitLines<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.inner.read(out)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            // Compact the kept bytes to the front of `out`, segment by segment.
+            let mut kept = 0;
+            let mut at = 0;
+            while at < n {
+                let newline = out[at..n].iter().position(|&b| b == b'\n');
+                let end = newline.map_or(n, |i| at + i);
+                let room = self.max.saturating_sub(self.current);
+                let take = (end - at).min(room);
+                if take < end - at {
+                    self.overlong.0.borrow_mut().insert(self.line);
+                }
+                out.copy_within(at..at + take, kept);
+                kept += take;
+                self.current += take;
+                at = end;
+                if newline.is_some() {
+                    out[kept] = b'\n';
+                    kept += 1;
+                    at += 1;
+                    self.current = 0;
+                    self.line += 1;
+                }
+            }
+            if kept > 0 {
+                return Ok(kept);
+            }
+        }
+    }
 }

@@ -105,6 +105,8 @@ pub fn parse_csv<R: Read>(
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
 ) -> Result<ParseCounts, ReadError> {
+    let (reader, overlong) =
+        crate::record::LimitLines::new(reader, edge.config().limits.max_line_bytes);
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -120,17 +122,24 @@ pub fn parse_csv<R: Read>(
             HEADER.join(",")
         )));
     }
-    csv_rows(&mut rdr, HEADER, edge, sink, |row, edge, sink| {
-        let fields = Fields {
-            record_id: row.get(0),
-            national_id: row.get(1),
-            code: row.get(2),
-            start_date: row.get(3),
-            end_date: row.get(4),
-            amount: row.get(5),
-        };
-        case_event(row.line, &fields, table, edge, sink)
-    })
+    csv_rows(
+        &mut rdr,
+        &overlong,
+        HEADER,
+        edge,
+        sink,
+        |row, edge, sink| {
+            let fields = Fields {
+                record_id: row.get(0),
+                national_id: row.get(1),
+                code: row.get(2),
+                start_date: row.get(3),
+                end_date: row.get(4),
+                amount: row.get(5),
+            };
+            case_event(row.line, &fields, table, edge, sink)
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -155,7 +164,7 @@ pub fn parse_jsonl<R: BufRead>(
     edge: &mut Edge<'_>,
     sink: &mut dyn Sink,
 ) -> Result<ParseCounts, ReadError> {
-    for_each_line(reader, sink, |line_no, line, sink| {
+    for_each_line(reader, edge, sink, |line_no, line, edge, sink| {
         let ev = serde_json::from_slice::<JsonEvent<'_>>(line).map_err(|e| {
             Rejection::new(
                 line_no,

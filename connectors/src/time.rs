@@ -15,6 +15,21 @@ pub enum DateError {
     Layout,
     #[error("the date does not exist in the calendar")]
     Impossible,
+    #[error("the year is outside the plausible range 1800 to 2200")]
+    OutOfRange,
+    #[error("the time-zone offset is not one that exists (-12:00 to +14:00)")]
+    Offset,
+}
+
+/// The years a registry date may fall in. Anything outside is a placeholder (`0000`,
+/// `9999`) or an entry error, never a fact about a living family.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1800..=2200;
+
+fn date(y: i32, m: u32, d: u32) -> Result<NaiveDate, DateError> {
+    if !YEARS.contains(&y) {
+        return Err(DateError::OutOfRange);
+    }
+    NaiveDate::from_ymd_opt(y, m, d).ok_or(DateError::Impossible)
 }
 
 fn two(b: &[u8]) -> Option<u32> {
@@ -44,9 +59,7 @@ pub fn parse_date_days(s: &str) -> Result<i32, DateError> {
     let (Some(y), Some(m), Some(d)) = (four(&b[0..4]), two(&b[5..7]), two(&b[8..10])) else {
         return Err(DateError::Layout);
     };
-    NaiveDate::from_ymd_opt(y, m, d)
-        .map(days)
-        .ok_or(DateError::Impossible)
+    date(y, m, d).map(days)
 }
 
 /// Parses a FHIR `date`, `dateTime` or `instant` to seconds since the epoch (UTC).
@@ -66,8 +79,7 @@ pub fn parse_fhir_datetime(s: &str) -> Result<i64, DateError> {
         ),
         _ => return Err(DateError::Layout),
     };
-    let date = NaiveDate::from_ymd_opt(year, month, day).ok_or(DateError::Impossible)?;
-    let mut secs = days(date) as i64 * 86_400;
+    let mut secs = days(date(year, month, day)?) as i64 * 86_400;
     if rest.is_empty() {
         return Ok(secs);
     }
@@ -78,7 +90,7 @@ pub fn parse_fhir_datetime(s: &str) -> Result<i64, DateError> {
     let h = two(&rest[1..3]).ok_or(DateError::Layout)?;
     let mi = two(&rest[4..6]).ok_or(DateError::Layout)?;
     let se = two(&rest[7..9]).ok_or(DateError::Layout)?;
-    if h > 24 || mi > 59 || se > 60 {
+    if h > 24 || mi > 59 || se > 60 || (h == 24 && (mi, se) != (0, 0)) {
         return Err(DateError::Impossible);
     }
     secs += (h * 3600 + mi * 60 + se) as i64;
@@ -96,6 +108,10 @@ pub fn parse_fhir_datetime(s: &str) -> Result<i64, DateError> {
             let oh = two(&hh[0..2]).ok_or(DateError::Layout)?;
             let om = two(&hh[3..5]).ok_or(DateError::Layout)?;
             let off = (oh * 3600 + om * 60) as i64;
+            let limit = if *sign == b'+' { 14 * 3600 } else { 12 * 3600 };
+            if om > 59 || off > limit {
+                return Err(DateError::Offset);
+            }
             Ok(if *sign == b'+' {
                 secs - off
             } else {
@@ -137,6 +153,16 @@ mod tests {
         check("2023-1-01", Err(DateError::Layout));
         check("2023-01-01T10:00:00", Err(DateError::Layout));
         check("", Err(DateError::Layout));
+        check("0000-01-01", Err(DateError::OutOfRange));
+        check("9999-12-31", Err(DateError::OutOfRange));
+        check("1799", Err(DateError::OutOfRange));
+        check("1800-01-01", Ok(-5_364_662_400));
+        check("2024-01-01T10:00:00+99:99", Err(DateError::Offset));
+        check("2024-01-01T10:00:00+14:30", Err(DateError::Offset));
+        check("2024-01-01T10:00:00-12:30", Err(DateError::Offset));
+        check("2024-01-01T10:00:00+05:75", Err(DateError::Offset));
+        check("2024-01-01T00:00:00+14:00", Ok(1_704_067_200 - 14 * 3600));
+        check("2024-01-01T24:00:01Z", Err(DateError::Impossible));
     }
 
     #[test]
@@ -148,5 +174,7 @@ mod tests {
         );
         assert_eq!(parse_date_days("1900-02-29"), Err(DateError::Impossible));
         assert_eq!(parse_date_days("19000229"), Err(DateError::Layout));
+        assert_eq!(parse_date_days("0000-01-01"), Err(DateError::OutOfRange));
+        assert_eq!(parse_date_days("9999-12-31"), Err(DateError::OutOfRange));
     }
 }

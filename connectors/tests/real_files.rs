@@ -31,6 +31,7 @@ fn config(country: Country, systems: Vec<PersonSystem>) -> EdgeConfig {
         id_rules: IdRules::new(NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()),
         country,
         person_systems: systems,
+        limits: Default::default(),
     }
 }
 

@@ -84,9 +84,10 @@ impl EngineError {
     }
 
     pub(crate) fn file(path: &std::path::Path, reason: impl std::fmt::Display) -> EngineError {
+        // A path may be named after a person (`PNR_0101005038.txt`): never echo an ID.
         EngineError::File {
-            path: path.display().to_string(),
-            reason: reason.to_string(),
+            path: tidig_connectors::redact::scrub(&path.display().to_string()).into_owned(),
+            reason: tidig_connectors::redact::scrub(&reason.to_string()).into_owned(),
         }
     }
 

@@ -337,6 +337,7 @@ impl Settings {
             id_rules,
             country: self.country()?,
             person_systems: self.person_systems()?,
+            limits: Default::default(),
         })
     }
 }

@@ -246,14 +246,25 @@ fn person_entity(p: &PersonFacts) -> Result<(EntityUid, Entity), RequestError> {
 impl RulePack {
     /// Evaluates one request. Never panics and never fails open: a request that does not
     /// fit the schema, or a rule that errors, is a deny with the error listed.
+    ///
+    /// The engine's non-negotiables ([`crate::floor`]) apply after the pack: a pack that
+    /// permits what they forbid is overruled, and the decision names the floor's rule.
     pub fn evaluate(&self, request: &Request) -> Decision {
-        match self.try_evaluate(request) {
+        let decision = match self.try_evaluate(request) {
             Ok(d) => d,
             Err(e) => Decision {
                 allowed: false,
                 rules: Vec::new(),
                 errors: vec![e.to_string()],
             },
+        };
+        match crate::floor::floor(request) {
+            Some(rule) if decision.allowed => Decision {
+                allowed: false,
+                rules: vec![rule.id.to_string()],
+                errors: decision.errors,
+            },
+            _ => decision,
         }
     }
 

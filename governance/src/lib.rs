@@ -7,10 +7,12 @@
 //! pack files and pass their text.
 
 pub mod eval;
+pub mod floor;
 pub mod golden;
 pub mod rules;
 
 pub use eval::{Decision, Evaluator, Request};
+pub use floor::FloorRule;
 pub use rules::{PackError, Problem, RuleMeta, RulePack, Source, Stage};
 
 /// How sensitive an attribute or feature is, which decides where it may go.

@@ -6,7 +6,9 @@
     reason = "test code: a failure here is a test failure"
 )]
 
-use tidig_governance::eval::{Deployment, Intervention, ModelFacts, PersonFacts};
+use tidig_governance::eval::{
+    Deployment, FeatureFacts, Intervention, ModelFacts, PersonFacts, SuggestionFacts, ViewerFacts,
+};
 use tidig_governance::rules::{DEFAULT_GOLDEN, DEFAULT_RULES, DEFAULT_SCHEMA};
 use tidig_governance::{golden, Evaluator, Request, RulePack, Source, Stage};
 
@@ -253,4 +255,165 @@ fn the_evaluator_memoizes_by_request() {
     }
     assert_eq!(ev.evaluated, 20);
     assert_eq!(ev.memoized, 380);
+}
+
+/// A pack of plain permits, one per stage: it forbids nothing.
+const PERMIT_EVERYTHING: &str = r#"
+@id("all.data") @title("anything may be an input") @legal("none") @stage("data")
+permit (principal, action == Tidig::Action::"use_feature", resource);
+@id("all.eligibility") @title("anyone may be scored") @legal("none") @stage("eligibility")
+permit (principal, action in [Tidig::Action::"score", Tidig::Action::"train_on"], resource);
+@id("all.output") @title("anything may be shown") @legal("none") @stage("output")
+permit (principal, action in [Tidig::Action::"suggest", Tidig::Action::"view_factor"], resource);
+"#;
+
+fn feature(sensitivity: &str, category: &str) -> FeatureFacts {
+    FeatureFacts {
+        id: "f".into(),
+        source: "health".into(),
+        sensitivity: sensitivity.into(),
+        category: category.into(),
+        subject: "child".into(),
+    }
+}
+
+fn model() -> ModelFacts {
+    ModelFacts {
+        id: "m".into(),
+        kind: "logistic".into(),
+        feature_set: "child_family".into(),
+    }
+}
+
+fn suggest(deployment: Deployment) -> Request {
+    Request::Suggest {
+        unit: "u".into(),
+        suggestion: SuggestionFacts {
+            score_permille: 900,
+            band: "high".into(),
+            age: 5,
+            evidence_registries: 1,
+            active_case_at_unit: true,
+        },
+        deployment,
+        intervention: Intervention {
+            id: "family_support".into(),
+            min_age: 0,
+            max_age: 17,
+        },
+    }
+}
+
+#[test]
+fn the_non_negotiables_hold_under_a_pack_that_permits_everything() {
+    let lax = pack_with(PERMIT_EVERYTHING).unwrap();
+    let default = RulePack::default_pack().unwrap();
+    let denied_by = |pack: &RulePack, r: &Request| -> Option<Vec<String>> {
+        let d = pack.evaluate(r);
+        (!d.allowed).then_some(d.rules)
+    };
+    let with = |f: &dyn Fn(&mut Deployment)| {
+        let mut d = deployment();
+        f(&mut d);
+        d
+    };
+    let score_under = |d: Deployment, objection: bool| {
+        let Request::Score {
+            model,
+            person,
+            intervention,
+            ..
+        } = score(9, objection)
+        else {
+            unreachable!()
+        };
+        Request::Score {
+            model,
+            person,
+            deployment: d,
+            intervention,
+        }
+    };
+    let cases: Vec<(Request, &str)> = vec![
+        (
+            score_under(with(&|d| d.stopped = true), false),
+            "engine.stop-switch",
+        ),
+        (suggest(with(&|d| d.stopped = true)), "engine.stop-switch"),
+        (
+            score_under(with(&|d| d.legal_basis.clear()), false),
+            "engine.legal-footing",
+        ),
+        (
+            score_under(with(&|d| d.dpia_ref = "  ".into()), false),
+            "engine.legal-footing",
+        ),
+        (
+            suggest(with(&|d| d.fria_ref.clear())),
+            "engine.legal-footing",
+        ),
+        (score_under(deployment(), true), "engine.objection"),
+        (
+            Request::TrainOn {
+                model: model(),
+                person: PersonFacts {
+                    age: 9,
+                    objection: true,
+                },
+                deployment: deployment(),
+            },
+            "engine.objection",
+        ),
+        (
+            Request::UseFeature {
+                model: model(),
+                feature: feature("health", "diagnosis"),
+                deployment: with(&|d| d.art9_basis.clear()),
+            },
+            "engine.health-needs-art9-basis",
+        ),
+        (
+            Request::UseFeature {
+                model: model(),
+                feature: feature("ordinary", "mother_tongue"),
+                deployment: deployment(),
+            },
+            "engine.never-inputs",
+        ),
+        (
+            Request::UseFeature {
+                model: model(),
+                feature: feature("protected", "sex"),
+                deployment: deployment(),
+            },
+            "engine.never-inputs",
+        ),
+        (
+            Request::ViewFactor {
+                viewer: ViewerFacts {
+                    unit: "u".into(),
+                    role: "caseworker".into(),
+                    health_authority: false,
+                },
+                feature: feature("health", "diagnosis"),
+                deployment: deployment(),
+            },
+            "engine.health-redaction",
+        ),
+    ];
+    for (request, rule) in &cases {
+        assert_eq!(
+            denied_by(&lax, request),
+            Some(vec![rule.to_string()]),
+            "{request:?}"
+        );
+        // The default pack denies each of them too (defence in depth). A blank-but-not-empty
+        // reference slips past its Cedar rule (Cedar cannot trim), and the floor names it.
+        let own = denied_by(&default, request).unwrap_or_default();
+        assert!(!own.is_empty(), "{request:?}");
+    }
+    // What the floor does not cover stays the pack's to decide.
+    assert!(lax.evaluate(&score(9, false)).allowed);
+    assert!(lax.evaluate(&suggest(deployment())).allowed);
+    assert!(!default.evaluate(&suggest(deployment())).allowed);
 }

@@ -57,6 +57,7 @@ pub fn edge(country: Country, extra_opaque: &[&str]) -> EdgeConfig {
         id_rules: IdRules::new(today()),
         country,
         person_systems: systems,
+        limits: Default::default(),
     }
 }
 

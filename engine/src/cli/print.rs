@@ -251,14 +251,31 @@ pub fn print_ingest(r: &IngestReport, json: bool) {
             continue;
         }
         println!(
-            "{:>14} {:<58} read {:>9} loaded {:>9} rejected {:>6} duplicate {:>6} skipped {:>6}{extra}",
-            f.status, f.file, f.read, f.loaded, f.rejected, f.duplicate, f.skipped
+            "{:>14} {:<58} read {:>9} loaded {:>9} rejected {:>6} duplicate {:>6} skipped {:>6}{}{extra}",
+            f.status,
+            f.file,
+            f.read,
+            f.loaded,
+            f.rejected,
+            f.duplicate,
+            f.skipped,
+            if f.pending > 0 || f.resolved > 0 {
+                format!(" pending {} resolved {}", f.pending, f.resolved)
+            } else {
+                String::new()
+            }
         );
     }
     println!(
         "total: read {} loaded {} rejected {} (quarantined with file, line, field and reason) duplicate {} skipped {} in {:.2}s ({:.0} lines/s)",
         r.read, r.loaded, r.rejected, r.duplicate, r.skipped, r.seconds, r.records_per_second
     );
+    if r.pending > 0 || r.resolved > 0 || r.pending_total > 0 {
+        println!(
+            "pending: {} event(s) kept until their Patient is loaded, {} resolved in this run, {} waiting in the store",
+            r.pending, r.resolved, r.pending_total
+        );
+    }
 }
 
 pub fn print_golden(report: &tidig_governance::golden::GoldenReport, json: bool) {

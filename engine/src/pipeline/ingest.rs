@@ -19,9 +19,10 @@ use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tidig_connectors::edge::{Edge, EdgeConfig};
+use tidig_connectors::pseudonym::Pseudonymizer;
 use tidig_connectors::record::{ParseCounts, Record, Rejection, Sink};
 use tidig_connectors::social::CodeTable;
-use tidig_connectors::{detect, fhir, population, social, Format, ReadError};
+use tidig_connectors::{detect, fhir, population, redact, social, Format, ReadError};
 use tokio::sync::mpsc;
 
 use crate::app::App;
@@ -65,6 +66,10 @@ pub struct FileReport {
     pub rejected: u64,
     pub duplicate: u64,
     pub skipped: u64,
+    /// Events kept pending: their patient is not loaded yet.
+    pub pending: u64,
+    /// Pending events (of this or earlier runs) this file's patients resolved.
+    pub resolved: u64,
     pub seconds: f64,
     pub error: Option<String>,
 }
@@ -78,6 +83,10 @@ pub struct IngestReport {
     pub rejected: u64,
     pub duplicate: u64,
     pub skipped: u64,
+    pub pending: u64,
+    pub resolved: u64,
+    /// Events still pending in the store after the run (all runs).
+    pub pending_total: u64,
     pub failed_files: u64,
     pub seconds: f64,
     /// FHIR resources (lines) read per second over the whole run.
@@ -90,58 +99,125 @@ struct Input {
     path: PathBuf,
     display: String,
     format: Option<Format>,
+    /// A FHIR NDJSON file whose first resource is a Patient: loaded before other FHIR
+    /// files of a run, by content rather than by name.
+    patients: bool,
 }
 
-/// Expands paths (directories recursively, skipping `truth/`) into ordered inputs.
-fn collect(paths: &[PathBuf], forced: Option<Format>) -> Result<(Vec<Input>, Vec<FileReport>)> {
+/// How a path is shown and stored: any token in it that could be a national ID (CPR
+/// extracts are often named after the person) is replaced by a keyed hash, so that the
+/// same file keeps one recognisable name without the ID.
+pub(crate) fn shown(path: &Path, pseudonymizer: &Pseudonymizer) -> String {
+    let text = path.display().to_string();
+    redact::replace_id_like(&text, |token| {
+        let h = pseudonymizer.key63("file-name", &[token.as_bytes()]);
+        format!("id-{:08x}", (h as u64) & 0xffff_ffff)
+    })
+    .into_owned()
+}
+
+/// What is at a path, symlinks followed only to regular files.
+enum Entry {
+    File,
+    Dir,
+    /// Skipped, with the reason (special file, symlink to a directory).
+    Skip(&'static str),
+}
+
+fn entry(path: &Path) -> std::io::Result<Entry> {
+    let own = std::fs::symlink_metadata(path)?;
+    if own.file_type().is_symlink() {
+        let target = std::fs::metadata(path)?;
+        return Ok(if target.is_file() {
+            Entry::File
+        } else if target.is_dir() {
+            Entry::Skip("a symlink to a directory: not followed")
+        } else {
+            Entry::Skip("a symlink to a special file (FIFO, socket or device): skipped")
+        });
+    }
+    Ok(if own.is_dir() {
+        Entry::Dir
+    } else if own.is_file() {
+        Entry::File
+    } else {
+        Entry::Skip("not a regular file (FIFO, socket or device): skipped")
+    })
+}
+
+/// Expands paths (directories recursively, skipping `truth/`) into ordered inputs and
+/// notes about what is not loaded. A path that cannot be read, or a data file whose
+/// format is not recognised, is a failed file: the run goes on and exits non-zero.
+fn collect(
+    paths: &[PathBuf],
+    forced: Option<Format>,
+    name: &dyn Fn(&Path) -> String,
+) -> (Vec<Input>, Vec<FileReport>) {
     let mut inputs = Vec::new();
     let mut notes = Vec::new();
+    let mut files = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| EngineError::file(path, format!("cannot read: {e}")))?;
-        if meta.is_dir() {
-            let mut found = Vec::new();
-            walk(path, &mut found, &mut notes)?;
-            found.sort();
-            for p in found {
-                let format = forced.or(sniff(&p)?);
-                match format {
-                    Some(f) => inputs.push(Input {
-                        display: p.display().to_string(),
-                        path: p,
-                        format: Some(f),
-                    }),
-                    None => notes.push(note(&p, FileStatus::NotRecognised, None)),
-                }
+        match entry(path) {
+            Err(e) => notes.push(note(
+                name(path),
+                FileStatus::Failed,
+                Some(format!("cannot read: {e}")),
+            )),
+            Ok(Entry::Skip(why)) => {
+                notes.push(note(name(path), FileStatus::Ignored, Some(why.into())))
             }
-        } else {
-            let format = forced.or(sniff(path)?);
-            if format.is_none() {
-                return Err(EngineError::file(
-                    path,
-                    "format not recognised (expected FHIR NDJSON/Bundle, a population or \
-                     case-event CSV/JSONL layout, or a CPR extract; use --format to force one)",
-                ));
+            Ok(Entry::File) => files.push((path.clone(), true)),
+            Ok(Entry::Dir) => {
+                let mut found = Vec::new();
+                walk(path, &mut found, &mut notes, name);
+                found.sort();
+                files.extend(found.into_iter().map(|p| (p, false)));
             }
-            inputs.push(Input {
-                display: path.display().to_string(),
-                path: path.clone(),
-                format,
-            });
         }
     }
-    // Persons before what refers to them; FHIR Patients before other resources.
+    for (path, explicit) in files {
+        let display = name(&path);
+        match sniff(&path) {
+            Err(e) => notes.push(note(
+                display,
+                FileStatus::Failed,
+                Some(format!("cannot read: {e}")),
+            )),
+            Ok((detected, patients)) => match forced.or(detected) {
+                Some(format) => inputs.push(Input {
+                    path,
+                    display,
+                    format: Some(format),
+                    patients: patients && format == Format::FhirNdjson,
+                }),
+                None if explicit || detect::looks_like_data(&plain_name(&path)) => {
+                    notes.push(note(
+                        display,
+                        FileStatus::Failed,
+                        Some(
+                            "format not recognised (expected FHIR NDJSON/Bundle, a population or \
+                         case-event CSV/JSONL layout, or a CPR extract; use --format to force one)"
+                                .into(),
+                        ),
+                    ))
+                }
+                None => notes.push(note(display, FileStatus::NotRecognised, None)),
+            },
+        }
+    }
+    // Persons before what refers to them; FHIR files that start with Patients first.
+    // The order only saves work: events whose patient comes later are kept pending and
+    // resolved when it arrives.
     inputs.sort_by_key(|i| {
         let f = i.format.map_or(9, Format::load_order);
-        let patient = i.display.contains("Patient");
-        (f, !patient, i.display.clone())
+        (f, !i.patients, i.display.clone())
     });
-    Ok((inputs, notes))
+    (inputs, notes)
 }
 
-fn note(path: &Path, status: FileStatus, error: Option<String>) -> FileReport {
+fn note(file: String, status: FileStatus, error: Option<String>) -> FileReport {
     FileReport {
-        file: path.display().to_string(),
+        file,
         format: None,
         sha256: None,
         status,
@@ -150,41 +226,70 @@ fn note(path: &Path, status: FileStatus, error: Option<String>) -> FileReport {
         rejected: 0,
         duplicate: 0,
         skipped: 0,
+        pending: 0,
+        resolved: 0,
         seconds: 0.0,
         error,
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>, notes: &mut Vec<FileReport>) -> Result<()> {
-    let listing = |e: std::io::Error| EngineError::file(dir, format!("cannot list: {e}"));
-    for entry in std::fs::read_dir(dir).map_err(listing)? {
-        let entry = entry.map_err(listing)?;
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with('.') {
-            continue;
+fn walk(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    notes: &mut Vec<FileReport>,
+    name: &dyn Fn(&Path) -> String,
+) {
+    let listing = match std::fs::read_dir(dir) {
+        Ok(l) => l,
+        Err(e) => {
+            notes.push(note(
+                name(dir),
+                FileStatus::Failed,
+                Some(format!("cannot list: {e}")),
+            ));
+            return;
         }
-        if entry.file_type().map_err(listing)?.is_dir() {
-            if name == "truth" {
+    };
+    for item in listing {
+        let item = match item {
+            Ok(i) => i,
+            Err(e) => {
                 notes.push(note(
-                    &path,
-                    FileStatus::Ignored,
-                    Some("ground truth is never ingested".into()),
+                    name(dir),
+                    FileStatus::Failed,
+                    Some(format!("cannot list: {e}")),
                 ));
                 continue;
             }
-            walk(&path, out, notes)?;
-        } else {
-            out.push(path);
+        };
+        let path = item.path();
+        let file_name = item.file_name().to_string_lossy().to_string();
+        if file_name.starts_with('.') {
+            continue;
+        }
+        match entry(&path) {
+            Err(e) => notes.push(note(
+                name(&path),
+                FileStatus::Failed,
+                Some(format!("cannot read: {e}")),
+            )),
+            Ok(Entry::Skip(why)) => {
+                notes.push(note(name(&path), FileStatus::Ignored, Some(why.into())))
+            }
+            Ok(Entry::Dir) if file_name == "truth" => notes.push(note(
+                name(&path),
+                FileStatus::Ignored,
+                Some("ground truth is never ingested".into()),
+            )),
+            Ok(Entry::Dir) => walk(&path, out, notes, name),
+            Ok(Entry::File) => out.push(path),
         }
     }
-    Ok(())
 }
 
 /// Opens a file, decompressing `.gz`.
-fn open(path: &Path) -> Result<Box<dyn Read + Send>> {
-    let file =
-        File::open(path).map_err(|e| EngineError::file(path, format!("cannot open: {e}")))?;
+fn open(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+    let file = File::open(path)?;
     Ok(if path.extension().is_some_and(|e| e == "gz") {
         Box::new(MultiGzDecoder::new(file))
     } else {
@@ -200,24 +305,22 @@ fn plain_name(path: &Path) -> String {
     name.strip_suffix(".gz").map(str::to_string).unwrap_or(name)
 }
 
-fn sniff(path: &Path) -> Result<Option<Format>> {
+/// The detected format and whether a FHIR file starts with Patients.
+fn sniff(path: &Path) -> std::io::Result<(Option<Format>, bool)> {
     let mut reader = BufReader::with_capacity(64 * 1024, open(path)?);
-    let head = match reader.fill_buf() {
-        Ok(h) => h,
-        Err(e) => return Err(EngineError::file(path, format!("cannot read: {e}"))),
-    };
-    Ok(detect(&plain_name(path), head))
+    let head = reader.fill_buf()?;
+    let patients = detect::leading_resource_type(head) == Some("Patient");
+    Ok((detect(&plain_name(path), head), patients))
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut file =
-        File::open(path).map_err(|e| EngineError::file(path, format!("cannot open: {e}")))?;
+fn sha256_file(path: &Path) -> Result<String, String> {
+    let mut file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file
             .read(&mut buf)
-            .map_err(|e| EngineError::file(path, format!("cannot read: {e}")))?;
+            .map_err(|e| format!("cannot read: {e}"))?;
         if n == 0 {
             break;
         }
@@ -360,7 +463,8 @@ pub async fn ingest_with(
     store
         .check_key("vault", edge.vault.key_fingerprint())
         .await?;
-    let (inputs, notes) = collect(paths, opts.format)?;
+    let name = |p: &Path| shown(p, &edge.pseudonymizer);
+    let (inputs, notes) = collect(paths, opts.format, &name);
     let total_bytes: u64 = inputs
         .iter()
         .map(|i| std::fs::metadata(&i.path).map(|m| m.len()).unwrap_or(0))
@@ -369,6 +473,10 @@ pub async fn ingest_with(
     let read = Arc::new(AtomicU64::new(0));
     let mut done_bytes = 0u64;
     let mut report = IngestReport {
+        failed_files: notes
+            .iter()
+            .filter(|n| n.status == FileStatus::Failed)
+            .count() as u64,
         files: notes,
         ..IngestReport::default()
     };
@@ -388,7 +496,16 @@ pub async fn ingest_with(
         let Some(format) = input.format else { continue };
         let file_started = Instant::now();
         let started_at = clock.stamp();
-        let sha = sha256_file(&input.path)?;
+        let sha = match sha256_file(&input.path) {
+            Ok(sha) => sha,
+            Err(e) => {
+                report.failed_files += 1;
+                report
+                    .files
+                    .push(note(input.display.clone(), FileStatus::Failed, Some(e)));
+                continue;
+            }
+        };
         let mut fr = FileReport {
             file: input.display.clone(),
             format: Some(format.name().into()),
@@ -399,6 +516,8 @@ pub async fn ingest_with(
             rejected: 0,
             duplicate: 0,
             skipped: 0,
+            pending: 0,
+            resolved: 0,
             seconds: 0.0,
             error: None,
         };
@@ -429,7 +548,7 @@ pub async fn ingest_with(
             report.files.push(fr);
             continue;
         }
-        progress.message(&plain_name(&input.path));
+        progress.message(input.display.rsplit('/').next().unwrap_or(&input.display));
         let mut tx = store
             .begin_file(&input.display, &sha, format.name(), started_at.clone())
             .await?;
@@ -454,11 +573,13 @@ pub async fn ingest_with(
             })?;
         let mut write_error = None;
         let mut inserted_dup = (0u64, 0u64);
+        let mut pending = 0u64;
         while let Some(batch) = brx.recv().await {
             match tx.write(batch).await {
                 Ok(o) => {
                     inserted_dup.0 += o.inserted;
                     inserted_dup.1 += o.duplicate;
+                    pending += o.pending;
                     batches_written += 1;
                     progress.position(done_bytes + read.load(Ordering::Relaxed));
                     if abort_at.is_some_and(|n| batches_written >= n) {
@@ -489,19 +610,22 @@ pub async fn ingest_with(
         progress.position(done_bytes);
         let failure = match (write_error, parsed) {
             (Some(e), _) => Err(format!("database error: {e}")),
-            (None, Err(e)) => Err(e.to_string()),
+            (None, Err(e)) => Err(redact::scrub(&e.to_string()).into_owned()),
             (None, Ok(c)) => Ok(c),
         };
         match failure {
             Ok(c) => {
                 let counts = crate::store::RunCounts {
                     read: c.read,
-                    loaded: c.accepted.saturating_sub(inserted_dup.1),
+                    loaded: c.accepted.saturating_sub(inserted_dup.1 + pending),
                     rejected: c.rejected,
                     duplicate: inserted_dup.1,
                     skipped: c.skipped,
+                    pending,
                 };
-                tx.commit(&counts, &clock.stamp()).await?;
+                let resolved = tx.commit(&counts, &clock.stamp()).await?;
+                fr.pending = pending;
+                fr.resolved = resolved;
                 aliases = new_aliases;
                 fr.read = counts.read;
                 fr.loaded = counts.loaded;
@@ -537,8 +661,11 @@ pub async fn ingest_with(
         report.rejected += fr.rejected;
         report.duplicate += fr.duplicate;
         report.skipped += fr.skipped;
+        report.pending += fr.pending;
+        report.resolved += fr.resolved;
         report.files.push(fr);
     }
+    report.pending_total = store.pending_events().await?;
     report.seconds = started.elapsed().as_secs_f64();
     let secs = report.seconds.max(1e-9);
     report.fhir_lines_per_second = fhir_lines as f64 / secs;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use sqlx::{Postgres, Sqlite, Transaction};
 use tidig_connectors::national_id::Sex;
 use tidig_connectors::record::{
-    AliasRow, CodeRow, EventRow, PersonRow, ProtectedRow, Record, Rejection, RelationRow,
-    ResidenceRow,
+    AliasRow, CodeRow, EventRow, PendingRow, PersonRow, ProtectedRow, Record, Rejection,
+    RelationRow, ResidenceRow,
 };
 
 use super::{Backend, Store, StoreError};
@@ -23,6 +23,8 @@ pub struct Batch {
     pub relations: Vec<RelationRow>,
     pub aliases: HashMap<i64, AliasRow>,
     pub protected: HashMap<(i64, &'static str), ProtectedRow>,
+    /// Events whose patient is not known yet; kept until the reference resolves.
+    pub pending: Vec<PendingRow>,
     pub rejections: Vec<Rejection>,
 }
 
@@ -53,6 +55,7 @@ impl Batch {
                 self.protected
                     .insert((p.person_id, p.attribute.as_str()), p);
             }
+            Record::Pending(p) => self.pending.push(p),
         }
     }
 
@@ -65,6 +68,7 @@ impl Batch {
             + self.relations.len()
             + self.aliases.len()
             + self.protected.len()
+            + self.pending.len()
             + self.rejections.len()
     }
 
@@ -80,6 +84,8 @@ pub struct WriteOutcome {
     pub inserted: u64,
     /// Keyed records already present (in the store or earlier in the file).
     pub duplicate: u64,
+    /// Events newly kept as pending (their patient is not loaded yet).
+    pub pending: u64,
 }
 
 enum Tx {
@@ -101,6 +107,9 @@ impl std::fmt::Debug for IngestTx {
         write!(f, "IngestTx(run {}, {})", self.run_id, self.file)
     }
 }
+
+/// The PostgreSQL advisory lock key that serialises loading transactions ("tidig-in").
+const INGEST_LOCK: i64 = 0x7469_6469_672d_696e;
 
 /// SQLite's bound-parameter limit in the bundled library (32766), with margin.
 const SQLITE_PARAMS: usize = 32_000;
@@ -234,6 +243,14 @@ impl IngestTx {
             }
             Store::Postgres(p) => {
                 let mut tx = p.begin().await?;
+                // One loading transaction at a time, as SQLite's IMMEDIATE gives: a commit
+                // then always sees every alias an earlier commit stored, so pending events
+                // resolve whatever the interleaving, and two loads never wait on each
+                // other's rows in opposite orders.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(INGEST_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
                 let id: i64 = sqlx::query_scalar(sql)
                     .bind(file)
                     .bind(sha256)
@@ -379,6 +396,26 @@ impl IngestTx {
         );
         out.inserted += n;
         out.duplicate += batch.relations.len() as u64 - n;
+        let n = insert_rows!(
+            self,
+            "pending_events (record_key, subject_ref, kind, code_id, detail_id, status, start_time, end_time, value, run_id)",
+            10,
+            "ON CONFLICT (record_key) DO NOTHING",
+            &batch.pending,
+            |q, p| q
+                .bind(p.event.record_key)
+                .bind(p.subject_ref)
+                .bind(p.event.kind.code())
+                .bind(p.event.code_id)
+                .bind(p.event.detail_id)
+                .bind(p.event.status as u8 as i64)
+                .bind(p.event.start)
+                .bind(p.event.end)
+                .bind(p.event.value)
+                .bind(run_id)
+        );
+        out.pending += n;
+        out.duplicate += batch.pending.len() as u64 - n;
         let n = self.write_events(&batch.events).await?;
         out.inserted += n;
         out.duplicate += batch.events.len() as u64 - n;
@@ -469,13 +506,29 @@ impl IngestTx {
         Ok(inserted)
     }
 
-    /// Marks the run loaded with its counts and commits everything at once.
-    pub async fn commit(mut self, counts: &RunCounts, finished: &str) -> Result<(), StoreError> {
+    /// Resolves pending events, marks the run loaded with its counts and commits
+    /// everything at once. Returns the events that moved from pending into the store
+    /// (this file's and any earlier run's whose patient this file brought).
+    pub async fn commit(mut self, counts: &RunCounts, finished: &str) -> Result<u64, StoreError> {
+        const RESOLVE: &str = "INSERT INTO events (record_key, person_id, kind, code_id, \
+             detail_id, status, start_time, end_time, value, run_id) \
+             SELECT p.record_key, r.person_id, p.kind, p.code_id, p.detail_id, p.status, \
+             p.start_time, p.end_time, p.value, p.run_id \
+             FROM pending_events p JOIN fhir_refs r ON r.ref_key = p.subject_ref \
+             WHERE true ON CONFLICT (record_key) DO NOTHING";
+        const CLEAR: &str =
+            "DELETE FROM pending_events WHERE subject_ref IN (SELECT ref_key FROM fhir_refs)";
         let sql =
             "UPDATE ingest_runs SET status = 'loaded', finished_at = $1, read = $2, loaded = $3, \
-                   rejected = $4, duplicate = $5, skipped = $6 WHERE id = $7";
+                   rejected = $4, duplicate = $5, skipped = $6, pending = $7, resolved = $8 \
+                   WHERE id = $9";
         macro_rules! go {
             ($tx:expr) => {{
+                let resolved = sqlx::query(RESOLVE)
+                    .execute(&mut **$tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(CLEAR).execute(&mut **$tx).await?;
                 sqlx::query(sql)
                     .bind(finished)
                     .bind(counts.read as i64)
@@ -483,20 +536,23 @@ impl IngestTx {
                     .bind(counts.rejected as i64)
                     .bind(counts.duplicate as i64)
                     .bind(counts.skipped as i64)
+                    .bind(counts.pending as i64)
+                    .bind(resolved as i64)
                     .bind(self.run_id)
                     .execute(&mut **$tx)
                     .await?;
+                resolved
             }};
         }
-        match &mut self.tx {
+        let resolved = match &mut self.tx {
             Tx::Sqlite(tx) => go!(tx),
             Tx::Postgres(tx) => go!(tx),
-        }
+        };
         match self.tx {
             Tx::Sqlite(tx) => tx.commit().await?,
             Tx::Postgres(tx) => tx.commit().await?,
         }
-        Ok(())
+        Ok(resolved)
     }
 }
 
@@ -508,6 +564,8 @@ pub struct RunCounts {
     pub rejected: u64,
     pub duplicate: u64,
     pub skipped: u64,
+    /// Events kept pending: their patient is not loaded yet.
+    pub pending: u64,
 }
 
 /// A run row written outside a load transaction.
@@ -558,6 +616,13 @@ impl Store {
         let rows: Vec<(i64, i64)> =
             fetch_all!(self, (i64, i64), "SELECT ref_key, person_id FROM fhir_refs");
         Ok(rows.into_iter().collect())
+    }
+
+    /// Events waiting for their patient, over all runs.
+    pub async fn pending_events(&self) -> Result<u64, StoreError> {
+        let sql = "SELECT COUNT(*) FROM pending_events";
+        let n: i64 = on_pool!(self, |p| sqlx::query_scalar(sql).fetch_one(p).await?);
+        Ok(n as u64)
     }
 
     /// The id of an earlier successful run over a file with this content, if any.

@@ -93,6 +93,28 @@ mod population;
 mod registry;
 mod suggestions;
 
+/// Holds an exclusive lock on `<db>-lock` while migrations run; none for in-memory stores.
+async fn migration_lock(db_path: &str) -> Result<Option<std::fs::File>, StoreError> {
+    if db_path.is_empty() || db_path.starts_with(':') || db_path.contains("mode=memory") {
+        return Ok(None);
+    }
+    let path = format!("{}-lock", db_path.split('?').next().unwrap_or(db_path));
+    let locked = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| StoreError::Connect(sqlx::Error::Io(std::io::Error::other(e))))?;
+    locked
+        .map(Some)
+        .map_err(|e| StoreError::Connect(sqlx::Error::Io(e)))
+}
+
 /// Which database a store runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -187,10 +209,13 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(StoreError::Connect)?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(StoreError::Migrate)?;
+        // sqlx takes no lock for SQLite migrations: two processes opening a new store at
+        // once would both create its tables. A lock file beside the database (like its
+        // `-wal` and `-shm`) makes the second wait and then find nothing to do.
+        let lock = migration_lock(path).await?;
+        let migrated = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
+        drop(lock);
+        migrated.map_err(StoreError::Migrate)?;
         Ok(Store::Sqlite(pool))
     }
 
@@ -201,9 +226,18 @@ impl Store {
         }
     }
 
+    /// Closes the pool. On SQLite the WAL is checkpointed into the database file first,
+    /// so that a command that exited 0 has its change in the file a backup copies (when
+    /// another process still reads, the checkpoint does what it can and SQLite finishes
+    /// it later).
     pub async fn close(&self) {
         match self {
-            Store::Sqlite(p) => p.close().await,
+            Store::Sqlite(p) => {
+                let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(p)
+                    .await;
+                p.close().await
+            }
             Store::Postgres(p) => p.close().await,
         }
     }
