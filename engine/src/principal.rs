@@ -72,8 +72,9 @@ impl AuthMethod {
 /// An authenticated (or, on the command line, asserted) actor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
-    /// Normalised id: trimmed, non-empty, no control characters. Compared exactly
-    /// (case-sensitive, as identity providers' subject ids are).
+    /// Normalised id: trimmed, non-empty, no control characters; stored and shown as
+    /// given (case kept), compared case-insensitively for four-eyes
+    /// ([`Principal::same_person`]).
     id: String,
     pub role: Role,
     /// The receiving unit a caseworker belongs to.
@@ -131,9 +132,12 @@ impl Principal {
         &self.id
     }
 
-    /// Whether two principals are the same person (four-eyes).
+    /// Whether two principals are the same person (four-eyes). Stricter than equality:
+    /// ids that differ only in case or surrounding whitespace (`Alice`, `alice `) are the
+    /// same person here, so that retyping one's own name can never pass as a second pair
+    /// of eyes.
     pub fn same_person(&self, other_id: &str) -> bool {
-        self.id == other_id.trim()
+        self.id.to_lowercase() == other_id.trim().to_lowercase()
     }
 }
 
@@ -154,12 +158,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_trimmed_and_compared_exactly() {
+    fn ids_are_trimmed_and_four_eyes_ignores_case() {
         let p = Principal::new("  alice ", Role::Operator, AuthMethod::Flag)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.id(), "alice");
         assert!(p.same_person("alice "));
-        assert!(!p.same_person("Alice"));
+        assert!(p.same_person("Alice"));
+        assert!(p.same_person(" ALICE"));
+        assert!(!p.same_person("alicia"));
         assert_eq!(p.to_string(), "alice (operator, cli-flag)");
     }
 

@@ -263,9 +263,34 @@ impl Default for HealthSettings {
     }
 }
 
+/// A settings error in one line: figment's parse errors quote the source with carets
+/// over several lines; the message and the key are what a reader needs.
+fn one_line(e: &figment::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for err in e.clone() {
+        let text = err.to_string();
+        let kept: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .filter(|l| {
+                !l.trim_start_matches(|c: char| c.is_ascii_digit())
+                    .trim_start()
+                    .starts_with('|')
+            })
+            .collect();
+        parts.push(kept.join(": "));
+    }
+    parts.join("; ")
+}
+
 impl Settings {
     /// Loads defaults, then `path` (or `./tidig.toml` if it exists), then `TIDIG__…`
-    /// environment variables (`TIDIG__KEYS__DIR=/secrets`).
+    /// environment variables (`TIDIG__KEYS__DIR=/secrets`), and validates the result.
+    ///
+    /// Environment values are text: `TIDIG__DEPLOYMENT__DPIA_REF=2026` is the reference
+    /// "2026", and a numeric setting takes a number written as text. Errors are one line
+    /// naming the key.
     pub fn load(path: Option<&Path>) -> Result<Settings> {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
         match path {
@@ -278,9 +303,86 @@ impl Settings {
             None if Path::new("tidig.toml").exists() => fig = fig.merge(Toml::file("tidig.toml")),
             None => {}
         }
-        fig = fig.merge(Env::prefixed("TIDIG__").split("__"));
-        fig.extract()
-            .map_err(|e| EngineError::invalid("settings", e.to_string()))
+        for (key, value) in Env::prefixed("TIDIG__").split("__").iter() {
+            fig = fig.merge(Serialized::default(key.as_str(), value));
+        }
+        let settings: Settings = fig
+            .extract_lossy()
+            .map_err(|e| EngineError::invalid("settings", one_line(&e)))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Refuses values outside their meaningful range, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, why: String| Err(EngineError::invalid(key, why));
+        let unit = |key: &str, v: f64| -> Result<()> {
+            if v.is_finite() && v > 0.0 && v <= 1.0 {
+                Ok(())
+            } else {
+                bad(key, format!("{v} is not a probability in (0, 1]"))
+            }
+        };
+        let s = &self.scoring;
+        unit("scoring.high", s.high)?;
+        unit("scoring.elevated", s.elevated)?;
+        if s.elevated > s.high {
+            return bad(
+                "scoring.elevated",
+                format!("{} is above scoring.high ({})", s.elevated, s.high),
+            );
+        }
+        if s.top_factors == 0 {
+            return bad("scoring.top_factors", "must be at least 1".into());
+        }
+        if s.expiry_days == 0 {
+            return bad("scoring.expiry_days", "must be at least 1".into());
+        }
+        if !(s.evidence_min_contribution.is_finite() && s.evidence_min_contribution >= 0.0) {
+            return bad(
+                "scoring.evidence_min_contribution",
+                format!(
+                    "{} is not a log-odds contribution >= 0",
+                    s.evidence_min_contribution
+                ),
+            );
+        }
+        if s.intervention.min_age > s.intervention.max_age {
+            return bad(
+                "scoring.intervention.min_age",
+                format!(
+                    "{} is above max_age {}",
+                    s.intervention.min_age, s.intervention.max_age
+                ),
+            );
+        }
+        let mut ids = std::collections::HashSet::new();
+        for u in &s.units {
+            if u.id.trim().is_empty() || !ids.insert(u.id.as_str()) {
+                return bad(
+                    "scoring.units.id",
+                    format!("`{}` is empty or named twice", u.id),
+                );
+            }
+        }
+        let g = &self.gate;
+        let in01 = |key: &str, v: f64| -> Result<()> {
+            if v.is_finite() && (0.0..=1.0).contains(&v) {
+                Ok(())
+            } else {
+                bad(key, format!("{v} is not in [0, 1]"))
+            }
+        };
+        in01("gate.min_auc", g.min_auc)?;
+        in01(
+            "gate.min_demographic_parity_ratio",
+            g.min_demographic_parity_ratio,
+        )?;
+        in01(
+            "gate.max_equalized_odds_difference",
+            g.max_equalized_odds_difference,
+        )?;
+        Ok(())
     }
 
     pub fn country(&self) -> Result<Country> {
@@ -474,5 +576,32 @@ mod tests {
         std::fs::write(&p, "country = \"xx\"\n").unwrap();
         let s = Settings::load(Some(&p)).unwrap();
         assert!(s.country().is_err());
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tidig.toml");
+        for (text, key) in [
+            ("[scoring]\nelevated = -1\n", "scoring.elevated"),
+            ("[scoring]\nhigh = 7\n", "scoring.high"),
+            ("[scoring]\nelevated = 0.5\nhigh = 0.3\n", "scoring.elevated"),
+            ("[gate]\nmin_auc = -5\n", "gate.min_auc"),
+            ("[scoring]\ntop_factors = 0\n", "scoring.top_factors"),
+        ] {
+            std::fs::write(&p, text).unwrap();
+            let err = format!("{:#}", Settings::load(Some(&p)).unwrap_err());
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_settings_file_is_one_line_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tidig.toml");
+        std::fs::write(&p, "country = \"fi\"\n[scoring\nhigh = = 3\n").unwrap();
+        let err = format!("{:#}", Settings::load(Some(&p)).unwrap_err());
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("tidig.toml"), "{err}");
     }
 }

@@ -172,7 +172,7 @@ pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> 
         "results": results,
     });
     if json_out {
-        println!("{out}");
+        emit_json!("{out}");
     } else {
         println!(
             "ingest benchmark: {} persons, {} FHIR resources ({})",
@@ -308,7 +308,7 @@ pub async fn features(a: BenchFeaturesArgs, json_out: bool, settings: &Settings)
     }
     let out = json!({"ok": true, "persons": a.persons, "as_of": a.as_of, "results": results});
     if json_out {
-        println!("{out}");
+        emit_json!("{out}");
         return Ok(());
     }
     println!(
@@ -503,7 +503,7 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
     });
     app.close().await;
     if json_out {
-        println!("{out}");
+        emit_json!("{out}");
         return Ok(());
     }
     println!(
@@ -615,7 +615,7 @@ pub async fn score(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
         "cedar_allowed": allowed,
     });
     if json_out {
-        println!("{out}");
+        emit_json!("{out}");
         return Ok(());
     }
     println!(

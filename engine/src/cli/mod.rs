@@ -2,6 +2,19 @@
 //! are validated into settings and typed values before any work starts; every command
 //! prints a human summary, or exactly one JSON object with `--json`.
 
+/// Prints the command's one JSON object and notes that it was printed, so that a later
+/// failure adds its error to stderr only: `--json` prints exactly one object.
+macro_rules! emit_json {
+    ($($t:tt)*) => {{
+        $crate::cli::JSON_PRINTED.store(true, std::sync::atomic::Ordering::SeqCst);
+        println!($($t)*);
+    }};
+}
+
+/// Whether this process has printed its JSON object.
+pub(crate) static JSON_PRINTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 mod bench;
 mod print;
 mod progress;
@@ -277,7 +290,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if json {
+            if json && !JSON_PRINTED.load(std::sync::atomic::Ordering::SeqCst) {
                 println!("{}", json!({ "ok": false, "error": format!("{e:#}") }));
             }
             eprintln!("error: {e:#}");
@@ -430,13 +443,26 @@ async fn ingest(mut ctx: Ctx, a: IngestArgs) -> Result<()> {
     )
     .await?);
     print_ingest(&report, ctx.json);
-    if report.failed_files > 0 {
-        anyhow::bail!(
-            "{} file(s) failed to load; nothing of them was kept (see above)",
-            report.failed_files
-        );
+    failed_files(&report)
+}
+
+/// The run's failure, naming the first failed file and why, when any file failed.
+fn failed_files(report: &pipeline::ingest::IngestReport) -> Result<()> {
+    if report.failed_files == 0 {
+        return Ok(());
     }
-    Ok(())
+    let first = report
+        .files
+        .iter()
+        .find(|f| f.status == crate::domain::FileStatus::Failed)
+        .map(|f| format!("{}: {}", f.file, f.error.as_deref().unwrap_or("failed")))
+        .unwrap_or_default();
+    match report.failed_files {
+        1 => anyhow::bail!("{first} (nothing of that file was kept; the others loaded)"),
+        n => {
+            anyhow::bail!("{n} files failed to load, nothing of them was kept; the first: {first}")
+        }
+    }
 }
 
 async fn features(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
@@ -474,7 +500,7 @@ async fn models(ctx: &Ctx, m: ModelsCommand) -> Result<()> {
     let short = |id: &str| id[..16.min(id.len())].to_string();
     let print_row = |row: &crate::store::ModelRow, what: String| {
         if ctx.json {
-            println!("{}", json!({"ok": true, "model": row}));
+            emit_json!("{}", json!({"ok": true, "model": row}));
         } else {
             println!("{} {what}", row.id);
         }
@@ -483,7 +509,7 @@ async fn models(ctx: &Ctx, m: ModelsCommand) -> Result<()> {
         ModelsCommand::List => {
             let rows = with_app!(ctx, |app| registry::list(&app).await?);
             if ctx.json {
-                println!("{}", json!({"ok": true, "models": rows}));
+                emit_json!("{}", json!({"ok": true, "models": rows}));
                 return Ok(());
             }
             for r in rows {
@@ -502,7 +528,7 @@ async fn models(ctx: &Ctx, m: ModelsCommand) -> Result<()> {
         ModelsCommand::Show { id } => {
             let model = with_app!(ctx, |app| registry::show(&app, &id).await?);
             if ctx.json {
-                println!(
+                emit_json!(
                     "{}",
                     json!({"ok": true, "model": model.row, "artifact": model.artifact})
                 );
@@ -531,7 +557,7 @@ async fn models(ctx: &Ctx, m: ModelsCommand) -> Result<()> {
                 app.pack().version().to_string()
             ));
             if ctx.json {
-                println!(
+                emit_json!(
                     "{}",
                     json!({"ok": true, "model": row, "rules_version": version})
                 );
@@ -558,7 +584,7 @@ fn rules(ctx: &Ctx, r: RulesCommand) -> Result<()> {
             let path = path.or_else(|| ctx.settings.rules.pack.clone());
             let pack = pipeline::rules::load_pack(path.as_deref())?;
             if ctx.json {
-                println!(
+                emit_json!(
                     "{}",
                     json!({"ok": true, "version": pack.version(), "rules": pack.rules()})
                 );
@@ -622,7 +648,7 @@ fn keys(ctx: &Ctx) -> Result<()> {
     let created = Keys::ensure(dir)?;
     let keys = Keys::load(dir)?;
     if ctx.json {
-        println!(
+        emit_json!(
             "{}",
             json!({"ok": true, "created": created, "pseudonym_fingerprint": keys.pseudonym.fingerprint(), "vault_fingerprint": keys.vault.fingerprint()})
         );
@@ -643,7 +669,7 @@ fn keys(ctx: &Ctx) -> Result<()> {
 async fn status(ctx: &Ctx) -> Result<()> {
     let (counts, backend) = with_app!(ctx, |app| pipeline::status(&app).await?);
     if ctx.json {
-        println!("{}", json!({"ok": true, "db": ctx.db, "counts": counts}));
+        emit_json!("{}", json!({"ok": true, "db": ctx.db, "counts": counts}));
     } else {
         println!("{} ({})", ctx.db, backend.name());
         println!("{}", serde_json::to_string_pretty(&counts)?);

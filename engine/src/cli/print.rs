@@ -14,7 +14,7 @@ pub fn print_features(r: &FeatureReport, json: bool) {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         v["ok"] = json!(true);
         v["peak_rss_mb"] = json!(crate::cli::bench::peak_rss_mb());
-        println!("{v}");
+        emit_json!("{v}");
         return;
     }
     println!(
@@ -65,7 +65,7 @@ pub fn print_score(r: &ScoreReport, top: &[(String, Suggestion)], json: bool) {
             .iter()
             .map(|(pseudonym, s)| json!({"pseudonym": pseudonym, "suggestion": s}))
             .collect();
-        println!("{}", json!({"ok": true, "report": r, "top": top}));
+        emit_json!("{}", json!({"ok": true, "report": r, "top": top}));
         return;
     }
     println!(
@@ -157,7 +157,7 @@ pub fn print_score(r: &ScoreReport, top: &[(String, Suggestion)], json: bool) {
 pub fn print_train(r: &TrainReport, json: bool) {
     let e = &r.artifact.evaluation;
     if json {
-        println!(
+        emit_json!(
             "{}",
             json!({"ok": true, "model_id": r.model_id, "state": r.state, "seconds": r.seconds,
                    "auc": e.auc, "pr_auc": e.pr_auc, "brier": e.brier, "log_loss": e.log_loss,
@@ -207,7 +207,7 @@ pub fn print_synth(r: &SynthReport, json: bool) {
     if json {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         v["ok"] = json!(true);
-        println!("{v}");
+        emit_json!("{v}");
         return;
     }
     println!(
@@ -237,7 +237,7 @@ pub fn print_ingest(r: &IngestReport, json: bool) {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         v["ok"] = json!(r.failed_files == 0);
         v["peak_rss_mb"] = json!(crate::cli::bench::peak_rss_mb());
-        println!("{v}");
+        emit_json!("{v}");
         return;
     }
     for f in &r.files {
@@ -280,7 +280,7 @@ pub fn print_ingest(r: &IngestReport, json: bool) {
 
 pub fn print_golden(report: &tidig_governance::golden::GoldenReport, json: bool) {
     if json {
-        println!("{}", json!({"ok": report.failed == 0, "report": report}));
+        emit_json!("{}", json!({"ok": report.failed == 0, "report": report}));
         return;
     }
     for c in report.cases.iter().filter(|c| !c.passed) {

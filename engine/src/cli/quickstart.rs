@@ -73,7 +73,7 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             .iter()
             .map(|(pseudonym, s)| json!({"pseudonym": pseudonym, "suggestion": s}))
             .collect();
-        println!(
+        emit_json!(
             "{}",
             json!({"ok": report.failed_files == 0, "db": ctx.db, "keys_created": created, "synth": synth, "ingest": report, "store": counts, "features": features,
                    "model": {"id": model.model_id, "auc": model.artifact.evaluation.auc, "gate_passed": model.artifact.gate_passed, "card": format!("model-cards/{}.md", &model.model_id[..16])},
