@@ -585,7 +585,10 @@ mod tests {
         for (text, key) in [
             ("[scoring]\nelevated = -1\n", "scoring.elevated"),
             ("[scoring]\nhigh = 7\n", "scoring.high"),
-            ("[scoring]\nelevated = 0.5\nhigh = 0.3\n", "scoring.elevated"),
+            (
+                "[scoring]\nelevated = 0.5\nhigh = 0.3\n",
+                "scoring.elevated",
+            ),
             ("[gate]\nmin_auc = -5\n", "gate.min_auc"),
             ("[scoring]\ntop_factors = 0\n", "scoring.top_factors"),
         ] {

@@ -25,7 +25,7 @@ use crate::pipeline::decide::{
 use crate::pipeline::features::{build, load_vectors};
 use crate::principal::Principal;
 use crate::progress::Quiet;
-use crate::store::{ScoringRunRecord, StoredSuggestion, SuggestionRow};
+use crate::store::{Capacity, ScoringRunRecord, StoredSuggestion, SuggestionRow, WriteCounts};
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -96,6 +96,22 @@ pub struct ScoreReport {
     pub rule_requests: usize,
     pub rule_evaluations: usize,
     pub seconds: Timings,
+}
+
+impl ScoreReport {
+    /// Takes in what the writing transaction decided: which candidates fit their unit's
+    /// capacity, and what changed.
+    fn apply(&mut self, counts: &WriteCounts, candidates: &[Suggestion]) {
+        let kept: HashSet<&str> = counts.kept.iter().map(String::as_str).collect();
+        self.per_unit.clear();
+        for s in candidates.iter().filter(|s| kept.contains(s.id.as_str())) {
+            *self.per_unit.entry(s.unit.clone()).or_default() += 1;
+        }
+        self.deferred_by_capacity = counts.deferred.clone();
+        self.suggestions = counts.kept.len();
+        (self.new, self.unchanged, self.superseded) =
+            (counts.new, counts.unchanged, counts.superseded);
+    }
 }
 
 /// Person facts on the date, loaded in bulk.
@@ -294,18 +310,20 @@ pub async fn score(
     report.rule_requests = ev.evaluated + ev.memoized;
     report.rule_evaluations = ev.evaluated;
 
-    // Capacity per unit per ISO week, highest need first; suggestions of other dates in
-    // the same week count against it.
+    // Candidates in priority order (highest need first); the store applies each unit's
+    // weekly capacity inside the writing transaction, counting the week's other dates.
     let write_started = Instant::now();
     let units = &scoring.units;
     let d = dates::days(as_of);
     let week_start = dates::days(dates::week_start(as_of));
-    let used = app
-        .store()
-        .open_per_unit(week_start, week_start + 7, d)
-        .await?;
+    let capacity = Capacity {
+        week: (week_start, week_start + 7),
+        per_unit: units
+            .iter()
+            .map(|u| (u.id.clone(), u.weekly_capacity))
+            .collect(),
+    };
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.person.cmp(&b.person)));
-    let mut taken: Vec<usize> = vec![0; units.len()];
     let expires = as_of
         .checked_add_days(Days::new(u64::from(scoring.expiry_days)))
         .unwrap_or(as_of)
@@ -313,16 +331,6 @@ pub async fn score(
     let mut out = Vec::new();
     for c in candidates {
         let unit = &units[c.unit];
-        let left = unit.weekly_capacity as i64 - used.get(&unit.id).copied().unwrap_or(0);
-        if (taken[c.unit] as i64) >= left {
-            *report
-                .deferred_by_capacity
-                .entry(unit.id.clone())
-                .or_default() += 1;
-            continue;
-        }
-        taken[c.unit] += 1;
-        *report.per_unit.entry(unit.id.clone()).or_default() += 1;
         out.push(Suggestion {
             id: suggestion_id(as_of, c.person, &model_row.id, pack.version(), &version),
             as_of: as_of.to_string(),
@@ -340,7 +348,6 @@ pub async fn score(
             status: SuggestionStatus::Open,
         });
     }
-    report.suggestions = out.len();
     let rows = out
         .iter()
         .map(|s| {
@@ -374,15 +381,18 @@ pub async fn score(
                 auth: by.auth.as_str(),
             },
             &rows,
+            &capacity,
             |c| {
                 let mut r = report.clone();
-                (r.new, r.unchanged, r.superseded) = (c.new, c.unchanged, c.superseded);
+                r.apply(c, &out);
                 serde_json::to_string(&r).unwrap_or_default()
             },
         )
         .await?;
-    (report.new, report.unchanged, report.superseded) =
-        (counts.new, counts.unchanged, counts.superseded);
+    drop(rows);
+    report.apply(&counts, &out);
+    let kept: HashSet<&str> = counts.kept.iter().map(String::as_str).collect();
+    out.retain(|s| kept.contains(s.id.as_str()));
     t.write = write_started.elapsed().as_secs_f64();
     t.total = started.elapsed().as_secs_f64();
     report.seconds = t;

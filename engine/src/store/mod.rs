@@ -24,7 +24,7 @@ pub use ingest::{Batch, IngestTx, RunCounts, RunRecord, WriteOutcome};
 pub use inspect::{StoreCounts, TABLES};
 pub use population::{PersonDates, Residence};
 pub use registry::{ModelRow, NewModel, Transition, TransitionOutcome};
-pub use suggestions::{ScoringRunRecord, StoredSuggestion, SuggestionRow, WriteCounts};
+pub use suggestions::{Capacity, ScoringRunRecord, StoredSuggestion, SuggestionRow, WriteCounts};
 
 /// Runs `$body` (which uses `$tx`) in one write transaction on either backend and
 /// commits it, evaluating to the body's value; on SQLite the transaction takes the write

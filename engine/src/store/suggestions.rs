@@ -37,12 +37,27 @@ pub struct ScoringRunRecord<'a> {
 }
 
 /// What writing a date's suggestions changed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteCounts {
     pub new: usize,
     pub unchanged: usize,
     pub superseded: usize,
+    /// Ids of the candidates written (within capacity), in priority order.
+    pub kept: Vec<String>,
+    /// Candidates over their unit's weekly capacity, per unit.
+    pub deferred: std::collections::BTreeMap<String, usize>,
 }
+
+/// Each unit's weekly capacity and the ISO week a scoring date falls in.
+#[derive(Clone, Debug)]
+pub struct Capacity {
+    /// First day (days since the epoch) of the week, and the day after its last.
+    pub week: (i64, i64),
+    pub per_unit: HashMap<String, usize>,
+}
+
+/// The PostgreSQL advisory lock key that serialises suggestion writes ("tidig-sc").
+const SCORE_LOCK: i64 = 0x7469_6469_672d_7363;
 
 /// A stored suggestion with its person's pseudonym; explanation parts as JSON text.
 #[derive(Clone, Debug)]
@@ -65,39 +80,65 @@ pub struct StoredSuggestion {
 }
 
 impl Store {
-    /// Open suggestions per unit of the days in `[from, to)` other than `except`.
-    pub async fn open_per_unit(
-        &self,
-        from: i64,
-        to: i64,
-        except: i64,
-    ) -> Result<HashMap<String, i64>, StoreError> {
-        let rows: Vec<(String, i64)> = fetch_all!(
-            self,
-            (String, i64),
-            "SELECT unit, COUNT(*) FROM suggestions WHERE as_of >= $1 AND as_of < $2 AND as_of <> $3 \
-             AND status = $4 GROUP BY unit",
-            from,
-            to,
-            except,
-            SuggestionStatus::Open.as_str()
-        );
-        Ok(rows.into_iter().collect())
-    }
-
-    /// Writes one date's suggestions in one transaction: identical ones stay (with their
-    /// creation time), earlier open ones not produced again are superseded, new ones are
-    /// inserted; then the run is recorded with the report `report` renders from what
-    /// changed.
+    /// Writes one date's suggestions in one transaction. `rows` are candidates in
+    /// priority order (highest need first); each unit takes them up to its weekly
+    /// capacity, counting the open suggestions of the week's other dates as they stand
+    /// inside this transaction, so two runs at once can never exceed it together (writes
+    /// are serialised: `BEGIN IMMEDIATE` on SQLite, an advisory lock on PostgreSQL).
+    /// Identical ones stay (with their creation time), earlier open ones not produced
+    /// again are superseded, new ones are inserted; then the run is recorded with the
+    /// report `report` renders from what changed.
     pub async fn write_suggestions(
         &self,
         run: &ScoringRunRecord<'_>,
         rows: &[SuggestionRow<'_>],
-        report: impl FnOnce(WriteCounts) -> String,
+        capacity: &Capacity,
+        report: impl FnOnce(&WriteCounts) -> String,
     ) -> Result<WriteCounts, StoreError> {
         let mut counts = WriteCounts::default();
         let mut report = Some(report);
+        let postgres = self.backend() == super::Backend::Postgres;
         in_write_tx!(self, |tx| {
+            if postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(SCORE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let used: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT unit, COUNT(*) FROM suggestions WHERE as_of >= $1 AND as_of < $2 \
+                 AND as_of <> $3 AND status = $4 GROUP BY unit",
+            )
+            .bind(capacity.week.0)
+            .bind(capacity.week.1)
+            .bind(run.day)
+            .bind(SuggestionStatus::Open.as_str())
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut left: HashMap<&str, i64> = capacity
+                .per_unit
+                .iter()
+                .map(|(u, c)| (u.as_str(), *c as i64))
+                .collect();
+            for (unit, n) in &used {
+                if let Some(l) = left.get_mut(unit.as_str()) {
+                    *l -= n;
+                }
+            }
+            let rows: Vec<&SuggestionRow<'_>> = rows
+                .iter()
+                .filter(|s| {
+                    let l = left.entry(s.unit).or_insert(0);
+                    if *l > 0 {
+                        *l -= 1;
+                        true
+                    } else {
+                        *counts.deferred.entry(s.unit.to_string()).or_default() += 1;
+                        false
+                    }
+                })
+                .collect();
+            counts.kept = rows.iter().map(|s| s.id.to_string()).collect();
             let existing: Vec<(String, String)> =
                 sqlx::query_as("SELECT id, status FROM suggestions WHERE as_of = $1")
                     .bind(run.day)
@@ -115,7 +156,7 @@ impl Store {
                     counts.superseded += 1;
                 }
             }
-            for s in rows {
+            for s in &rows {
                 if existing.contains_key(s.id) {
                     counts.unchanged += 1;
                     continue;
@@ -145,7 +186,7 @@ impl Store {
                 .await?;
                 counts.new += 1;
             }
-            let text = report.take().map(|r| r(counts)).unwrap_or_default();
+            let text = report.take().map(|r| r(&counts)).unwrap_or_default();
             sqlx::query(
                 "INSERT INTO scoring_runs (as_of, model_id, rules_version, feature_set_version, at, by_whom, by_auth, report) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
