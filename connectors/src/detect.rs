@@ -124,10 +124,11 @@ fn json_line(line: &[u8]) -> Option<Format> {
 
 /// Whether a file that could not be recognised was meant to be data (by its extension,
 /// without `.gz`): such a file fails the run instead of being passed over, so that a
-/// broken extract is never silently skipped.
+/// broken extract is never silently skipped. Plain `.txt` and `.json` files (a README,
+/// an export's `PROFILE.txt` or group manifest) are listed as not recognised instead.
 pub fn looks_like_data(file_name: &str) -> bool {
     let lower = file_name.to_ascii_lowercase();
-    [".ndjson", ".jsonl", ".csv", ".txt", ".dat"]
+    [".ndjson", ".jsonl", ".csv"]
         .iter()
         .any(|ext| lower.ends_with(ext))
 }
