@@ -202,6 +202,12 @@ impl Store {
             .pragma("temp_store", "memory")
             .log_statements(log::LevelFilter::Off)
             .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(60));
+        // sqlx takes no lock for SQLite migrations, and switching a new file to WAL can
+        // fail at once with "database is locked": two processes opening a new store at
+        // once would race. A lock file beside the database (like its `-wal` and `-shm`)
+        // held over connecting and migrating makes the second wait and then find nothing
+        // to do.
+        let lock = migration_lock(path).await?;
         // SQLite has one writer at a time anyway; each extra connection would carry its
         // own page cache.
         let pool = SqlitePoolOptions::new()
@@ -209,10 +215,6 @@ impl Store {
             .connect_with(opts)
             .await
             .map_err(StoreError::Connect)?;
-        // sqlx takes no lock for SQLite migrations: two processes opening a new store at
-        // once would both create its tables. A lock file beside the database (like its
-        // `-wal` and `-shm`) makes the second wait and then find nothing to do.
-        let lock = migration_lock(path).await?;
         let migrated = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
         drop(lock);
         migrated.map_err(StoreError::Migrate)?;
