@@ -95,6 +95,10 @@ impl CodeTable {
     }
 }
 
+/// The largest plausible case-event amount. Anything larger is a wrong column (an ID
+/// typed as an amount would otherwise be stored as a number).
+pub const MAX_AMOUNT: f64 = 10_000_000.0;
+
 /// The default code table (also in `docs/formats.md`).
 pub const DEFAULT_TABLE: &str = include_str!("../code_tables/default.toml");
 
@@ -243,8 +247,13 @@ fn case_event(
         v => Some(
             v.parse::<f64>()
                 .ok()
-                .filter(|a| a.is_finite() && *a >= 0.0)
-                .ok_or_else(|| rej("amount", "expected a non-negative number".into()))?,
+                .filter(|a| a.is_finite() && (0.0..=MAX_AMOUNT).contains(a))
+                .ok_or_else(|| {
+                    rej(
+                        "amount",
+                        format!("expected a number from 0 to {MAX_AMOUNT} (hours, days, visits or euros)"),
+                    )
+                })?,
         ),
     };
     if crate::edge::days(nid.birth_date()) > start {
