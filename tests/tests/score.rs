@@ -514,3 +514,76 @@ async fn racing_activations_leave_exactly_one_model_active() {
         assert_eq!(active.len(), 1, "{backend}: {active:?}");
     }
 }
+
+/// Three plain `permit` rules: a replacement pack that tries to allow everything.
+const PERMIT_EVERYTHING: &str = r#"
+@id("all.data") @title("anything may be an input") @legal("none") @stage("data")
+permit (principal, action == Tidig::Action::"use_feature", resource);
+@id("all.eligibility") @title("anyone may be scored") @legal("none") @stage("eligibility")
+permit (principal, action in [Tidig::Action::"score", Tidig::Action::"train_on"], resource);
+@id("all.output") @title("anything may be shown") @legal("none") @stage("output")
+permit (principal, action in [Tidig::Action::"suggest", Tidig::Action::"view_factor"], resource);
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pack_that_permits_everything_cannot_remove_the_non_negotiables() {
+    let dir = tempfile::tempdir().unwrap();
+    let lax = pack(PERMIT_EVERYTHING);
+    for (backend, store, _) in active(dir.path(), "lax").await {
+        // No Art 9 basis: the health inputs are refused and nothing is scored at all.
+        let bare = Deployment {
+            legal_basis: String::new(),
+            dpia_ref: String::new(),
+            fria_ref: String::new(),
+            art9_basis: String::new(),
+            stopped: true,
+        };
+        let refused = run(&store, &lax, settings_with(bare, uncapped())).await;
+        assert!(
+            matches!(
+                &refused,
+                Err(EngineError::FailedPrecondition(Precondition::InputsRefused { refused, .. }))
+                    if refused.iter().all(|r| r.contains("engine.health-needs-art9-basis"))
+            ),
+            "{backend}: {refused:?}"
+        );
+        // Stopped, with no legal basis, DPIA or FRIA: nobody is scored.
+        let stopped = Deployment {
+            legal_basis: String::new(),
+            dpia_ref: String::new(),
+            fria_ref: String::new(),
+            stopped: true,
+            ..deployment()
+        };
+        let r = run(&store, &lax, settings_with(stopped, uncapped()))
+            .await
+            .unwrap();
+        assert_eq!((r.scored, r.suggestions), (0, 0), "{backend}: {r:?}");
+        assert_eq!(r.excluded.get("engine.stop-switch"), Some(&r.cohort));
+        // Not stopped but without a DPIA: still nobody.
+        let no_dpia = Deployment {
+            dpia_ref: "   ".into(),
+            ..deployment()
+        };
+        let r = run(&store, &lax, settings_with(no_dpia, uncapped()))
+            .await
+            .unwrap();
+        assert_eq!((r.scored, r.suggestions), (0, 0), "{backend}: {r:?}");
+        assert_eq!(r.excluded.get("engine.legal-footing"), Some(&r.cohort));
+        // With its footing, the lax pack scores, and health factors stay hidden from a
+        // caseworker without health authority whatever the pack says.
+        let r = run(&store, &lax, settings_with(deployment(), uncapped()))
+            .await
+            .unwrap();
+        assert!(r.suggestions > 0, "{backend}: {r:?}");
+        assert!(r.factors_redacted > 0, "{backend}: {r:?}");
+        for (_, s) in open(&store).await {
+            for f in &s.factors {
+                assert!(f.source != "health" || f.redacted, "{backend}: {f:?}");
+                if f.redacted {
+                    assert_eq!(f.rule.as_deref(), Some("engine.health-redaction"));
+                }
+            }
+        }
+    }
+}
