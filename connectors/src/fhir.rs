@@ -793,7 +793,7 @@ fn check_value(ctx: &Ctx, code: Option<&CodeableConcept<'_>>, v: f64) -> Result1
         .flat_map(|cc| cc.coding.iter())
         .find_map(|c| {
             (c.system.as_deref() == Some("http://loinc.org"))
-                .then(|| c.code.as_deref())
+                .then_some(c.code.as_deref())
                 .flatten()
         });
     if let Some((_, what, unit, min, max)) =

@@ -34,6 +34,27 @@ pub struct Settings {
     pub rules: RuleSettings,
     pub scoring: ScoringSettings,
     pub gate: Gate,
+    pub ingest: IngestSettings,
+}
+
+/// Bounds on what one input may make the ingest hold.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// The longest line read; a longer one is quarantined without being held.
+    pub max_line_bytes: usize,
+    /// The largest FHIR Bundle read (Bundles are parsed whole).
+    pub max_bundle_bytes: u64,
+}
+
+impl Default for IngestSettings {
+    fn default() -> IngestSettings {
+        let l = tidig_connectors::edge::Limits::default();
+        IngestSettings {
+            max_line_bytes: l.max_line_bytes,
+            max_bundle_bytes: l.max_bundle_bytes,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -237,6 +258,7 @@ impl Default for Settings {
             rules: RuleSettings::default(),
             scoring: ScoringSettings::default(),
             gate: Gate::default(),
+            ingest: IngestSettings::default(),
         }
     }
 }
@@ -373,6 +395,12 @@ impl Settings {
                 bad(key, format!("{v} is not in [0, 1]"))
             }
         };
+        if self.ingest.max_line_bytes < 1024 {
+            return bad(
+                "ingest.max_line_bytes",
+                format!("{} is below 1024 bytes", self.ingest.max_line_bytes),
+            );
+        }
         in01("gate.min_auc", g.min_auc)?;
         in01(
             "gate.min_demographic_parity_ratio",
@@ -439,7 +467,10 @@ impl Settings {
             id_rules,
             country: self.country()?,
             person_systems: self.person_systems()?,
-            limits: Default::default(),
+            limits: tidig_connectors::edge::Limits {
+                max_line_bytes: self.ingest.max_line_bytes,
+                max_bundle_bytes: self.ingest.max_bundle_bytes,
+            },
         })
     }
 }
