@@ -7,44 +7,12 @@
 )]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use tidig_engine::store::{Store, TABLES};
+use common::{dump, stderr, tidig};
 use tidig_engine::testkit::pgtemp::TempPostgres;
 
-fn tidig(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidig"))
-        .current_dir(dir)
-        .env_remove("TIDIG_DB")
-        .env("TIDIG_PSEUDONYM_KEY", "11".repeat(32))
-        .env("TIDIG_VAULT_KEY", "22".repeat(32))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-async fn dump(url: &str) -> Vec<String> {
-    let store = Store::open(url).await.unwrap();
-    let mut all = Vec::new();
-    for t in TABLES {
-        if *t == "ingest_runs" {
-            continue;
-        }
-        for row in store
-            .dump_table(t, &["run_id", "id", "started_at", "finished_at"])
-            .await
-            .unwrap()
-        {
-            all.push(format!("{t}: {row}"));
-        }
-    }
-    store.close().await;
-    all
-}
+mod common;
 
 /// Kills ingest (abort, no cleanup) after `kill_after` batches, runs it again, and
 /// compares with an uninterrupted run.

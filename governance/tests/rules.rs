@@ -258,14 +258,7 @@ fn the_evaluator_memoizes_by_request() {
 }
 
 /// A pack of plain permits, one per stage: it forbids nothing.
-const PERMIT_EVERYTHING: &str = r#"
-@id("all.data") @title("anything may be an input") @legal("none") @stage("data")
-permit (principal, action == Tidig::Action::"use_feature", resource);
-@id("all.eligibility") @title("anyone may be scored") @legal("none") @stage("eligibility")
-permit (principal, action in [Tidig::Action::"score", Tidig::Action::"train_on"], resource);
-@id("all.output") @title("anything may be shown") @legal("none") @stage("output")
-permit (principal, action in [Tidig::Action::"suggest", Tidig::Action::"view_factor"], resource);
-"#;
+const PERMIT_EVERYTHING: &str = include_str!("data/permit_everything.cedar");
 
 fn feature(sensitivity: &str, category: &str) -> FeatureFacts {
     FeatureFacts {

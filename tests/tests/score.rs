@@ -516,14 +516,7 @@ async fn racing_activations_leave_exactly_one_model_active() {
 }
 
 /// Three plain `permit` rules: a replacement pack that tries to allow everything.
-const PERMIT_EVERYTHING: &str = r#"
-@id("all.data") @title("anything may be an input") @legal("none") @stage("data")
-permit (principal, action == Tidig::Action::"use_feature", resource);
-@id("all.eligibility") @title("anyone may be scored") @legal("none") @stage("eligibility")
-permit (principal, action in [Tidig::Action::"score", Tidig::Action::"train_on"], resource);
-@id("all.output") @title("anything may be shown") @legal("none") @stage("output")
-permit (principal, action in [Tidig::Action::"suggest", Tidig::Action::"view_factor"], resource);
-"#;
+const PERMIT_EVERYTHING: &str = include_str!("../../governance/tests/data/permit_everything.cedar");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pack_that_permits_everything_cannot_remove_the_non_negotiables() {

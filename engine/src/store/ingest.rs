@@ -516,8 +516,8 @@ impl IngestTx {
              p.start_time, p.end_time, p.value, p.run_id \
              FROM pending_events p JOIN fhir_refs r ON r.ref_key = p.subject_ref \
              WHERE true ON CONFLICT (record_key) DO NOTHING";
-        const CLEAR: &str =
-            "DELETE FROM pending_events WHERE subject_ref IN (SELECT ref_key FROM fhir_refs)";
+        const CLEAR: &str = "DELETE FROM pending_events WHERE EXISTS \
+             (SELECT 1 FROM fhir_refs r WHERE r.ref_key = pending_events.subject_ref)";
         let sql =
             "UPDATE ingest_runs SET status = 'loaded', finished_at = $1, read = $2, loaded = $3, \
                    rejected = $4, duplicate = $5, skipped = $6, pending = $7, resolved = $8 \

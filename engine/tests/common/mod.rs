@@ -1,0 +1,53 @@
+//! Helpers shared by the tests that drive the `tidig` binary: the command with fixed test
+//! keys, and a dump of a store for comparisons.
+
+#![allow(dead_code, reason = "each test binary uses a subset")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "test helpers: a failure here is a test failure"
+)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tidig_engine::store::{Store, TABLES};
+
+/// `tidig args` in `dir`, with fixed test keys and no `TIDIG_DB` from the environment.
+pub fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tidig"));
+    c.current_dir(dir)
+        .env_remove("TIDIG_DB")
+        .env("TIDIG_PSEUDONYM_KEY", "11".repeat(32))
+        .env("TIDIG_VAULT_KEY", "22".repeat(32))
+        .args(args);
+    c
+}
+
+pub fn tidig(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args).output().unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Every table but the run log (whose `unchanged` rows legitimately grow), without
+/// volatile columns.
+pub async fn dump(url: &str) -> Vec<String> {
+    let store = Store::open(url).await.unwrap();
+    let mut all = Vec::new();
+    for t in TABLES {
+        if *t == "ingest_runs" {
+            continue;
+        }
+        for row in store
+            .dump_table(t, &["run_id", "id", "started_at", "finished_at"])
+            .await
+            .unwrap()
+        {
+            all.push(format!("{t}: {row}"));
+        }
+    }
+    store.close().await;
+    all
+}
