@@ -5,6 +5,7 @@ use tidig_connectors::edge::EdgeConfig;
 use tidig_connectors::social::CodeTable;
 use tidig_governance::RulePack;
 
+use crate::audit::Audit;
 use crate::clock::Clock;
 use crate::error::EngineError;
 use crate::settings::Settings;
@@ -21,29 +22,48 @@ pub struct App {
     pack: RulePack,
     /// Where "now" comes from.
     clock: Clock,
+    /// The audit log of the store (its writer and checkpoint signer).
+    audit: Audit,
 }
 
 impl App {
     /// Opens the store at `db` and loads the rule pack the settings name.
     pub async fn open(db: &str, settings: Settings, clock: Clock) -> Result<App, EngineError> {
         let pack = crate::pipeline::rules::load_pack(settings.rules.pack.as_deref())?;
+        let signer = crate::settings::audit_signer(&settings.keys.dir)?;
         let store = Store::open(db).await?;
+        let audit = Audit::new(store.clone(), signer, settings.audit_interval(), clock);
         Ok(App {
             store,
             settings,
             pack,
             clock,
+            audit,
         })
     }
 
     /// An app over an already open store (tests, benchmarks).
+    /// Its audit log has no checkpoint signer unless [`App::with_signer`] gives one.
     pub fn with_store(store: Store, settings: Settings, pack: RulePack, clock: Clock) -> App {
+        let audit = Audit::new(store.clone(), None, settings.audit_interval(), clock);
         App {
             store,
             settings,
             pack,
             clock,
+            audit,
         }
+    }
+
+    /// The same app signing audit checkpoints with `signer`.
+    pub fn with_signer(self, signer: tidig_governance::audit::NoteSigner) -> App {
+        let audit = Audit::new(
+            self.store.clone(),
+            Some(signer),
+            self.settings.audit_interval(),
+            self.clock,
+        );
+        App { audit, ..self }
     }
 
     /// The same store and pack under other settings (benchmarks lift capacities).
@@ -53,6 +73,7 @@ impl App {
             settings,
             pack: self.pack.clone(),
             clock: self.clock,
+            audit: self.audit.clone(),
         }
     }
 
@@ -72,6 +93,10 @@ impl App {
         &self.clock
     }
 
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
     /// The edge (pseudonym and vault keys, ID rules) for ingesting, with the keys loaded
     /// now: commands that never see a national ID do not need them.
     pub fn edge(&self) -> Result<EdgeConfig, EngineError> {
@@ -83,8 +108,12 @@ impl App {
         self.settings.code_table()
     }
 
-    /// Closes the pool (SQLite checkpoints its WAL on the last close).
-    pub async fn close(self) {
+    /// Writes what the audit writer holds, signs the final checkpoint, and closes the
+    /// pool (SQLite checkpoints its WAL on the last close). The pool is closed even when
+    /// the checkpoint fails; that failure is returned.
+    pub async fn close(self) -> Result<(), EngineError> {
+        let audit = self.audit.close().await;
         self.store.close().await;
+        audit
     }
 }

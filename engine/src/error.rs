@@ -68,7 +68,12 @@ pub enum Precondition {
     #[error("model input `{feature}` is not in feature set `{set}`")]
     UnknownInput { feature: String, set: String },
     #[error("the data-stage rules (pack {pack}) refuse {} of the model's inputs: {}", refused.len(), refused.join("; "))]
-    InputsRefused { pack: String, refused: Vec<String> },
+    InputsRefused {
+        pack: String,
+        refused: Vec<String>,
+        /// The deciding rules (empty when no rule permitted an input).
+        rules: Vec<String>,
+    },
     #[error("the label of the {date} snapshot is not observed yet: choose an earlier --as-of")]
     LabelNotObserved { date: NaiveDate },
     #[error("cannot train: {0}")]
@@ -88,6 +93,39 @@ impl EngineError {
         EngineError::File {
             path: tidig_connectors::redact::scrub(&path.display().to_string()).into_owned(),
             reason: tidig_connectors::redact::scrub(&reason.to_string()).into_owned(),
+        }
+    }
+
+    /// The error's kind, as the audit trail records a failure (and gRPC names codes).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EngineError::NotFound { .. } => "not_found",
+            EngineError::InvalidArgument { .. } => "invalid_argument",
+            EngineError::FailedPrecondition(_) => "failed_precondition",
+            EngineError::PermissionDenied { .. } => "permission_denied",
+            EngineError::Conflict { .. } => "conflict",
+            EngineError::Unavailable(_) => "unavailable",
+            EngineError::File { .. } => "file",
+            EngineError::Internal(_) => "internal",
+        }
+    }
+
+    /// The rules that refused the action, when a rule did: a four-eyes or access rule,
+    /// the release gate, the data-stage rules.
+    pub fn deciding_rules(&self) -> Option<Vec<String>> {
+        match self {
+            EngineError::PermissionDenied { rules, .. } => Some(rules.clone()),
+            EngineError::FailedPrecondition(Precondition::GateFailed { .. }) => {
+                Some(vec!["release-gate".into()])
+            }
+            EngineError::FailedPrecondition(Precondition::InputsRefused { rules, .. }) => {
+                Some(if rules.is_empty() {
+                    vec!["data-stage:no-permit".into()]
+                } else {
+                    rules.clone()
+                })
+            }
+            _ => None,
         }
     }
 

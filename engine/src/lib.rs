@@ -4,6 +4,7 @@
 //! around it.
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod dates;

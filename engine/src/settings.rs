@@ -12,6 +12,7 @@ use tidig_connectors::edge::{EdgeConfig, PersonSystem};
 use tidig_connectors::national_id::{Country, IdRules};
 use tidig_connectors::pseudonym::{Pseudonymizer, SecretKey, Vault};
 use tidig_connectors::social::CodeTable;
+use tidig_governance::audit::NoteSigner;
 use tidig_governance::eval::{Deployment, Intervention};
 use tidig_models::gate::Gate;
 
@@ -35,6 +36,32 @@ pub struct Settings {
     pub scoring: ScoringSettings,
     pub gate: Gate,
     pub ingest: IngestSettings,
+    pub audit: AuditSettings,
+}
+
+/// The audit trail.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// The log's origin: the first line of every checkpoint and the name of the signing
+    /// key `tidig keys generate` creates (no spaces, no `+`).
+    pub origin: String,
+    /// While entries arrive, a checkpoint is signed at most this often (and at the end of
+    /// every command).
+    pub checkpoint_seconds: u64,
+    /// How long entries must be kept (days; at least 183, six months, EU AI Act
+    /// Art 26(6)). tidig never deletes an entry; this is what is reported.
+    pub retention_days: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> AuditSettings {
+        AuditSettings {
+            origin: "tidig.example/audit".into(),
+            checkpoint_seconds: 5,
+            retention_days: 365 * 2,
+        }
+    }
 }
 
 /// Bounds on what one input may make the ingest hold.
@@ -259,6 +286,7 @@ impl Default for Settings {
             scoring: ScoringSettings::default(),
             gate: Gate::default(),
             ingest: IngestSettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }
@@ -401,6 +429,27 @@ impl Settings {
                 format!("{} is below 1024 bytes", self.ingest.max_line_bytes),
             );
         }
+        if self.audit.retention_days < 183 {
+            return bad(
+                "audit.retention_days",
+                format!(
+                    "{} days is below six months (183 days, EU AI Act Art 26(6))",
+                    self.audit.retention_days
+                ),
+            );
+        }
+        if self.audit.checkpoint_seconds == 0 || self.audit.checkpoint_seconds > 3600 {
+            return bad(
+                "audit.checkpoint_seconds",
+                format!("{} is not in 1..=3600", self.audit.checkpoint_seconds),
+            );
+        }
+        if tidig_governance::audit::NoteSigner::from_seed(&self.audit.origin, [0; 32]).is_err() {
+            return bad(
+                "audit.origin",
+                format!("`{}` is empty or has spaces or `+`", self.audit.origin),
+            );
+        }
         in01("gate.min_auc", g.min_auc)?;
         in01(
             "gate.min_demographic_parity_ratio",
@@ -411,6 +460,11 @@ impl Settings {
             g.max_equalized_odds_difference,
         )?;
         Ok(())
+    }
+
+    /// How often checkpoints are signed while entries arrive.
+    pub fn audit_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.audit.checkpoint_seconds)
     }
 
     pub fn country(&self) -> Result<Country> {
@@ -484,62 +538,68 @@ pub struct Keys {
 
 const PSEUDONYM_FILE: &str = "pseudonym.key";
 const VAULT_FILE: &str = "vault.key";
+/// The audit log's signed-note signer key (`PRIVATE+KEY+origin+hash+base64`).
+const AUDIT_FILE: &str = "audit-signer.key";
+const AUDIT_ENV: &str = "TIDIG_AUDIT_KEY";
 
-impl Keys {
-    /// Loads the keys from `TIDIG_PSEUDONYM_KEY` / `TIDIG_VAULT_KEY` (hex) or from the
-    /// key directory.
-    pub fn load(dir: &Path) -> Result<Keys> {
-        Ok(Keys {
-            pseudonym: load_key("TIDIG_PSEUDONYM_KEY", &dir.join(PSEUDONYM_FILE))?,
-            vault: load_key("TIDIG_VAULT_KEY", &dir.join(VAULT_FILE))?,
-        })
+/// The audit log's checkpoint signer: `TIDIG_AUDIT_KEY` or `audit-signer.key` in the key
+/// directory; `None` when neither exists (entries are still hash-linked, but no
+/// checkpoint can be signed).
+pub fn audit_signer(dir: &Path) -> Result<Option<NoteSigner>> {
+    let parse = |text: &str, what: &str| {
+        NoteSigner::parse(text).map_err(|e| EngineError::invalid(what, e.to_string()))
+    };
+    if let Ok(v) = std::env::var(AUDIT_ENV) {
+        return parse(&v, AUDIT_ENV).map(Some);
     }
-
-    /// Creates both key files (0600) if they do not exist; never overwrites a key, since
-    /// a new pseudonym key would break every link to data already loaded.
-    pub fn ensure(dir: &Path) -> Result<Vec<PathBuf>> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| EngineError::file(dir, format!("cannot create: {e}")))?;
-        let mut created = Vec::new();
-        for name in [PSEUDONYM_FILE, VAULT_FILE] {
-            let path = dir.join(name);
-            if path.exists() {
-                continue;
-            }
-            let mut bytes = [0u8; 32];
-            getrandom::getrandom(&mut bytes)
-                .map_err(|e| EngineError::internal(format_args!("no randomness: {e}")))?;
-            let key = SecretKey::from_bytes(bytes);
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts
-                .open(&path)
-                .map_err(|e| EngineError::file(&path, format!("cannot create key file: {e}")))?;
-            writeln!(f, "{}", key.to_hex())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| EngineError::file(&path, format!("cannot write key file: {e}")))?;
-            created.push(path);
-        }
-        Ok(created)
+    let path = dir.join(AUDIT_FILE);
+    if !path.exists() {
+        return Ok(None);
     }
+    let text = read_secret(&path)?;
+    parse(&text, &path.display().to_string()).map(Some)
 }
 
-fn load_key(env: &str, path: &Path) -> Result<SecretKey> {
-    if let Ok(v) = std::env::var(env) {
-        return SecretKey::from_hex(&v)
-            .ok_or_else(|| EngineError::invalid(env, "expected 64 hexadecimal characters"));
+/// Creates the audit signer key (0600) named `origin` unless one exists.
+pub fn ensure_audit_signer(dir: &Path, origin: &str) -> Result<Option<PathBuf>> {
+    let path = dir.join(AUDIT_FILE);
+    if path.exists() {
+        return Ok(None);
     }
-    let text = std::fs::read_to_string(path).map_err(|_| {
-        EngineError::file(
-            path,
-            format!("key not found (set {env}, or run `tidig keys generate` for a demo key)"),
-        )
-    })?;
+    let signer = NoteSigner::from_seed(origin, random_32()?)
+        .map_err(|e| EngineError::invalid("audit.origin", e.to_string()))?;
+    write_secret(&path, &signer.to_text())?;
+    Ok(Some(path))
+}
+
+fn random_32() -> Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| EngineError::internal(format_args!("no randomness: {e}")))?;
+    Ok(bytes)
+}
+
+/// Writes a new secret file with mode 0600; never overwrites.
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| EngineError::file(path, format!("cannot create key file: {e}")))?;
+    writeln!(f, "{text}")
+        .and_then(|()| f.sync_all())
+        .map_err(|e| EngineError::file(path, format!("cannot write key file: {e}")))
+}
+
+/// Reads a secret file, refusing one that others can read.
+fn read_secret(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| EngineError::file(path, format!("cannot read key file: {e}")))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -557,6 +617,53 @@ fn load_key(env: &str, path: &Path) -> Result<SecretKey> {
             ));
         }
     }
+    Ok(text)
+}
+
+impl Keys {
+    /// Loads the keys from `TIDIG_PSEUDONYM_KEY` / `TIDIG_VAULT_KEY` (hex) or from the
+    /// key directory.
+    pub fn load(dir: &Path) -> Result<Keys> {
+        Ok(Keys {
+            pseudonym: load_key("TIDIG_PSEUDONYM_KEY", &dir.join(PSEUDONYM_FILE))?,
+            vault: load_key("TIDIG_VAULT_KEY", &dir.join(VAULT_FILE))?,
+        })
+    }
+
+    /// Creates the pseudonym and vault keys and the audit signer (named `origin`), each
+    /// 0600, where they do not exist; never overwrites a key, since a new pseudonym key
+    /// would break every link to data already loaded and a new signer every checkpoint
+    /// archived outside.
+    pub fn ensure(dir: &Path, origin: &str) -> Result<Vec<PathBuf>> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| EngineError::file(dir, format!("cannot create: {e}")))?;
+        let mut created = Vec::new();
+        for name in [PSEUDONYM_FILE, VAULT_FILE] {
+            let path = dir.join(name);
+            if path.exists() {
+                continue;
+            }
+            let key = SecretKey::from_bytes(random_32()?);
+            write_secret(&path, &key.to_hex())?;
+            created.push(path);
+        }
+        created.extend(ensure_audit_signer(dir, origin)?);
+        Ok(created)
+    }
+}
+
+fn load_key(env: &str, path: &Path) -> Result<SecretKey> {
+    if let Ok(v) = std::env::var(env) {
+        return SecretKey::from_hex(&v)
+            .ok_or_else(|| EngineError::invalid(env, "expected 64 hexadecimal characters"));
+    }
+    if !path.exists() {
+        return Err(EngineError::file(
+            path,
+            format!("key not found (set {env}, or run `tidig keys generate` for a demo key)"),
+        ));
+    }
+    let text = read_secret(path)?;
     SecretKey::from_hex(&text)
         .ok_or_else(|| EngineError::file(path, "expected 64 hexadecimal characters"))
 }
@@ -568,8 +675,8 @@ mod tests {
     #[test]
     fn demo_keys_are_private_files_and_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        let created = Keys::ensure(dir.path()).unwrap();
-        assert_eq!(created.len(), 2);
+        let created = Keys::ensure(dir.path(), "test.example/log").unwrap();
+        assert_eq!(created.len(), 3);
         #[cfg(unix)]
         for p in &created {
             use std::os::unix::fs::PermissionsExt;
@@ -577,7 +684,9 @@ mod tests {
             assert_eq!(mode, 0o600, "{}", p.display());
         }
         let first = Keys::load(dir.path()).unwrap();
-        assert!(Keys::ensure(dir.path()).unwrap().is_empty());
+        assert!(Keys::ensure(dir.path(), "test.example/log")
+            .unwrap()
+            .is_empty());
         let again = Keys::load(dir.path()).unwrap();
         assert_eq!(first.pseudonym.fingerprint(), again.pseudonym.fingerprint());
         assert_ne!(first.pseudonym.fingerprint(), first.vault.fingerprint());
@@ -586,7 +695,7 @@ mod tests {
     #[test]
     fn a_key_file_readable_by_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        Keys::ensure(dir.path()).unwrap();
+        Keys::ensure(dir.path(), "test.example/log").unwrap();
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -16,3 +16,20 @@ pub fn abort_after_batches() -> Option<u64> {
 pub fn abort_after_batches() -> Option<u64> {
     None
 }
+
+/// Make every audit append fail, as a full disk or a lost connection would
+/// (`TIDIG_FAULT_AUDIT=1`): the failing-audit-write test's fault.
+#[cfg(feature = "testkit")]
+pub fn audit_fault() -> Result<(), crate::store::StoreError> {
+    if std::env::var_os("TIDIG_FAULT_AUDIT").is_some() {
+        return Err(crate::store::StoreError::Sql(sqlx::Error::Io(
+            std::io::Error::other("audit write failed (injected fault)"),
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "testkit"))]
+pub fn audit_fault() -> Result<(), crate::store::StoreError> {
+    Ok(())
+}

@@ -118,6 +118,7 @@ pub async fn load_with(
 ) -> IngestReport {
     ingest_with(
         &app(store),
+        &operator("loader"),
         edge,
         &CodeTable::default_table(),
         paths,

@@ -14,7 +14,7 @@ use tidig_engine::progress::Quiet;
 use tidig_engine::store::Store;
 use tidig_engine::synth::ids;
 use tidig_models::features::{child_family, FeatureSet};
-use tidig_tests::{app, edge, load, stores, synth};
+use tidig_tests::{app, edge, load, operator, stores, synth};
 
 fn date(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -119,7 +119,9 @@ fn family_files(dir: &Path) -> Family {
 }
 
 async fn one(store: &Store, set: &FeatureSet, as_of: &str) -> Vec<Option<f64>> {
-    let r = build(&app(store), set, date(as_of), &Quiet).await.unwrap();
+    let r = build(&app(store), &operator("builder"), set, date(as_of), &Quiet)
+        .await
+        .unwrap();
     assert_eq!(r.persons, 1, "the cohort is the one child");
     let v = load_vectors(&app(store), &set.hash(), date(as_of))
         .await
@@ -199,13 +201,17 @@ async fn events_after_the_as_of_date_change_nothing_and_rebuilds_are_idempotent(
         .unwrap();
     let edge = edge(Country::Fi, &[]);
     load(&store, &edge, std::slice::from_ref(&out)).await;
-    build(&app(&store), &set, as_of, &Quiet).await.unwrap();
+    build(&app(&store), &operator("builder"), &set, as_of, &Quiet)
+        .await
+        .unwrap();
     let first = load_vectors(&app(&store), &set.hash(), as_of)
         .await
         .unwrap();
     assert!(first.len() > 150);
     // Rebuild: same rows.
-    build(&app(&store), &set, as_of, &Quiet).await.unwrap();
+    build(&app(&store), &operator("builder"), &set, as_of, &Quiet)
+        .await
+        .unwrap();
     assert_eq!(
         load_vectors(&app(&store), &set.hash(), as_of)
             .await
@@ -225,7 +231,9 @@ async fn events_after_the_as_of_date_change_nothing_and_rebuilds_are_idempotent(
     std::fs::write(&late, extra).unwrap();
     let r = load(&store, &edge, &[late]).await;
     assert!(r.loaded > 3_000);
-    build(&app(&store), &set, as_of, &Quiet).await.unwrap();
+    build(&app(&store), &operator("builder"), &set, as_of, &Quiet)
+        .await
+        .unwrap();
     let after = load_vectors(&app(&store), &set.hash(), as_of)
         .await
         .unwrap();
@@ -248,9 +256,15 @@ async fn sqlite_and_postgres_build_the_same_vectors() {
     let mut all = Vec::new();
     for (backend, store) in stores(dir.path(), "fparity").await {
         load(&store, &edge, std::slice::from_ref(&out)).await;
-        let report = build(&app(&store), &set, date("2024-06-30"), &Quiet)
-            .await
-            .unwrap();
+        let report = build(
+            &app(&store),
+            &operator("builder"),
+            &set,
+            date("2024-06-30"),
+            &Quiet,
+        )
+        .await
+        .unwrap();
         assert!(
             report.label_complete && report.label_positive > 0,
             "{backend}: {report:?}"

@@ -341,6 +341,7 @@ async fn a_store_refuses_a_different_pseudonym_key() {
     );
     let err = tidig_engine::pipeline::ingest::ingest_with(
         &tidig_tests::app(&store),
+        &tidig_tests::operator("loader"),
         &other,
         &tidig_connectors::social::CodeTable::default_table(),
         &[out],

@@ -153,7 +153,7 @@ pub async fn ingest(a: BenchIngestArgs, json_out: bool, settings: &Settings) -> 
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json"))?)?;
     let fhir = manifest["report"]["fhir_resources"].as_u64().unwrap_or(0);
-    Keys::ensure(&settings.keys.dir)?;
+    Keys::ensure(&settings.keys.dir, &settings.audit.origin)?;
     let work = tempfile::tempdir()?;
     let mut results = Vec::new();
     let (targets, _cluster, skipped) =
@@ -277,7 +277,7 @@ pub struct BenchFeaturesArgs {
 /// `features build` of the default set per backend, as a child process.
 pub async fn features(a: BenchFeaturesArgs, json_out: bool, settings: &Settings) -> Result<()> {
     let dir = municipality(&a.data, a.persons, a.seed, false, json_out)?;
-    Keys::ensure(&settings.keys.dir)?;
+    Keys::ensure(&settings.keys.dir, &settings.audit.origin)?;
     let work = tempfile::tempdir()?;
     let (targets, _cluster, skipped) =
         backends(work.path(), a.postgres.as_deref(), a.no_postgres).await?;
@@ -352,7 +352,7 @@ struct Prepared {
 
 async fn prepare(a: &BenchTrainArgs, json_out: bool, settings: &Settings) -> Result<Prepared> {
     let dir = municipality(&a.data, a.persons, a.seed, false, json_out)?;
-    Keys::ensure(&settings.keys.dir)?;
+    Keys::ensure(&settings.keys.dir, &settings.audit.origin)?;
     let work = tempfile::tempdir()?;
     let url = format!("sqlite://{}", work.path().join("bench.db").display());
     child("sqlite", &url, &["ingest".as_ref(), dir.as_os_str()])?;
@@ -370,7 +370,7 @@ async fn prepare(a: &BenchTrainArgs, json_out: bool, settings: &Settings) -> Res
         holdout,
         reference,
     ] {
-        pipeline::features::build(&app, &set, d, &Quiet).await?;
+        pipeline::features::build(&app, &Principal::demo("bench")?, &set, d, &Quiet).await?;
     }
     Ok(Prepared {
         dir,
@@ -501,7 +501,7 @@ pub async fn train(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
         "persons_per_second": scored as f64 / score_seconds.max(1e-9),
         "checksum": checksum,
     });
-    app.close().await;
+    app.close().await?;
     if json_out {
         emit_json!("{out}");
         return Ok(());
@@ -599,7 +599,7 @@ pub async fn score(a: BenchTrainArgs, json_out: bool, settings: &Settings) -> Re
     let started = Instant::now();
     let allowed = requests.iter().filter(|r| pack.evaluate(r).allowed).count();
     let raw_seconds = started.elapsed().as_secs_f64();
-    app.close().await;
+    app.close().await?;
     let out = json!({
         "ok": true,
         "persons": a.persons,

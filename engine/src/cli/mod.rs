@@ -89,9 +89,12 @@ pub enum Command {
     Rules(RulesCommand),
     /// Score persons as of a date into suggestions (active model, rule pack, features).
     Score(ScoreArgs),
-    /// Manage the pseudonym and vault keys.
+    /// Manage the pseudonym, vault and audit-signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The tamper-evident audit trail: verify, checkpoint, prove, query, export.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Row counts of the store and its last ingest runs.
     Status,
     /// Benchmarks (release build).
@@ -187,8 +190,76 @@ pub struct ScoreArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Create demo keys (mode 0600) in the key directory; never overwrites.
+    /// Create the keys (mode 0600) in the key directory: pseudonym, vault and the audit
+    /// log's checkpoint signer; never overwrites.
     Generate,
+    /// Print the audit log's public verifier key in signed-note form
+    /// (`name+keyhash+base64`), for anyone who checks its checkpoints.
+    Verifier,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every entry hash, link and the Merkle root, check every checkpoint's
+    /// signature; report the first entry altered, removed, inserted or reordered.
+    Verify {
+        /// A signed checkpoint saved elsewhere earlier: the log must extend it.
+        #[arg(long, value_name = "FILE")]
+        against: Option<PathBuf>,
+        /// The log's verifier key (text or a file holding it); the configured key's by
+        /// default.
+        #[arg(long, value_name = "KEY")]
+        verifier: Option<String>,
+    },
+    /// Sign a checkpoint of the log now (if it grew) and print the latest one, for
+    /// archiving outside the database.
+    Checkpoint,
+    /// Print an inclusion proof of entry SEQ in the latest checkpoint.
+    Prove { seq: u64 },
+    /// Entries by time, principal, action, outcome or person, oldest first, paged. A
+    /// national ID given with --person is pseudonymized at once, never stored or shown.
+    Query(AuditQueryArgs),
+    /// Write the log as JSON Lines: a header with the signed checkpoint and verifier
+    /// key, then each entry exactly as hashed.
+    Export {
+        /// The file to write (stdout when absent).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Check an export file without any store: hashes, chain and the signed root.
+    VerifyExport {
+        file: PathBuf,
+        /// The verifier key to trust (text or a file), never the one inside the export.
+        #[arg(long, value_name = "KEY")]
+        verifier: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuditQueryArgs {
+    /// From this date (YYYY-MM-DD) or RFC 3339 time, inclusive.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Until this date or time, exclusive.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Who acted (the principal id as recorded).
+    #[arg(long)]
+    pub principal: Option<String>,
+    /// The action (`model.approve`, `ingest.file`, `score.run`, …).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// allowed, denied or failed.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// A person: a pseudonym (p + 32 hex) or a national ID.
+    #[arg(long)]
+    pub person: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub page_size: u32,
+    /// The token a previous page printed.
+    #[arg(long)]
+    pub page_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -327,7 +398,7 @@ fn init_tracing() {
 }
 
 /// What every command gets: validated settings and the global flags.
-struct Ctx {
+pub(crate) struct Ctx {
     db: String,
     json: bool,
     settings: Settings,
@@ -336,13 +407,20 @@ struct Ctx {
 
 impl Ctx {
     /// Opens the one `App` of this process.
-    async fn app(&self) -> Result<App> {
-        App::open(&self.db, self.settings.clone(), Clock::System)
+    /// Opens the one `App` of this process and records what it sees for the first time
+    /// (a new rule-pack version, changed deployment settings).
+    pub(crate) async fn app(&self) -> Result<App> {
+        let app = App::open(&self.db, self.settings.clone(), Clock::System)
             .await
-            .with_context(|| format!("opening {}", self.db))
+            .with_context(|| format!("opening {}", self.db))?;
+        if let Err(e) = app.record_first_seen(&self.principal()?).await {
+            let _ = app.close().await;
+            return Err(e.into());
+        }
+        Ok(app)
     }
 
-    fn principal(&self) -> Result<Principal> {
+    pub(crate) fn principal(&self) -> Result<Principal> {
         Ok(Principal::operator(self.actor.as_deref())?)
     }
 }
@@ -352,10 +430,15 @@ macro_rules! with_app {
     ($ctx:expr, |$app:ident| $op:expr) => {{
         let $app = $ctx.app().await?;
         let result: Result<_> = async { Ok($op) }.await;
-        $app.close().await;
-        result?
+        let closed = $app.close().await;
+        let value = result?;
+        closed.context("closing the audit trail")?;
+        value
     }};
 }
+
+// After `with_app!`, which it uses.
+mod audit;
 
 async fn run(cli: Cli) -> Result<()> {
     let ctx = Ctx {
@@ -374,6 +457,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Rules(r) => rules(&ctx, r),
         Command::Score(a) => score(&ctx, a).await,
         Command::Keys(KeysCommand::Generate) => keys(&ctx),
+        Command::Keys(KeysCommand::Verifier) => verifier_key(&ctx),
+        Command::Audit(a) => audit::run(&ctx, a).await,
         Command::Status => status(&ctx).await,
         Command::Bench(b) => bench::run(b, ctx.json, &ctx.settings).await,
     }
@@ -438,8 +523,9 @@ async fn ingest(mut ctx: Ctx, a: IngestArgs) -> Result<()> {
         batch_rows: a.batch_rows.max(1),
     };
     let bar = Bar::bytes(ctx.json);
+    let by = ctx.principal()?;
     let report = with_app!(ctx, |app| pipeline::ingest::ingest(
-        &app, &a.paths, &opts, &bar
+        &app, &by, &a.paths, &opts, &bar
     )
     .await?);
     print_ingest(&report, ctx.json);
@@ -469,8 +555,9 @@ async fn features(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
     let as_of = dates::parse("--as-of", &a.as_of)?;
     let set = load_feature_set(a.set.as_deref())?;
     let bar = Bar::count(ctx.json);
+    let by = ctx.principal()?;
     let report = with_app!(ctx, |app| pipeline::features::build(
-        &app, &set, as_of, &bar
+        &app, &by, &set, as_of, &bar
     )
     .await?);
     print_features(&report, ctx.json);
@@ -645,24 +732,48 @@ async fn score(ctx: &Ctx, a: ScoreArgs) -> Result<()> {
 
 fn keys(ctx: &Ctx) -> Result<()> {
     let dir = &ctx.settings.keys.dir;
-    let created = Keys::ensure(dir)?;
+    let created = Keys::ensure(dir, &ctx.settings.audit.origin)?;
     let keys = Keys::load(dir)?;
     if ctx.json {
         emit_json!(
             "{}",
-            json!({"ok": true, "created": created, "pseudonym_fingerprint": keys.pseudonym.fingerprint(), "vault_fingerprint": keys.vault.fingerprint()})
+            json!({"ok": true, "created": created, "pseudonym_fingerprint": keys.pseudonym.fingerprint(), "vault_fingerprint": keys.vault.fingerprint(),
+                   "audit_verifier": crate::settings::audit_signer(dir)?.map(|s| s.verifier().to_text())})
         );
         return Ok(());
     }
     for p in &created {
         println!("created {}", p.display());
     }
+    let verifier = crate::settings::audit_signer(dir)?.map(|s| s.verifier().to_text());
     println!(
         "keys in {} (pseudonym {}, vault {})",
         dir.display(),
         keys.pseudonym.fingerprint(),
         keys.vault.fingerprint()
     );
+    if let Some(v) = verifier {
+        println!("audit verifier key: {v}");
+    }
+    Ok(())
+}
+
+fn verifier_key(ctx: &Ctx) -> Result<()> {
+    let signer = crate::settings::audit_signer(&ctx.settings.keys.dir)?.with_context(|| {
+        format!(
+            "no audit signing key in {} (run `tidig keys generate` or set TIDIG_AUDIT_KEY)",
+            ctx.settings.keys.dir.display()
+        )
+    })?;
+    let v = signer.verifier();
+    if ctx.json {
+        emit_json!(
+            "{}",
+            json!({"ok": true, "origin": v.name(), "verifier": v.to_text()})
+        );
+    } else {
+        println!("{}", v.to_text());
+    }
     Ok(())
 }
 

@@ -26,7 +26,7 @@ const QUICKSTART_SNAPSHOT: &str = "2025-01-01";
 pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
     let json = ctx.json;
     let mut settings = ctx.settings.clone();
-    let created = Keys::ensure(&settings.keys.dir)?;
+    let created = Keys::ensure(&settings.keys.dir, &settings.audit.origin)?;
     let reuse = crate::synth::current_manifest(&a.out)
         .is_some_and(|m| m["seed"] == json!(a.seed) && m["persons_requested"] == json!(a.persons));
     let synth = if reuse {
@@ -63,11 +63,29 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             stopped: false,
         };
     }
-    let app = App::open(&ctx.db, settings, Clock::System).await?;
+    let app = App::open(&ctx.db, settings.clone(), Clock::System).await?;
     let result = pipeline_run(&app, &a.out, json).await;
     let pack_version = app.pack().version().to_string();
-    app.close().await;
+    let closed = app.close().await;
     let (report, counts, features, model, scored, top) = result?;
+    closed?;
+    // Every step above is in the audit trail; the run ends by verifying it, with the
+    // checkpoint the close just signed.
+    let app = App::open(&ctx.db, settings, Clock::System).await?;
+    let verified = async {
+        let v = crate::pipeline::audit::verifier(&app, None)?;
+        crate::pipeline::audit::verify(&app, v.as_ref(), None).await
+    }
+    .await;
+    let closed = app.close().await;
+    let audit = verified?;
+    closed?;
+    if !audit.ok {
+        anyhow::bail!(
+            "the audit trail does not verify: {}",
+            audit.problem.as_ref().map_or("", |p| p.detail.as_str())
+        );
+    }
     if json {
         let top: Vec<_> = top
             .iter()
@@ -77,7 +95,7 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             "{}",
             json!({"ok": report.failed_files == 0, "db": ctx.db, "keys_created": created, "synth": synth, "ingest": report, "store": counts, "features": features,
                    "model": {"id": model.model_id, "auc": model.artifact.evaluation.auc, "gate_passed": model.artifact.gate_passed, "card": format!("model-cards/{}.md", &model.model_id[..16])},
-                   "score": scored, "top": top})
+                   "score": scored, "top": top, "audit": audit})
         );
     } else {
         print_ingest(&report, false);
@@ -95,6 +113,11 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             &pack_version[..12]
         );
         print_score(&scored, &top, false);
+        println!(
+            "audit trail OK: {} entries, latest signed checkpoint of size {} (`tidig audit verify`, `tidig keys verifier`)",
+            audit.entries,
+            audit.latest_checkpoint.as_ref().map_or(0, |c| c.size)
+        );
         println!("\nnext: the gRPC service for caseworkers and data-protection officers arrives in a later release");
     }
     if report.failed_files > 0 {
@@ -113,8 +136,12 @@ type Outputs = (
 );
 
 async fn pipeline_run(app: &App, out: &std::path::Path, json: bool) -> Result<Outputs> {
+    let trainer = Principal::demo("quickstart")?;
+    let reviewer = Principal::demo("quickstart-reviewer")?;
+    app.record_first_seen(&trainer).await?;
     let report = pipeline::ingest::ingest(
         app,
+        &trainer,
         &[out.to_path_buf()],
         &IngestOptions::default(),
         &Bar::bytes(json),
@@ -125,7 +152,8 @@ async fn pipeline_run(app: &App, out: &std::path::Path, json: bool) -> Result<Ou
     let mut features = Vec::new();
     for date in [QUICKSTART_SNAPSHOT, QUICKSTART_AS_OF] {
         let as_of = dates::parse("as-of date", date)?;
-        features.push(pipeline::features::build(app, &set, as_of, &Bar::count(json)).await?);
+        features
+            .push(pipeline::features::build(app, &trainer, &set, as_of, &Bar::count(json)).await?);
     }
     let as_of = dates::parse("as-of date", QUICKSTART_AS_OF)?;
     // The synthetic municipality has a built-in reporting bias and real differences in
@@ -140,8 +168,6 @@ async fn pipeline_run(app: &App, out: &std::path::Path, json: bool) -> Result<Ou
     let mut options = pipeline::train::TrainOptions::new(0.05, demo_gate)?;
     options.challenger = Some(ForestParams::default());
     options.cards = Some("model-cards".into());
-    let trainer = Principal::demo("quickstart")?;
-    let reviewer = Principal::demo("quickstart-reviewer")?;
     let model = pipeline::train::train(app, &trainer, &set, as_of, &options).await?;
     let shown = registry::show(app, &model.model_id).await?;
     if shown.row.state == ModelState::Trained {

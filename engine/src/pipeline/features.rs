@@ -21,6 +21,7 @@ use tidig_models::features::{
 
 use crate::app::App;
 use crate::error::EngineError;
+use crate::principal::Principal;
 use crate::progress::Progress;
 use crate::store::{BuildRecord, EventRow, Store, StoredVector, VectorRow};
 
@@ -321,9 +322,25 @@ impl World {
 /// Builds (or rebuilds) the vectors of `set` as of `as_of`.
 pub async fn build(
     app: &App,
+    by: &Principal,
     set: &FeatureSet,
     as_of: NaiveDate,
     progress: &dyn Progress,
+) -> Result<FeatureReport> {
+    let mut record = app.record(by, "features.build").with(serde_json::json!({
+        "feature_set": set.name, "as_of": as_of.to_string(),
+    }));
+    record.versions.feature_set = Some(set.hash());
+    let result = build_inner(app, set, as_of, progress, &record).await;
+    app.audited(record, result).await
+}
+
+async fn build_inner(
+    app: &App,
+    set: &FeatureSet,
+    as_of: NaiveDate,
+    progress: &dyn Progress,
+    record: &tidig_governance::audit::Record,
 ) -> Result<FeatureReport> {
     let store = app.store();
     let started = Instant::now();
@@ -557,6 +574,11 @@ pub async fn build(
             d as i64,
             label_complete,
             &rows,
+            &record.clone().with(serde_json::json!({
+                "persons": cohort.len(),
+                "label_complete": label_complete,
+                "events_scanned": scanned,
+            })),
         )
         .await?;
     let n = cohort.len().max(1) as f64;

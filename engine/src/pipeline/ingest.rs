@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use crate::app::App;
 use crate::domain::FileStatus;
 use crate::error::EngineError;
+use crate::principal::Principal;
 use crate::progress::Progress;
 use crate::store::{Batch, RunRecord};
 
@@ -436,18 +437,22 @@ fn run_parse(
 /// its settings name.
 pub async fn ingest(
     app: &App,
+    by: &Principal,
     paths: &[PathBuf],
     opts: &IngestOptions,
     progress: &dyn Progress,
 ) -> Result<IngestReport> {
     let edge = app.edge()?;
     let table = app.code_table()?;
-    ingest_with(app, &edge, &table, paths, opts, progress).await
+    ingest_with(app, by, &edge, &table, paths, opts, progress).await
 }
 
 /// Loads `paths` with an explicit edge and code table.
+/// Every file is recorded in the audit trail in the transaction that records its run:
+/// name (IDs in it replaced), SHA-256, format and counts, or the failure.
 pub async fn ingest_with(
     app: &App,
+    by: &Principal,
     edge: &EdgeConfig,
     table: &CodeTable,
     paths: &[PathBuf],
@@ -457,12 +462,37 @@ pub async fn ingest_with(
     let store = app.store();
     let clock = app.clock();
     let started = Instant::now();
+    let key_record = app.record(by, "keys.first_use");
     store
-        .check_key("pseudonym", edge.pseudonymizer.key_fingerprint())
+        .check_key(
+            "pseudonym",
+            edge.pseudonymizer.key_fingerprint(),
+            &key_record,
+        )
         .await?;
     store
-        .check_key("vault", edge.vault.key_fingerprint())
+        .check_key("vault", edge.vault.key_fingerprint(), &key_record)
         .await?;
+    let file_record =
+        |file: &str, sha: &str, format: &str, fr: Option<&FileReport>, failure: Option<&str>| {
+            let mut r = app.record(by, "ingest.file").with(serde_json::json!({
+                "file": file, "sha256": sha, "format": format,
+            }));
+            if let Some(fr) = fr {
+                r = r.with(serde_json::json!({
+                    "status": fr.status.as_str(), "read": fr.read, "loaded": fr.loaded,
+                    "rejected": fr.rejected, "duplicate": fr.duplicate, "skipped": fr.skipped,
+                    "pending": fr.pending,
+                }));
+            }
+            if let Some(f) = failure {
+                r = r.with_outcome(tidig_governance::audit::Outcome::Failed {
+                    error: "invalid_input".into(),
+                    reason: redact::scrub(f).into_owned(),
+                });
+            }
+            r
+        };
     let name = |p: &Path| shown(p, &edge.pseudonymizer);
     let (inputs, notes) = collect(paths, opts.format, &name);
     let total_bytes: u64 = inputs
@@ -531,18 +561,21 @@ pub async fn ingest_with(
             continue;
         }
         if !opts.force && store.loaded_run(&sha).await?.is_some() {
-            store
-                .record_run(&RunRecord {
-                    file: &input.display,
-                    sha256: &sha,
-                    format: format.name(),
-                    status: FileStatus::Unchanged,
-                    error: None,
-                    started_at: &started_at,
-                    finished_at: &clock.stamp(),
-                })
-                .await?;
             fr.status = FileStatus::Unchanged;
+            store
+                .record_run(
+                    &RunRecord {
+                        file: &input.display,
+                        sha256: &sha,
+                        format: format.name(),
+                        status: FileStatus::Unchanged,
+                        error: None,
+                        started_at: &started_at,
+                        finished_at: &clock.stamp(),
+                    },
+                    &file_record(&input.display, &sha, format.name(), Some(&fr), None),
+                )
+                .await?;
             done_bytes += size;
             progress.position(done_bytes);
             report.files.push(fr);
@@ -623,15 +656,16 @@ pub async fn ingest_with(
                     skipped: c.skipped,
                     pending,
                 };
-                let resolved = tx.commit(&counts, &clock.stamp()).await?;
                 fr.pending = pending;
-                fr.resolved = resolved;
-                aliases = new_aliases;
                 fr.read = counts.read;
                 fr.loaded = counts.loaded;
                 fr.rejected = counts.rejected;
                 fr.duplicate = counts.duplicate;
                 fr.skipped = counts.skipped;
+                let record = file_record(&input.display, &sha, format.name(), Some(&fr), None);
+                let resolved = tx.commit(&counts, &clock.stamp(), &record).await?;
+                fr.resolved = resolved;
+                aliases = new_aliases;
                 if matches!(format, Format::FhirNdjson | Format::FhirBundle) {
                     fhir_lines += c.read;
                 }
@@ -639,18 +673,27 @@ pub async fn ingest_with(
             Err(message) => {
                 drop(tx);
                 let message = format!("{}: {message}", input.display);
-                store
-                    .record_run(&RunRecord {
-                        file: &input.display,
-                        sha256: &sha,
-                        format: format.name(),
-                        status: FileStatus::Failed,
-                        error: Some(&message),
-                        started_at: &started_at,
-                        finished_at: &clock.stamp(),
-                    })
-                    .await?;
                 fr.status = FileStatus::Failed;
+                store
+                    .record_run(
+                        &RunRecord {
+                            file: &input.display,
+                            sha256: &sha,
+                            format: format.name(),
+                            status: FileStatus::Failed,
+                            error: Some(&message),
+                            started_at: &started_at,
+                            finished_at: &clock.stamp(),
+                        },
+                        &file_record(
+                            &input.display,
+                            &sha,
+                            format.name(),
+                            Some(&fr),
+                            Some(&message),
+                        ),
+                    )
+                    .await?;
                 fr.error = Some(message);
                 report.failed_files += 1;
             }

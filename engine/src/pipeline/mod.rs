@@ -7,8 +7,10 @@
 //! * `registry` — list, show, approve (four-eyes), activate, retire;
 //! * `score` — the batch shell around `decide`, the pure per-person decision;
 //! * `card` — the model card and its plots;
-//! * `rules` — rule packs from disk and the facts the rules see.
+//! * `rules` — rule packs from disk and the facts the rules see;
+//! * `audit` — verify, checkpoint, prove, query and export the audit trail.
 
+pub mod audit;
 pub mod card;
 pub mod decide;
 pub mod features;

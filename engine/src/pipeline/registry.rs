@@ -3,6 +3,8 @@
 //! active before is retired in the same transaction) and retire.
 
 use serde::Serialize;
+use serde_json::json;
+use tidig_governance::audit::Record;
 use tidig_governance::eval::ModelFacts;
 use tidig_models::features::FeatureSet;
 
@@ -76,6 +78,7 @@ async fn change(
     from: &[ModelState],
     to: ModelState,
     needed: &'static str,
+    record: &Record,
 ) -> Result<ModelRow> {
     let at = app.clock().stamp();
     let outcome = app
@@ -87,6 +90,7 @@ async fn change(
             at: &at,
             by: by.id(),
             auth: by.auth.as_str(),
+            audit: record,
         })
         .await?;
     match outcome {
@@ -109,40 +113,76 @@ async fn change(
     }
 }
 
+/// The record of a registry action on the model `id` names (as given: a prefix until
+/// it is resolved).
+fn model_record(app: &App, by: &Principal, action: &str, id: &str) -> Record {
+    let mut r = app.record(by, action).with(json!({"model": id}));
+    r.versions.model = Some(id.to_string());
+    r
+}
+
+/// Runs a registry action and records it: the change and its entry commit together; a
+/// refusal or failure is recorded with its reason and deciding rule.
+async fn audited_change(
+    app: &App,
+    by: &Principal,
+    action: &str,
+    id: &str,
+    op: impl AsyncFnOnce(Model, Record) -> Result<ModelRow>,
+) -> Result<ModelRow> {
+    let record = model_record(app, by, action, id);
+    let result = async {
+        let model = show(app, id).await?;
+        let resolved = model_record(app, by, action, &model.row.id);
+        op(model, resolved).await
+    }
+    .await;
+    app.audited(record, result).await
+}
+
 /// Approves a trained model: never one that failed its gate, never by its trainer.
 pub async fn approve(app: &App, by: &Principal, id: &str) -> Result<ModelRow> {
-    let Model { row, artifact } = show(app, id).await?;
-    if row.state != ModelState::Trained {
-        return Err(Precondition::ModelState {
-            model: row.id,
-            state: row.state,
-            needed: "only a trained model can be approved",
-        }
-        .into());
-    }
-    if !artifact.gate_passed {
-        return Err(Precondition::GateFailed {
-            model: row.id,
-            failures: artifact.gate_failures.join("; "),
-        }
-        .into());
-    }
-    if by.same_person(&row.created_by) {
-        return Err(EngineError::PermissionDenied {
-            reason: format!(
-                "model `{}` was trained by `{}`; it must be approved by someone else",
-                row.id, row.created_by
-            ),
-            rules: vec!["four-eyes".into()],
-        });
-    }
-    change(
+    audited_change(
         app,
         by,
-        &row,
-        &[ModelState::Trained],
-        ModelState::Approved,
-        "only a trained model can be approved",
+        "model.approve",
+        id,
+        async |Model { row, artifact }, record| {
+            if row.state != ModelState::Trained {
+                return Err(Precondition::ModelState {
+                    model: row.id,
+                    state: row.state,
+                    needed: "only a trained model can be approved",
+                }
+                .into());
+            }
+            if !artifact.gate_passed {
+                return Err(Precondition::GateFailed {
+                    model: row.id,
+                    failures: artifact.gate_failures.join("; "),
+                }
+                .into());
+            }
+            if by.same_person(&row.created_by) {
+                return Err(EngineError::PermissionDenied {
+                    reason: format!(
+                        "model `{}` was trained by `{}`; it must be approved by someone else",
+                        row.id, row.created_by
+                    ),
+                    rules: vec!["four-eyes".into()],
+                });
+            }
+            change(
+                app,
+                by,
+                &row,
+                &[ModelState::Trained],
+                ModelState::Approved,
+                "only a trained model can be approved",
+                &record,
+            )
+            .await
+        },
     )
     .await
 }
@@ -151,55 +191,74 @@ pub async fn approve(app: &App, by: &Principal, id: &str) -> Result<ModelRow> {
 /// of the app's pack; the model active before it (if any) is retired in the same
 /// transaction.
 pub async fn activate(app: &App, by: &Principal, id: &str, set: &FeatureSet) -> Result<ModelRow> {
-    let Model { row, artifact } = show(app, id).await?;
-    if row.state != ModelState::Approved {
-        return Err(Precondition::ModelState {
-            model: row.id,
-            state: row.state,
-            needed: "only an approved model can be activated",
-        }
-        .into());
-    }
-    if set.hash() != artifact.feature_set_version {
-        return Err(Precondition::FeatureSetMismatch {
-            model: row.id[..16].to_string(),
-            needed: artifact.feature_set_version[..12].to_string(),
-            given: set.hash()[..12].to_string(),
-        }
-        .into());
-    }
-    crate::pipeline::rules::check_inputs(
-        app.pack(),
-        &app.settings().deployment,
-        &model_facts(&row.id, &artifact),
-        set,
-        &artifact.features,
-    )?;
-    change(
+    audited_change(
         app,
         by,
-        &row,
-        &[ModelState::Approved],
-        ModelState::Active,
-        "only an approved model can be activated",
+        "model.activate",
+        id,
+        async |Model { row, artifact }, mut record| {
+            record.versions.feature_set = Some(artifact.feature_set_version.clone());
+            if row.state != ModelState::Approved {
+                return Err(Precondition::ModelState {
+                    model: row.id,
+                    state: row.state,
+                    needed: "only an approved model can be activated",
+                }
+                .into());
+            }
+            if set.hash() != artifact.feature_set_version {
+                return Err(Precondition::FeatureSetMismatch {
+                    model: row.id[..16].to_string(),
+                    needed: artifact.feature_set_version[..12].to_string(),
+                    given: set.hash()[..12].to_string(),
+                }
+                .into());
+            }
+            crate::pipeline::rules::check_inputs(
+                app.pack(),
+                &app.settings().deployment,
+                &model_facts(&row.id, &artifact),
+                set,
+                &artifact.features,
+            )?;
+            change(
+                app,
+                by,
+                &row,
+                &[ModelState::Approved],
+                ModelState::Active,
+                "only an approved model can be activated",
+                &record,
+            )
+            .await
+        },
     )
     .await
 }
 
 /// Retires a model: it is never used for scoring again.
 pub async fn retire(app: &App, by: &Principal, id: &str) -> Result<ModelRow> {
-    let Model { row, .. } = show(app, id).await?;
-    change(
+    audited_change(
         app,
         by,
-        &row,
-        &[
-            ModelState::Trained,
-            ModelState::Approved,
-            ModelState::Active,
-        ],
-        ModelState::Retired,
-        "it is already retired",
+        "model.retire",
+        id,
+        async |Model { row, .. }, record| {
+            change(
+                app,
+                by,
+                &row,
+                &[
+                    ModelState::Trained,
+                    ModelState::Approved,
+                    ModelState::Active,
+                ],
+                ModelState::Retired,
+                "it is already retired",
+                &record,
+            )
+            .await
+        },
     )
     .await
 }

@@ -150,6 +150,7 @@ pub fn check_inputs(
 ) -> Result<Vec<(String, Decision)>> {
     let mut out = Vec::new();
     let mut refused = Vec::new();
+    let mut deciding = std::collections::BTreeSet::new();
     for id in inputs {
         let Some(def) = set.features.iter().find(|f| &f.id == id) else {
             return Err(Precondition::UnknownInput {
@@ -174,6 +175,7 @@ pub fn check_inputs(
                 d.errors.join("; ")
             };
             refused.push(format!("`{id}` ({why})"));
+            deciding.extend(d.rules.iter().cloned());
         }
         out.push((id.clone(), d));
     }
@@ -181,6 +183,7 @@ pub fn check_inputs(
         return Err(Precondition::InputsRefused {
             pack: pack.version()[..12].to_string(),
             refused,
+            rules: deciding.into_iter().collect(),
         }
         .into());
     }

@@ -166,6 +166,20 @@ pub async fn score(
     set: &FeatureSet,
     as_of: NaiveDate,
 ) -> Result<(ScoreReport, Vec<Suggestion>)> {
+    let mut record = app
+        .record(by, "score.run")
+        .with(serde_json::json!({"as_of": as_of.to_string()}));
+    record.versions.feature_set = Some(set.hash());
+    let result = score_inner(app, by, set, as_of).await;
+    app.audited(record, result).await
+}
+
+async fn score_inner(
+    app: &App,
+    by: &Principal,
+    set: &FeatureSet,
+    as_of: NaiveDate,
+) -> Result<(ScoreReport, Vec<Suggestion>)> {
     let started = Instant::now();
     let (pack, deployment, scoring) = (
         app.pack(),
@@ -209,7 +223,7 @@ pub async fn score(
     let version = set.hash();
     let mut vectors = load_vectors(app, &version, as_of).await?;
     if vectors.is_empty() {
-        build(app, set, as_of, &Quiet).await?;
+        build(app, by, set, as_of, &Quiet).await?;
         vectors = load_vectors(app, &version, as_of).await?;
     }
     let pop = population(app, as_of).await?;
@@ -387,6 +401,11 @@ pub async fn score(
                 r.apply(c, &out);
                 serde_json::to_string(&r).unwrap_or_default()
             },
+            |c| {
+                let mut r = report.clone();
+                r.apply(c, &out);
+                run_record(app, by, &r)
+            },
         )
         .await?;
     drop(rows);
@@ -397,6 +416,32 @@ pub async fn score(
     t.total = started.elapsed().as_secs_f64();
     report.seconds = t;
     Ok((report, out))
+}
+
+/// The audit record of a scoring run: its versions and per-rule counts, never who was
+/// scored, excluded or suggested.
+fn run_record(app: &App, by: &Principal, r: &ScoreReport) -> tidig_governance::audit::Record {
+    let mut record = app.record(by, "score.run").with(serde_json::json!({
+        "as_of": r.as_of,
+        "cohort": r.cohort,
+        "scored": r.scored,
+        "excluded": r.excluded,
+        "below_band": r.below_band,
+        "unrouted": r.unrouted,
+        "suppressed": r.suppressed,
+        "rule_errors": r.rule_errors,
+        "deferred_by_capacity": r.deferred_by_capacity,
+        "per_unit": r.per_unit,
+        "suggestions": r.suggestions,
+        "new": r.new,
+        "unchanged": r.unchanged,
+        "superseded": r.superseded,
+        "factors_redacted": r.factors_redacted,
+    }));
+    record.versions.model = Some(r.model_id.clone());
+    record.versions.rules = Some(r.rules_version.clone());
+    record.versions.feature_set = Some(r.feature_set_version.clone());
+    record
 }
 
 /// A suggestion's id: the same date, person and versions give the same id, so

@@ -166,6 +166,7 @@ impl Screen<'_> {
 /// eligibility rules let training use.
 async fn snapshot(
     app: &App,
+    by: &Principal,
     set: &FeatureSet,
     as_of: NaiveDate,
     screen: &mut Screen<'_>,
@@ -175,7 +176,7 @@ async fn snapshot(
     // Build when missing, and rebuild when labels were unobserved then: data may have
     // arrived since.
     if vectors.is_empty() || vectors.values().any(|v| v.label.is_none()) {
-        build(app, set, as_of, &Quiet).await?;
+        build(app, by, set, as_of, &Quiet).await?;
         vectors = load_vectors(app, &version, as_of).await?;
     }
     let mut out: Snapshot = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -267,13 +268,31 @@ impl TrainOptions {
     }
 }
 
-/// Trains, evaluates and registers a model.
+/// Trains, evaluates and registers a model. The registration and its audit entry
+/// (cohort counts, persons excluded per rule, the gate) commit together; a refusal (the
+/// data-stage rules) or failure is recorded too.
 pub async fn train(
     app: &App,
     by: &Principal,
     set: &FeatureSet,
     as_of: NaiveDate,
     options: &TrainOptions,
+) -> Result<TrainReport> {
+    let mut record = app
+        .record(by, "model.train")
+        .with(serde_json::json!({"as_of": as_of.to_string(), "feature_set": set.name}));
+    record.versions.feature_set = Some(set.hash());
+    let result = train_inner(app, by, set, as_of, options, &record).await;
+    app.audited(record, result).await
+}
+
+async fn train_inner(
+    app: &App,
+    by: &Principal,
+    set: &FeatureSet,
+    as_of: NaiveDate,
+    options: &TrainOptions,
+    record: &tidig_governance::audit::Record,
 ) -> Result<TrainReport> {
     let store = app.store();
     let (pack, deployment) = (app.pack(), &app.settings().deployment);
@@ -305,13 +324,13 @@ pub async fn train(
     let mut folds = Vec::new();
     let mut cohort = BTreeMap::new();
     for d in train_dates {
-        let (ids, r, l, _) = snapshot(app, set, d, &mut screen).await?;
+        let (ids, r, l, _) = snapshot(app, by, set, d, &mut screen).await?;
         cohort.insert(format!("train {d}"), ids.len());
         folds.extend(ids.iter().map(|id| (*id as u64 % 1_000_003) as usize));
         rows.extend(r);
         labels.extend(l);
     }
-    let (ids, hrows, hlabels, hprot) = snapshot(app, set, holdout, &mut screen).await?;
+    let (ids, hrows, hlabels, hprot) = snapshot(app, by, set, holdout, &mut screen).await?;
     cohort.insert(format!("holdout {holdout}"), ids.len());
     cohort.insert("objections registered".into(), screen.objectors.len());
     for (rule, n) in &screen.excluded {
@@ -409,8 +428,17 @@ pub async fn train(
         code_version: env!("CARGO_PKG_VERSION").into(),
     };
     let id = artifact.hash();
+    let mut record = record.clone().with(serde_json::json!({
+        "model": id,
+        "cohort": artifact.cohort,
+        "gate_passed": artifact.gate_passed,
+        "gate_failures": artifact.gate_failures,
+        "holdout_auc": artifact.evaluation.auc.map(|a| format!("{a:.6}")),
+    }));
+    record.versions.model = Some(id.clone());
     store
         .insert_model(&NewModel {
+            audit: &record,
             id: &id,
             kind: &artifact.kind,
             feature_set_version: &artifact.feature_set_version,

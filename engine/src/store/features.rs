@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use tidig_governance::audit::Record;
+
+use super::audit::AppendAudit;
 use super::{Backend, Store, StoreError};
 
 /// One event as the feature build reads it.
@@ -100,6 +103,7 @@ impl Store {
         day: i64,
         label_complete: bool,
         rows: &[VectorRow],
+        audit: &Record,
     ) -> Result<(), StoreError> {
         let complete = label_complete as i64;
         let backend = self.backend();
@@ -146,6 +150,7 @@ impl Store {
                 }
                 q.execute(&mut *tx).await?;
             }
+            tx.append_audit(std::slice::from_ref(audit)).await?;
         });
         Ok(())
     }

@@ -10,7 +10,9 @@ use tidig_connectors::record::{
     RelationRow, ResidenceRow,
 };
 
-use super::{Backend, Store, StoreError};
+use tidig_governance::audit::Record as AuditRecord;
+
+use super::{AppendAudit, Backend, Store, StoreError};
 
 /// Records gathered from the parser, written together.
 #[derive(Debug, Default)]
@@ -509,7 +511,12 @@ impl IngestTx {
     /// Resolves pending events, marks the run loaded with its counts and commits
     /// everything at once. Returns the events that moved from pending into the store
     /// (this file's and any earlier run's whose patient this file brought).
-    pub async fn commit(mut self, counts: &RunCounts, finished: &str) -> Result<u64, StoreError> {
+    pub async fn commit(
+        mut self,
+        counts: &RunCounts,
+        finished: &str,
+        audit: &AuditRecord,
+    ) -> Result<u64, StoreError> {
         const RESOLVE: &str = "INSERT INTO events (record_key, person_id, kind, code_id, \
              detail_id, status, start_time, end_time, value, run_id) \
              SELECT p.record_key, r.person_id, p.kind, p.code_id, p.detail_id, p.status, \
@@ -541,6 +548,10 @@ impl IngestTx {
                     .bind(self.run_id)
                     .execute(&mut **$tx)
                     .await?;
+                let record = audit.clone().with(serde_json::json!({
+                    "run": self.run_id, "resolved_pending": resolved,
+                }));
+                $tx.append_audit(&[record]).await?;
                 resolved
             }};
         }
@@ -581,26 +592,45 @@ pub struct RunRecord<'a> {
 }
 
 impl Store {
-    /// Records the key fingerprints on first use and refuses a different key later.
+    /// Records a key's fingerprint on first use (with its audit entry, in one
+    /// transaction) and refuses a different key later.
     pub async fn check_key(
         &self,
         which: &'static str,
         fingerprint: &str,
+        audit: &AuditRecord,
     ) -> Result<(), StoreError> {
         let key = format!("{which}_key_fingerprint");
-        let sql =
-            "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
-        let stored: String = on_pool!(self, |p| {
-            sqlx::query(sql)
-                .bind(&key)
-                .bind(fingerprint)
-                .execute(p)
-                .await?;
-            sqlx::query_scalar("SELECT value FROM store_meta WHERE key = $1")
-                .bind(&key)
-                .fetch_one(p)
-                .await?
-        });
+        let select = "SELECT value FROM store_meta WHERE key = $1";
+        let insert = "INSERT INTO store_meta (key, value) VALUES ($1, $2)";
+        let known: Option<String> = on_pool!(self, |p| sqlx::query_scalar(select)
+            .bind(&key)
+            .fetch_optional(p)
+            .await?);
+        let stored = match known {
+            Some(s) => s,
+            None => in_write_tx!(self, |tx| {
+                let again: Option<String> = sqlx::query_scalar(select)
+                    .bind(&key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                match again {
+                    Some(s) => s,
+                    None => {
+                        sqlx::query(insert)
+                            .bind(&key)
+                            .bind(fingerprint)
+                            .execute(&mut *tx)
+                            .await?;
+                        let record = audit.clone().with(serde_json::json!({
+                            "key": which, "fingerprint": fingerprint,
+                        }));
+                        tx.append_audit(&[record]).await?;
+                        fingerprint.to_string()
+                    }
+                }
+            }),
+        };
         if stored != fingerprint {
             return Err(StoreError::KeyMismatch {
                 which,
@@ -634,22 +664,31 @@ impl Store {
             .await?))
     }
 
-    /// Records a run that did not load anything (unchanged, failed, unrecognised), in
-    /// its own transaction.
-    pub async fn record_run(&self, run: &RunRecord<'_>) -> Result<i64, StoreError> {
+    /// Records a run that did not load anything (unchanged, failed, unrecognised) and its
+    /// audit entry, in one transaction.
+    pub async fn record_run(
+        &self,
+        run: &RunRecord<'_>,
+        audit: &AuditRecord,
+    ) -> Result<i64, StoreError> {
         let sql = "INSERT INTO ingest_runs (file, sha256, format, status, error, started_at, finished_at, \
                    read, loaded, rejected, duplicate, skipped) \
                    VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, 0, 0, 0) RETURNING id";
-        Ok(on_pool!(self, |p| sqlx::query_scalar(sql)
-            .bind(run.file)
-            .bind(run.sha256)
-            .bind(run.format)
-            .bind(run.status.as_str())
-            .bind(run.error)
-            .bind(run.started_at)
-            .bind(run.finished_at)
-            .fetch_one(p)
-            .await?))
+        Ok(in_write_tx!(self, |tx| {
+            let id: i64 = sqlx::query_scalar(sql)
+                .bind(run.file)
+                .bind(run.sha256)
+                .bind(run.format)
+                .bind(run.status.as_str())
+                .bind(run.error)
+                .bind(run.started_at)
+                .bind(run.finished_at)
+                .fetch_one(&mut *tx)
+                .await?;
+            let record = audit.clone().with(serde_json::json!({"run": id}));
+            tx.append_audit(&[record]).await?;
+            id
+        }))
     }
 
     /// Starts the transaction that loads one file.

@@ -19,6 +19,8 @@ use sqlx::sqlite::{
 };
 use sqlx::ConnectOptions;
 
+pub(crate) use audit::AppendAudit;
+pub use audit::{AuditFilter, AuditHead, AuditRow, StoredCheckpoint};
 pub use features::{BuildRecord, EventRow, StoredVector, VectorRow};
 pub use ingest::{Batch, IngestTx, RunCounts, RunRecord, WriteOutcome};
 pub use inspect::{StoreCounts, TABLES};
@@ -86,6 +88,7 @@ macro_rules! fetch_all {
     };
 }
 
+mod audit;
 mod features;
 mod ingest;
 mod inspect;
@@ -143,6 +146,8 @@ pub enum StoreError {
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("the audit trail could not be written, so the action did not happen: {0}")]
+    Audit(String),
     #[error("stored {what} `{value}` is not one this version knows")]
     Corrupt { what: &'static str, value: String },
     #[error(
@@ -194,7 +199,7 @@ impl Store {
             .create_if_missing(true)
             .page_size(16_384)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(60))
             // Page cache per connection (KiB); with at most two connections this bounds
             // SQLite's memory at ~96 MiB whatever the store size.

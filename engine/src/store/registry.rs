@@ -5,7 +5,9 @@
 
 use serde::Serialize;
 
-use super::{Store, StoreError};
+use tidig_governance::audit::Record;
+
+use super::{AppendAudit, Store, StoreError};
 use crate::domain::ModelState;
 
 /// A registry row.
@@ -55,6 +57,8 @@ pub struct NewModel<'a> {
     pub at: &'a str,
     pub by: &'a str,
     pub auth: &'a str,
+    /// The entry recording the training, appended in the registering transaction.
+    pub audit: &'a Record,
 }
 
 /// A requested state change.
@@ -67,6 +71,8 @@ pub struct Transition<'a> {
     pub at: &'a str,
     pub by: &'a str,
     pub auth: &'a str,
+    /// The entry recording the change, appended in its transaction.
+    pub audit: &'a Record,
 }
 
 /// The result of a state change that the store could carry out or refuse.
@@ -113,6 +119,8 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
+            let record = m.audit.clone().with(serde_json::json!({"new": n > 0}));
+            tx.append_audit(&[record]).await?;
             n > 0
         });
         Ok(inserted)
@@ -164,7 +172,7 @@ impl Store {
             Store::Postgres(_) => " FOR UPDATE",
         };
         let select = format!("SELECT state FROM models WHERE id = $1{lock}");
-        let result: Result<TransitionOutcome, sqlx::Error> = async {
+        let result: Result<TransitionOutcome, StoreError> = async {
             Ok(in_write_tx!(self, |tx| {
                 let state: Option<String> = sqlx::query_scalar(&select)
                     .bind(t.id)
@@ -172,14 +180,12 @@ impl Store {
                     .await?;
                 let state = match state {
                     None => {
-                        return Err(sqlx::Error::RowNotFound);
+                        return Err(StoreError::Corrupt {
+                            what: "model id",
+                            value: t.id.into(),
+                        });
                     }
-                    Some(s) => match ModelState::parse(&s) {
-                        Some(state) => state,
-                        None => {
-                            return Err(sqlx::Error::Decode(format!("model state `{s}`").into()));
-                        }
-                    },
+                    Some(s) => parse_state(&s)?,
                 };
                 if !t.from.contains(&state) {
                     TransitionOutcome::WrongState(state)
@@ -222,6 +228,10 @@ impl Store {
                         .bind(t.auth)
                         .execute(&mut *tx)
                         .await?;
+                    let record = t.audit.clone().with(serde_json::json!({
+                        "from": state.as_str(), "to": t.to.as_str(), "retired": retired,
+                    }));
+                    tx.append_audit(&[record]).await?;
                     TransitionOutcome::Done { retired }
                 }
             }))
@@ -229,14 +239,15 @@ impl Store {
         .await;
         match result {
             Ok(o) => Ok(o),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            // The one-active index refused a second active model.
+            Err(StoreError::Sql(sqlx::Error::Database(e)))
+                if e.is_unique_violation()
+                    && e.table() != Some("audit_log")
+                    && !e.message().contains("audit_log") =>
+            {
                 Ok(TransitionOutcome::Raced)
             }
-            Err(sqlx::Error::RowNotFound) => Err(StoreError::Corrupt {
-                what: "model id",
-                value: t.id.into(),
-            }),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 }

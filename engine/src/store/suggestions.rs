@@ -4,7 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Store, StoreError};
+use tidig_governance::audit::Record;
+
+use super::{AppendAudit, Store, StoreError};
 use crate::domain::{Band, SuggestionStatus};
 
 /// A suggestion to store; its explanation parts are JSON text.
@@ -94,9 +96,11 @@ impl Store {
         rows: &[SuggestionRow<'_>],
         capacity: &Capacity,
         report: impl FnOnce(&WriteCounts) -> String,
+        audit: impl FnOnce(&WriteCounts) -> Record,
     ) -> Result<WriteCounts, StoreError> {
         let mut counts = WriteCounts::default();
         let mut report = Some(report);
+        let mut audit = Some(audit);
         let postgres = self.backend() == super::Backend::Postgres;
         in_write_tx!(self, |tx| {
             if postgres {
@@ -201,6 +205,9 @@ impl Store {
             .bind(text)
             .execute(&mut *tx)
             .await?;
+            if let Some(record) = audit.take().map(|a| a(&counts)) {
+                tx.append_audit(&[record]).await?;
+            }
         });
         Ok(counts)
     }

@@ -95,6 +95,35 @@ pub struct Record {
     pub details: Value,
 }
 
+impl Record {
+    /// An allowed action with no details yet.
+    pub fn new(at: String, principal: Actor, purpose: &str, action: &str) -> Record {
+        Record {
+            at,
+            principal,
+            purpose: purpose.into(),
+            action: action.into(),
+            outcome: Outcome::Allowed,
+            subject: None,
+            versions: Versions::default(),
+            details: Value::Object(Map::new()),
+        }
+    }
+
+    /// Adds (or replaces) members of `details`.
+    pub fn with(mut self, details: Value) -> Record {
+        if let (Value::Object(mine), Value::Object(more)) = (&mut self.details, details) {
+            mine.extend(more);
+        }
+        self
+    }
+
+    pub fn with_outcome(mut self, outcome: Outcome) -> Record {
+        self.outcome = outcome;
+        self
+    }
+}
+
 /// A record at its place in the log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Entry {

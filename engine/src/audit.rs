@@ -1,0 +1,320 @@
+//! The audit trail's shell: a group-commit writer over the store's append, signed
+//! checkpoints, and the helpers every use case records its action with.
+//!
+//! - An action that changes the store appends its entry in its own transaction (the
+//!   store's write functions take the [`Record`]), so the two commit together.
+//! - Anything else (a read of personal data, a refused attempt, a failure) appends
+//!   through [`Audit::append`], which returns once the entry is durable. Concurrent
+//!   callers share one transaction: the writer task takes everything queued while the
+//!   previous batch committed (group commit), so durability costs one fsync per batch,
+//!   not per entry.
+//! - A checkpoint (a C2SP `tlog-checkpoint` signed as a `signed-note`) is written at
+//!   most every `audit.checkpoint_seconds` while entries arrive, and when the app closes.
+//!   The signing key never enters the store.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sha2::Digest as _;
+use tidig_governance::audit::{Actor, Checkpoint, NoteSigner, NoteVerifier, Outcome, Record};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::EngineError;
+use crate::principal::Principal;
+use crate::store::{Store, StoreError, StoredCheckpoint};
+
+type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// The most entries one group commit takes.
+const MAX_BATCH: usize = 4096;
+
+struct Job {
+    record: Record,
+    done: oneshot::Sender<Result<u64, String>>,
+}
+
+struct Inner {
+    store: Store,
+    signer: Option<NoteSigner>,
+    every: Duration,
+    queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    closed: std::sync::atomic::AtomicBool,
+    last_checkpoint: Mutex<Instant>,
+    clock: crate::clock::Clock,
+}
+
+/// The audit log of one store, shared by every operation of the process.
+#[derive(Clone)]
+pub struct Audit {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Audit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Audit(signer: {:?})", self.inner.signer)
+    }
+}
+
+fn audit_error(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Unavailable(StoreError::Audit(e.to_string()))
+}
+
+impl Audit {
+    pub fn new(
+        store: Store,
+        signer: Option<NoteSigner>,
+        every: Duration,
+        clock: crate::clock::Clock,
+    ) -> Audit {
+        Audit {
+            inner: Arc::new(Inner {
+                store,
+                signer,
+                every,
+                queue: Mutex::new(None),
+                writer: Mutex::new(None),
+                closed: std::sync::atomic::AtomicBool::new(false),
+                last_checkpoint: Mutex::new(Instant::now()),
+                clock,
+            }),
+        }
+    }
+
+    /// The public key that checks this log's checkpoints, when a signer is configured.
+    pub fn verifier(&self) -> Option<NoteVerifier> {
+        self.inner.signer.as_ref().map(NoteSigner::verifier)
+    }
+
+    pub fn origin(&self) -> Option<&str> {
+        self.inner.signer.as_ref().map(NoteSigner::name)
+    }
+
+    /// Appends one entry; returns its sequence number once it is durable. If the entry
+    /// cannot be written the caller's action must fail.
+    pub async fn append(&self, record: Record) -> Result<u64> {
+        let Some(queue) = self.queue() else {
+            let seqs = self
+                .inner
+                .store
+                .audit_append(std::slice::from_ref(&record))
+                .await
+                .map_err(audit_error)?;
+            return Ok(seqs[0]);
+        };
+        let (done, wait) = oneshot::channel();
+        queue
+            .send(Job { record, done })
+            .map_err(|_| audit_error("the audit writer has stopped"))?;
+        match wait.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(audit_error(e)),
+            Err(_) => Err(audit_error("the audit writer has stopped")),
+        }
+    }
+
+    /// The writer's queue, starting the writer on first use; none once closed.
+    fn queue(&self) -> Option<mpsc::UnboundedSender<Job>> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let mut q = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = q.as_ref() {
+            return Some(s.clone());
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let handle = tokio::spawn(writer(self.clone(), rx));
+        *self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        *q = Some(tx.clone());
+        Some(tx)
+    }
+
+    /// Signs and stores a checkpoint of the current head unless one of that size exists.
+    /// Returns the latest checkpoint; `None` when there is no signer or no entry yet.
+    pub async fn checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        let Some(signer) = &self.inner.signer else {
+            return Ok(None);
+        };
+        let head = self.inner.store.audit_head().await?;
+        if head.size == 0 {
+            return Ok(None);
+        }
+        let cp = Checkpoint {
+            origin: signer.name().to_string(),
+            size: head.size,
+            root: head.range.root(),
+        };
+        let note = signer
+            .sign(&cp.to_text())
+            .map_err(|e| EngineError::internal(format_args!("cannot sign a checkpoint: {e}")))?;
+        let stored = StoredCheckpoint {
+            size: cp.size,
+            root: cp.root.to_vec(),
+            note,
+            at: self.inner.clock.stamp(),
+        };
+        self.inner.store.audit_add_checkpoint(&stored).await?;
+        *self
+            .inner
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        Ok(Some(stored))
+    }
+
+    /// Stops the writer (its queued entries are written first) and signs the final
+    /// checkpoint of this process.
+    pub async fn close(&self) -> Result<()> {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(
+            self.inner
+                .queue
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        let handle = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+        if self.inner.signer.is_none() {
+            let head = self.inner.store.audit_head().await?;
+            if head.size > 0 {
+                tracing::warn!(
+                    "no audit signing key (run `tidig keys generate` or set TIDIG_AUDIT_KEY): \
+                     the {} audit entries are hash-linked but no checkpoint was signed",
+                    head.size
+                );
+            }
+            return Ok(());
+        }
+        self.checkpoint().await?;
+        Ok(())
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.inner.signer.is_some()
+            && self
+                .inner
+                .last_checkpoint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .elapsed()
+                >= self.inner.every
+    }
+}
+
+/// The group-commit loop: every job queued while the last batch committed goes into the
+/// next transaction.
+async fn writer(audit: Audit, mut rx: mpsc::UnboundedReceiver<Job>) {
+    let mut batch: Vec<Job> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let (records, waiters): (Vec<Record>, Vec<_>) =
+            batch.drain(..).map(|j| (j.record, j.done)).unzip();
+        match audit.inner.store.audit_append(&records).await {
+            Ok(seqs) => {
+                for (w, s) in waiters.into_iter().zip(seqs) {
+                    let _ = w.send(Ok(s));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for w in waiters {
+                    let _ = w.send(Err(msg.clone()));
+                }
+            }
+        }
+        if audit.checkpoint_due() {
+            if let Err(e) = audit.checkpoint().await {
+                tracing::warn!("audit checkpoint not written: {e}");
+            }
+        }
+    }
+}
+
+/// The recorded form of a principal.
+pub fn actor(p: &Principal) -> Actor {
+    Actor {
+        id: p.id().to_string(),
+        role: p.role.as_str().to_string(),
+        unit: p.unit.clone(),
+        auth: p.auth.as_str().to_string(),
+    }
+}
+
+/// What an error means for the audit trail: refused by a rule (with the deciding rules)
+/// or failed (with the error kind). The reason never carries a national ID.
+pub fn outcome_of(e: &EngineError) -> Outcome {
+    let reason = tidig_connectors::redact::scrub(&e.to_string()).into_owned();
+    match e.deciding_rules() {
+        Some(rules) => Outcome::Denied { rules, reason },
+        None => Outcome::Failed {
+            error: e.kind().to_string(),
+            reason,
+        },
+    }
+}
+
+impl crate::app::App {
+    /// A record of `action` by `by` now, under the app's rule pack.
+    pub fn record(&self, by: &Principal, action: &str) -> Record {
+        let mut r = Record::new(self.clock().stamp(), actor(by), &by.purpose, action);
+        r.versions.rules = Some(self.pack().version().to_string());
+        r
+    }
+
+    /// Passes `result` through; a failure is recorded first (with `record`'s action and
+    /// details) and, if even that cannot be written, the audit failure is returned.
+    pub async fn audited<T>(&self, record: Record, result: Result<T>) -> Result<T> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                self.audit()
+                    .append(record.with_outcome(outcome_of(&e)))
+                    .await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Records the first use of facts that must be traceable: the rule pack's version,
+    /// the deployment settings (legal footing and the stop switch).
+    pub async fn record_first_seen(&self, by: &Principal) -> Result<()> {
+        let pack = self.pack().version().to_string();
+        let record = self
+            .record(by, "rules.pack_seen")
+            .with(json!({"rules_version": pack, "rules": self.pack().rules().len()}));
+        self.store()
+            .audit_first_seen("rules", &pack, &record)
+            .await
+            .map_err(audit_error)?;
+        let deployment = serde_json::to_value(&self.settings().deployment)?;
+        let digest = hex::encode(sha2::Sha256::digest(
+            tidig_governance::audit::entry::canonical_json(&deployment).as_bytes(),
+        ));
+        let record = self
+            .record(by, "deployment.settings_seen")
+            .with(json!({"deployment": deployment, "digest": digest}));
+        self.store()
+            .audit_first_seen("deployment", &digest, &record)
+            .await
+            .map_err(audit_error)?;
+        Ok(())
+    }
+}
