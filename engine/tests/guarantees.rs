@@ -304,6 +304,9 @@ async fn no_raw_national_id_in_file_names_reasons_output_or_any_table() {
                 "inbox/PNR_0000000000.txt",
             ],
             vec!["--db", &url, "status"],
+            // A DPO looking a person up by national ID: pseudonymized at once.
+            vec!["--db", &url, "audit", "query", "--person", "0101005038"],
+            vec!["--db", &url, "audit", "query", "--person", "010682-362A"],
         ] {
             outputs.push(tidig(d, &args));
         }
@@ -314,15 +317,18 @@ async fn no_raw_national_id_in_file_names_reasons_output_or_any_table() {
         assert!(store.count("quarantine").await.unwrap() >= 4, "{backend}");
         store.close().await;
         let mut haystack = dump(&url).await.join("\n");
-        // The run log too: file names and errors are stored there.
+        // The run log and the audit trail too: file names, errors and queries are
+        // recorded there.
         let store = Store::open(&url).await.unwrap();
-        haystack.push_str(
-            &store
-                .dump_table("ingest_runs", &[])
-                .await
-                .unwrap()
-                .join("\n"),
-        );
+        assert!(store.count("audit_log").await.unwrap() >= 10, "{backend}");
+        for t in [
+            "ingest_runs",
+            "audit_log",
+            "audit_checkpoints",
+            "audit_seen",
+        ] {
+            haystack.push_str(&store.dump_table(t, &[]).await.unwrap().join("\n"));
+        }
         store.close().await;
         for o in &outputs {
             haystack.push_str(&String::from_utf8_lossy(&o.stdout));

@@ -337,6 +337,19 @@ async fn classify(app: &App, i: u64, row: &AuditRow, leaves: &[Hash]) -> Result<
             format!("entries {i}..{} are missing", row.seq - 1),
         ));
     }
+    // The entry written at i now stands at i + 1, intact: something was put before it.
+    if let Some(next) = app.store().audit_entry(i + 1).await? {
+        let intact = leaf_hash(next.entry.as_bytes()).as_slice() == next.leaf_hash.as_slice();
+        if intact && EntryView::parse(&next.entry).is_ok_and(|v| v.seq == i) {
+            return Ok(problem(
+                Tamper::Inserted,
+                format!(
+                    "entry {i} was never appended: it was inserted, moving the entry written as                      {i} to {}",
+                    i + 1
+                ),
+            ));
+        }
+    }
     let h = leaf_hash(row.entry.as_bytes());
     let view = EntryView::parse(&row.entry).ok();
     let Some(view) = view else {

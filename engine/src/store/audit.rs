@@ -197,7 +197,6 @@ impl Store {
         record: &Record,
     ) -> Result<Option<u64>, StoreError> {
         let seen = "SELECT seq FROM audit_seen WHERE kind = $1 AND value = $2";
-        let mark = "INSERT INTO audit_seen (kind, value, seq) VALUES ($1, $2, $3)";
         // Most opens see nothing new: look first without taking the write lock.
         let known: Option<i64> = on_pool!(self, |p| sqlx::query_scalar(seen)
             .bind(kind)
@@ -207,24 +206,30 @@ impl Store {
         if known.is_some() {
             return Ok(None);
         }
+        // Claim the fact first: a concurrent claimant waits on this row (PostgreSQL)
+        // or the write lock (SQLite) and then finds it taken, so exactly one records it.
+        let claim = "INSERT INTO audit_seen (kind, value, seq) VALUES ($1, $2, -1) \
+                     ON CONFLICT (kind, value) DO NOTHING";
+        let set_seq = "UPDATE audit_seen SET seq = $3 WHERE kind = $1 AND value = $2";
         Ok(in_write_tx!(self, |tx| {
-            let known: Option<i64> = sqlx::query_scalar(seen)
+            let claimed = sqlx::query(claim)
                 .bind(kind)
                 .bind(value)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match known {
-                Some(_) => None,
-                None => {
-                    let seq = tx.append_audit(std::slice::from_ref(record)).await?[0];
-                    sqlx::query(mark)
-                        .bind(kind)
-                        .bind(value)
-                        .bind(seq as i64)
-                        .execute(&mut *tx)
-                        .await?;
-                    Some(seq)
-                }
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                == 1;
+            if claimed {
+                let seq = tx.append_audit(std::slice::from_ref(record)).await?[0];
+                sqlx::query(set_seq)
+                    .bind(kind)
+                    .bind(value)
+                    .bind(seq as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                Some(seq)
+            } else {
+                None
             }
         }))
     }

@@ -602,7 +602,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         let key = format!("{which}_key_fingerprint");
         let select = "SELECT value FROM store_meta WHERE key = $1";
-        let insert = "INSERT INTO store_meta (key, value) VALUES ($1, $2)";
+        let insert =
+            "INSERT INTO store_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
         let known: Option<String> = on_pool!(self, |p| sqlx::query_scalar(select)
             .bind(&key)
             .fetch_optional(p)
@@ -610,25 +611,25 @@ impl Store {
         let stored = match known {
             Some(s) => s,
             None => in_write_tx!(self, |tx| {
-                let again: Option<String> = sqlx::query_scalar(select)
+                // Claim first: a concurrent first use waits, then finds the key taken.
+                let claimed = sqlx::query(insert)
                     .bind(&key)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                match again {
-                    Some(s) => s,
-                    None => {
-                        sqlx::query(insert)
-                            .bind(&key)
-                            .bind(fingerprint)
-                            .execute(&mut *tx)
-                            .await?;
-                        let record = audit.clone().with(serde_json::json!({
-                            "key": which, "fingerprint": fingerprint,
-                        }));
-                        tx.append_audit(&[record]).await?;
-                        fingerprint.to_string()
-                    }
+                    .bind(fingerprint)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if claimed {
+                    let record = audit.clone().with(serde_json::json!({
+                        "key": which, "fingerprint": fingerprint,
+                    }));
+                    tx.append_audit(&[record]).await?;
                 }
+                let stored: String = sqlx::query_scalar(select)
+                    .bind(&key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                stored
             }),
         };
         if stored != fingerprint {

@@ -45,6 +45,10 @@ pub const TABLES: &[&str] = &[
     "scoring_runs",
 ];
 
+/// The audit trail's tables: a record of what was done, not data; kept apart from
+/// [`TABLES`] so that comparing two stores' data ignores who loaded them when.
+pub const AUDIT_TABLES: &[&str] = &["audit_log", "audit_head", "audit_checkpoints", "audit_seen"];
+
 impl Store {
     pub async fn counts(&self) -> Result<StoreCounts, StoreError> {
         let mut c = StoreCounts::default();
@@ -100,6 +104,7 @@ impl Store {
 fn known(table: &str) -> Result<&'static str, StoreError> {
     TABLES
         .iter()
+        .chain(AUDIT_TABLES)
         .find(|t| **t == table)
         .copied()
         .ok_or_else(|| StoreError::Corrupt {

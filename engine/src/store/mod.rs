@@ -23,7 +23,7 @@ pub(crate) use audit::AppendAudit;
 pub use audit::{AuditFilter, AuditHead, AuditRow, StoredCheckpoint};
 pub use features::{BuildRecord, EventRow, StoredVector, VectorRow};
 pub use ingest::{Batch, IngestTx, RunCounts, RunRecord, WriteOutcome};
-pub use inspect::{StoreCounts, TABLES};
+pub use inspect::{StoreCounts, AUDIT_TABLES, TABLES};
 pub use population::{PersonDates, Residence};
 pub use registry::{ModelRow, NewModel, Transition, TransitionOutcome};
 pub use suggestions::{Capacity, ScoringRunRecord, StoredSuggestion, SuggestionRow, WriteCounts};

@@ -12,6 +12,10 @@ use std::process::{Command, Output};
 
 use tidig_engine::store::{Store, TABLES};
 
+/// The audit signer the tests sign checkpoints with (an Ed25519 seed of 0x33 bytes).
+pub const AUDIT_KEY: &str =
+    "PRIVATE+KEY+test.example/audit+16a10d76+ATMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMzMz";
+
 /// `tidig args` in `dir`, with fixed test keys and no `TIDIG_DB` from the environment.
 pub fn command(dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tidig"));
@@ -19,6 +23,7 @@ pub fn command(dir: &Path, args: &[&str]) -> Command {
         .env_remove("TIDIG_DB")
         .env("TIDIG_PSEUDONYM_KEY", "11".repeat(32))
         .env("TIDIG_VAULT_KEY", "22".repeat(32))
+        .env("TIDIG_AUDIT_KEY", AUDIT_KEY)
         .args(args);
     c
 }
