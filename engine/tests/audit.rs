@@ -6,7 +6,6 @@
 
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     reason = "test helpers: a failure here is a test failure"
 )]
 
@@ -408,7 +407,7 @@ async fn every_kind_of_tampering_is_detected_and_located_on_both_backends() {
             })
             .join()
             .unwrap();
-            pg.url(&name)
+            pg.url(name)
         };
         tamper_cases(d, "postgres", &copy).await;
     }

@@ -27,7 +27,148 @@ pub async fn run(b: BenchCommand, json: bool, settings: &Settings) -> Result<()>
         BenchCommand::Features(a) => features(a, json, settings).await,
         BenchCommand::Train(a) => train(a, json, settings).await,
         BenchCommand::Score(a) => score(a, json, settings).await,
+        BenchCommand::Audit(a) => audit(a, json, settings).await,
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchAuditArgs {
+    /// Seconds each append measurement runs.
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Entries in the SQLite log whose verification is timed.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub verify_entries: u64,
+    /// PostgreSQL URL to measure on (a throwaway cluster otherwise, when available).
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// Skip PostgreSQL.
+    #[arg(long)]
+    pub no_postgres: bool,
+}
+
+/// A typical entry: a caseworker's read of one suggestion.
+fn bench_record(app: &App, by: &Principal, i: u64) -> tidig_governance::audit::Record {
+    let mut r = app.record(by, "suggestion.get").with(json!({
+        "suggestion": format!("{i:032x}"), "returned": 1,
+    }));
+    r.subject = Some(format!("p{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
+    r
+}
+
+/// Durable appends per second with `callers` concurrent callers, each waiting for its
+/// entry to commit (the group-commit writer `Audit::append`, as every action uses).
+async fn appends_per_second(app: &App, callers: usize, seconds: f64) -> Result<(u64, f64)> {
+    let by = Principal::demo("bench")?;
+    let started = std::time::Instant::now();
+    let deadline = started + std::time::Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::new();
+    for c in 0..callers {
+        let audit = app.audit().clone();
+        let record = bench_record(app, &by, c as u64);
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while std::time::Instant::now() < deadline {
+                audit.append(record.clone()).await?;
+                n += 1;
+            }
+            Ok::<u64, crate::error::EngineError>(n)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok((total, total as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// An app over `url` signing checkpoints with `signer`.
+async fn bench_app(
+    url: &str,
+    settings: &Settings,
+    signer: &tidig_governance::audit::NoteSigner,
+) -> Result<App> {
+    let store = crate::store::Store::open(url).await?;
+    Ok(App::with_store(
+        store,
+        settings.clone(),
+        crate::pipeline::rules::load_pack(None)?,
+        Clock::System,
+    )
+    .with_signer(signer.clone()))
+}
+
+pub async fn audit(a: BenchAuditArgs, json_out: bool, settings: &Settings) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let signer = tidig_governance::audit::NoteSigner::from_seed(&settings.audit.origin, [7; 32])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (targets, _cluster, skipped) =
+        backends(work.path(), a.postgres.as_deref(), a.no_postgres).await?;
+    let mut results = Vec::new();
+    for (backend, url) in &targets {
+        let app = bench_app(url, settings, &signer).await?;
+        let mut rates = Vec::new();
+        for callers in [1usize, 8, 64] {
+            let (n, rate) = appends_per_second(&app, callers, a.seconds).await?;
+            rates.push(json!({"callers": callers, "appends": n, "appends_per_second": rate}));
+        }
+        let verifier = app.audit().verifier();
+        let verify = crate::pipeline::audit::verify(&app, verifier.as_ref(), None).await?;
+        app.close().await?;
+        results.push(json!({"backend": backend, "appends": rates, "verified": verify.ok, "entries": verify.entries}));
+    }
+    if let Some(why) = skipped {
+        results.push(json!({"backend": "postgres", "skipped": why}));
+    }
+    // Verification of a large log (SQLite, the embedded default): filled in batches,
+    // then verified as `tidig audit verify` does.
+    let url = format!("sqlite://{}", work.path().join("verify.db").display());
+    let app = bench_app(&url, settings, &signer).await?;
+    let by = Principal::demo("bench")?;
+    let fill = std::time::Instant::now();
+    let mut i = 0;
+    while i < a.verify_entries {
+        let n = (a.verify_entries - i).min(20_000);
+        let batch: Vec<_> = (i..i + n).map(|k| bench_record(&app, &by, k)).collect();
+        app.store().audit_append(&batch).await?;
+        i += n;
+    }
+    let fill_seconds = fill.elapsed().as_secs_f64();
+    app.audit().checkpoint().await?;
+    let verifier = app.audit().verifier();
+    let report = crate::pipeline::audit::verify(&app, verifier.as_ref(), None).await?;
+    app.close().await?;
+    let out = json!({
+        "ok": report.ok,
+        "seconds_per_measurement": a.seconds,
+        "results": results,
+        "verify": {"entries": report.entries, "seconds": report.seconds,
+                   "entries_per_second": report.entries_per_second, "ok": report.ok,
+                   "fill_seconds": fill_seconds},
+    });
+    if json_out {
+        emit_json!("{out}");
+        return Ok(());
+    }
+    println!("audit benchmark: durable appends (each caller waits for its commit)");
+    for r in measured(&out) {
+        for x in r["appends"].as_array().into_iter().flatten() {
+            println!(
+                "  {:<9} {:>3} callers  {:>9.0} appends/s",
+                r["backend"].as_str().unwrap_or(""),
+                x["callers"],
+                x["appends_per_second"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+    println!(
+        "  verify    {} entries in {:.2} s: {:.0} entries/s ({})",
+        report.entries,
+        report.seconds,
+        report.entries_per_second,
+        if report.ok { "OK" } else { "FAILED" }
+    );
+    Ok(())
 }
 
 /// A throwaway PostgreSQL cluster, when the test kit is compiled in.

@@ -272,6 +272,8 @@ pub enum BenchCommand {
     Train(bench::BenchTrainArgs),
     /// One scoring run end to end from the store, and the rule layer's throughput.
     Score(bench::BenchTrainArgs),
+    /// Durable audit appends per second (1, 8, 64 callers) and verification rate.
+    Audit(bench::BenchAuditArgs),
 }
 
 #[derive(Debug, Args)]

@@ -231,7 +231,7 @@ pub async fn verify(
         if problems.len() == before {
             // The log extends it: show the consistency proof a third party would check.
             let proof =
-                merkle::consistency_proof(&leaves, c.size).map_err(|e| EngineError::internal(e))?;
+                merkle::consistency_proof(&leaves, c.size).map_err(EngineError::internal)?;
             merkle::verify_consistency(c.size, count, &c.root, &range.root(), &proof)
                 .map_err(|e| EngineError::internal(format_args!("consistency proof: {e}")))?;
             against_out = Some(cp_out(c.size, &c.root, note));
