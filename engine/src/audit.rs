@@ -115,6 +115,16 @@ impl Audit {
         }
     }
 
+    /// Appends `records` in one transaction of their own (a bulk import, or a caller
+    /// that batches itself); returns their sequence numbers once durable.
+    pub async fn append_many(&self, records: &[Record]) -> Result<Vec<u64>> {
+        self.inner
+            .store
+            .audit_append(records)
+            .await
+            .map_err(audit_error)
+    }
+
     /// The writer's queue, starting the writer on first use; none once closed.
     fn queue(&self) -> Option<mpsc::UnboundedSender<Job>> {
         if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {

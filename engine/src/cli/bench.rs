@@ -88,14 +88,11 @@ async fn bench_app(
     settings: &Settings,
     signer: &tidig_governance::audit::NoteSigner,
 ) -> Result<App> {
-    let store = crate::store::Store::open(url).await?;
-    Ok(App::with_store(
-        store,
-        settings.clone(),
-        crate::pipeline::rules::load_pack(None)?,
-        Clock::System,
-    )
-    .with_signer(signer.clone()))
+    let mut settings = settings.clone();
+    settings.rules.pack = None;
+    Ok(App::open(url, settings, Clock::System)
+        .await?
+        .with_signer(signer.clone()))
 }
 
 pub async fn audit(a: BenchAuditArgs, json_out: bool, settings: &Settings) -> Result<()> {
@@ -130,7 +127,7 @@ pub async fn audit(a: BenchAuditArgs, json_out: bool, settings: &Settings) -> Re
     while i < a.verify_entries {
         let n = (a.verify_entries - i).min(20_000);
         let batch: Vec<_> = (i..i + n).map(|k| bench_record(&app, &by, k)).collect();
-        app.store().audit_append(&batch).await?;
+        app.audit().append_many(&batch).await?;
         i += n;
     }
     let fill_seconds = fill.elapsed().as_secs_f64();
