@@ -10,33 +10,14 @@
 )]
 
 use std::path::Path;
-use std::sync::OnceLock;
 
-use common::{command, tidig};
+use common::{command, pg, tidig};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection, Row, SqliteConnection};
-use tidig_engine::testkit::pgtemp::TempPostgres;
 use tidig_governance::audit::merkle::leaf_hash;
 use tidig_governance::audit::{CompactRange, Entry};
 
 mod common;
-
-static PG: OnceLock<Option<TempPostgres>> = OnceLock::new();
-
-fn pg() -> Option<&'static TempPostgres> {
-    PG.get_or_init(|| match TempPostgres::start(true).unwrap() {
-        Some(pg) => Some(pg),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but no PostgreSQL server binaries were found"
-            );
-            eprintln!("PostgreSQL server binaries not found: skipping the PostgreSQL half");
-            None
-        }
-    })
-    .as_ref()
-}
 
 fn ok(o: &std::process::Output) -> String {
     assert!(

@@ -10,12 +10,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{command, dump, tidig};
+use common::{command, dump, pg, tidig};
 use tidig_engine::store::Store;
-use tidig_engine::testkit::pgtemp::TempPostgres;
 
 mod common;
 
@@ -49,23 +47,6 @@ fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-static PG: OnceLock<Option<TempPostgres>> = OnceLock::new();
-
-fn pg() -> Option<&'static TempPostgres> {
-    PG.get_or_init(|| match TempPostgres::start(true).unwrap() {
-        Some(pg) => Some(pg),
-        None => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI is set but no PostgreSQL server binaries were found"
-            );
-            eprintln!("PostgreSQL server binaries not found: skipping the PostgreSQL half");
-            None
-        }
-    })
-    .as_ref()
 }
 
 /// A fresh store URL per backend here: a new SQLite file, and a new PostgreSQL database.

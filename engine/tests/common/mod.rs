@@ -10,7 +10,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use std::sync::OnceLock;
+
 use tidig_engine::store::{Store, TABLES};
+use tidig_engine::testkit::pgtemp::TempPostgres;
 
 /// The audit signer the tests sign checkpoints with (an Ed25519 seed of 0x33 bytes).
 pub const AUDIT_KEY: &str =
@@ -55,4 +58,23 @@ pub async fn dump(url: &str) -> Vec<String> {
     }
     store.close().await;
     all
+}
+
+/// The throwaway PostgreSQL cluster of this test binary (started once), or `None` where
+/// no server binaries exist outside CI.
+static PG: OnceLock<Option<TempPostgres>> = OnceLock::new();
+
+pub fn pg() -> Option<&'static TempPostgres> {
+    PG.get_or_init(|| match TempPostgres::start(true).unwrap() {
+        Some(pg) => Some(pg),
+        None => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but no PostgreSQL server binaries were found"
+            );
+            eprintln!("PostgreSQL server binaries not found: skipping the PostgreSQL half");
+            None
+        }
+    })
+    .as_ref()
 }
