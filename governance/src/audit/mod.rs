@@ -8,6 +8,6 @@ pub mod entry;
 pub mod merkle;
 pub mod note;
 
-pub use entry::{Actor, Entry, EntryView, Outcome, Record, Versions};
+pub use entry::{Actor, EncodedRecord, Entry, EntryLink, EntryView, Outcome, Record, Versions};
 pub use merkle::{CompactRange, Hash, ProofError};
 pub use note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
