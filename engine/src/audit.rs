@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::Digest as _;
-use tidig_governance::audit::{Actor, Checkpoint, NoteSigner, NoteVerifier, Outcome, Record};
+use tidig_governance::audit::{
+    Actor, Checkpoint, EncodedRecord, NoteSigner, NoteVerifier, Outcome, Record,
+};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -31,7 +33,7 @@ type Result<T, E = EngineError> = std::result::Result<T, E>;
 const MAX_BATCH: usize = 4096;
 
 struct Job {
-    record: Record,
+    record: EncodedRecord,
     done: oneshot::Sender<Result<u64, String>>,
 }
 
@@ -95,6 +97,8 @@ impl Audit {
     /// Appends one entry; returns its sequence number once it is durable. If the entry
     /// cannot be written the caller's action must fail.
     pub async fn append(&self, record: Record) -> Result<u64> {
+        // Encoded here, by the caller, so the writer only splices in `seq` and `prev`.
+        let record = EncodedRecord::new(record);
         let Some(queue) = self.queue() else {
             let seqs = self
                 .inner
@@ -118,9 +122,10 @@ impl Audit {
     /// Appends `records` in one transaction of their own (a bulk import, or a caller
     /// that batches itself); returns their sequence numbers once durable.
     pub async fn append_many(&self, records: &[Record]) -> Result<Vec<u64>> {
+        let encoded: Vec<EncodedRecord> = records.iter().cloned().map(EncodedRecord::new).collect();
         self.inner
             .store
-            .audit_append(records)
+            .audit_append(&encoded)
             .await
             .map_err(audit_error)
     }
@@ -196,6 +201,7 @@ impl Audit {
         if let Some(h) = handle {
             let _ = h.await;
         }
+        self.index().await;
         if self.inner.signer.is_none() {
             let head = self.inner.store.audit_head().await?;
             if head.size > 0 {
@@ -209,6 +215,14 @@ impl Audit {
         }
         self.checkpoint().await?;
         Ok(())
+    }
+
+    /// Brings the query index up to the head. A failure leaves queries reading the
+    /// entries not yet indexed directly (slower, never wrong), so it is only logged.
+    async fn index(&self) {
+        if let Err(e) = self.inner.store.audit_index_catch_up().await {
+            tracing::warn!("audit query index not brought up to date: {e}");
+        }
     }
 
     fn checkpoint_due(&self) -> bool {
@@ -229,13 +243,16 @@ async fn writer(audit: Audit, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut batch: Vec<Job> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
+        // Let callers woken by the last commit queue their next entries before this
+        // batch is cut (a yield costs microseconds; a lone caller loses nothing).
+        tokio::task::yield_now().await;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,
             }
         }
-        let (records, waiters): (Vec<Record>, Vec<_>) =
+        let (records, waiters): (Vec<EncodedRecord>, Vec<_>) =
             batch.drain(..).map(|j| (j.record, j.done)).unzip();
         match audit.inner.store.audit_append(&records).await {
             Ok(seqs) => {
@@ -254,6 +271,7 @@ async fn writer(audit: Audit, mut rx: mpsc::UnboundedReceiver<Job>) {
             if let Err(e) = audit.checkpoint().await {
                 tracing::warn!("audit checkpoint not written: {e}");
             }
+            audit.index().await;
         }
     }
 }

@@ -13,12 +13,21 @@ use serde_json::{json, Value};
 use tidig_connectors::national_id::parse as parse_id;
 use tidig_connectors::pseudonym::Identity;
 use tidig_governance::audit::merkle::{self, leaf_hash, Hash};
-use tidig_governance::audit::{Checkpoint, CompactRange, Entry, EntryView, NoteVerifier};
+use tidig_governance::audit::{
+    Checkpoint, CompactRange, Entry, EntryLink, EntryView, NoteVerifier,
+};
 
 use crate::app::App;
 use crate::error::EngineError;
 use crate::principal::Principal;
-use crate::store::{AuditFilter, AuditRow, StoredCheckpoint};
+use crate::store::{AuditFilter, AuditRowRef, StoredCheckpoint};
+
+/// The first row verification found wrong, kept to say what happened to it.
+struct Scanned {
+    seq: u64,
+    entry: String,
+    leaf_hash: Vec<u8>,
+}
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -126,18 +135,29 @@ pub async fn verify(
         .map(|c| c.size)
         .chain(against_size(against))
         .collect();
-    let mut first: Option<(u64, AuditRow)> = None;
+    let mut first: Option<(u64, Scanned)> = None;
     let mut oldest: Option<String> = None;
+    let (index_upto, index_rows) = store.audit_index_extent().await?;
+    let mut subjects_below = 0u64;
     store
         .audit_for_each(|row| {
             let i = leaves.len() as u64;
-            if oldest.is_none() {
-                oldest = Some(row.at.clone());
-            }
-            if first.is_none() && !row_ok(i, &row, leaves.last()) {
-                first = Some((i, row.clone()));
+            if i == 0 {
+                oldest = EntryView::parse(row.entry).ok().map(|v| v.at.into_owned());
             }
             let h = leaf_hash(row.entry.as_bytes());
+            let link = EntryLink::read(row.entry);
+            if link.is_some_and(|l| l.has_subject && l.seq < index_upto) {
+                subjects_below += 1;
+            }
+            if first.is_none() && !row_ok(i, &row, link.as_ref(), &h, leaves.last()) {
+                let scanned = Scanned {
+                    seq: row.seq,
+                    entry: row.entry.to_string(),
+                    leaf_hash: row.leaf_hash.to_vec(),
+                };
+                first = Some((i, scanned));
+            }
             leaves.push(h);
             range.push(h);
             if wanted.contains(&range.size()) {
@@ -149,6 +169,33 @@ pub async fn verify(
     let count = leaves.len() as u64;
     if let Some((i, row)) = first {
         problems.push(classify(app, i, &row, &leaves).await?);
+    }
+    // The query index (who acted, whom it concerned) must hold one row per principal
+    // and one per person of every entry it reaches: rows removed from it would hide
+    // entries from `audit query`.
+    if index_upto <= count && index_rows != index_upto + subjects_below {
+        problems.push(Problem {
+            seq: None,
+            kind: Tamper::Altered,
+            detail: format!(
+                "the query index holds {index_rows} rows where the first {index_upto} entries \
+                 give {}: rows were removed from it or added, so queries by principal or \
+                 person may miss entries",
+                index_upto + subjects_below
+            ),
+        });
+    }
+    // What queries select on (time, principal, action, outcome, subject) is generated
+    // from each entry by the database and cannot be written on its own, unless the
+    // table itself was redefined.
+    if !store.audit_query_columns_generated().await? {
+        problems.push(Problem {
+            seq: None,
+            kind: Tamper::Altered,
+            detail: "the query columns of audit_log are no longer generated from the entries: \
+                     the table was redefined, so queries may not show what the entries say"
+                .into(),
+        });
     }
     let root_at = |size: u64| roots_at.iter().find(|(s, _)| *s == size).map(|(_, r)| *r);
     // Checkpoints: signature, then what they commit to.
@@ -299,33 +346,54 @@ fn check_extends(
     }
 }
 
-/// Whether row `i` is exactly what was appended at `i`: its number, its hash, its link
-/// to the entry before and its index columns.
-fn row_ok(i: u64, row: &AuditRow, prev: Option<&Hash>) -> bool {
-    if row.seq != i {
+/// Whether row `i` (whose entry hashes to `h`) is exactly what was appended at `i`: its
+/// number, its stored hash and its link to the entry before. (The query columns are
+/// generated from the entry by the database; [`verify`] checks that they still are.)
+fn row_ok(
+    i: u64,
+    row: &AuditRowRef<'_>,
+    link: Option<&EntryLink<'_>>,
+    h: &Hash,
+    prev: Option<&Hash>,
+) -> bool {
+    if row.seq != i || row.leaf_hash != h.as_slice() {
         return false;
     }
-    let h = leaf_hash(row.entry.as_bytes());
-    if row.leaf_hash.as_slice() != h.as_slice() {
-        return false;
-    }
-    let Ok(v) = EntryView::parse(&row.entry) else {
+    let Some(link) = link else {
         return false;
     };
-    let want_prev = prev.map_or_else(|| hex::encode([0u8; 32]), hex::encode);
-    v.v == 1
-        && v.seq == i
-        && v.prev == want_prev
-        && row.prev_hash.as_slice() == prev.map_or([0u8; 32].as_slice(), |p| p.as_slice())
-        && v.at == row.at
-        && v.principal.id == row.principal
-        && v.action == row.action
-        && v.outcome.kind == row.outcome
-        && v.subject.as_deref() == row.subject.as_deref()
+    // The link as the encoding writes it: lowercase hex of the previous leaf hash.
+    let mut want = [0u8; 64];
+    const_hex::encode_to_slice(prev.copied().unwrap_or([0u8; 32]), &mut want).is_ok()
+        && link.v == 1
+        && link.seq == i
+        && link.prev.as_bytes() == want.as_slice()
+}
+
+/// Whether the entry written at `i` now stands, intact, at `i + 1`: something was put
+/// before it.
+async fn shifted_up(app: &App, i: u64) -> Result<bool> {
+    let Some(next) = app.store().audit_entry(i + 1).await? else {
+        return Ok(false);
+    };
+    let intact = leaf_hash(next.entry.as_bytes()).as_slice() == next.leaf_hash.as_slice();
+    Ok(intact && EntryView::parse(&next.entry).is_ok_and(|v| v.seq == i))
+}
+
+fn inserted_at(i: u64) -> Problem {
+    Problem {
+        seq: Some(i),
+        kind: Tamper::Inserted,
+        detail: format!(
+            "entry {i} was never appended: it was inserted, moving the entry written as {i} \
+             to {}",
+            i + 1
+        ),
+    }
 }
 
 /// Says what happened at the first row that is not what was appended there.
-async fn classify(app: &App, i: u64, row: &AuditRow, leaves: &[Hash]) -> Result<Problem> {
+async fn classify(app: &App, i: u64, row: &Scanned, leaves: &[Hash]) -> Result<Problem> {
     let problem = |kind, detail: String| Problem {
         seq: Some(i),
         kind,
@@ -337,22 +405,12 @@ async fn classify(app: &App, i: u64, row: &AuditRow, leaves: &[Hash]) -> Result<
             format!("entries {i}..{} are missing", row.seq - 1),
         ));
     }
-    // The entry written at i now stands at i + 1, intact: something was put before it.
-    if let Some(next) = app.store().audit_entry(i + 1).await? {
-        let intact = leaf_hash(next.entry.as_bytes()).as_slice() == next.leaf_hash.as_slice();
-        if intact && EntryView::parse(&next.entry).is_ok_and(|v| v.seq == i) {
-            return Ok(problem(
-                Tamper::Inserted,
-                format!(
-                    "entry {i} was never appended: it was inserted, moving the entry written as                      {i} to {}",
-                    i + 1
-                ),
-            ));
-        }
-    }
     let h = leaf_hash(row.entry.as_bytes());
     let view = EntryView::parse(&row.entry).ok();
     let Some(view) = view else {
+        if shifted_up(app, i).await? {
+            return Ok(inserted_at(i));
+        }
         return Ok(problem(
             Tamper::Altered,
             format!("entry {i} is not a valid entry encoding any more"),
@@ -389,6 +447,9 @@ async fn classify(app: &App, i: u64, row: &AuditRow, leaves: &[Hash]) -> Result<
             }
         });
     }
+    if shifted_up(app, i).await? {
+        return Ok(inserted_at(i));
+    }
     if row.leaf_hash.as_slice() != h.as_slice() || written_at != i {
         return Ok(problem(
             Tamper::Altered,
@@ -412,7 +473,7 @@ async fn classify(app: &App, i: u64, row: &AuditRow, leaves: &[Hash]) -> Result<
     }
     Ok(problem(
         Tamper::Altered,
-        format!("the query columns of entry {i} differ from the entry"),
+        format!("entry {i} is not in the canonical encoding (version or link written otherwise)"),
     ))
 }
 
@@ -644,8 +705,8 @@ pub async fn export(
     let mut written = 0u64;
     let mut failed: Option<std::io::Error> = None;
     app.store()
-        .audit_for_each(|row| {
-            if row.seq < cp.size && failed.is_none() {
+        .audit_scan(0, i64::try_from(cp.size).unwrap_or(i64::MAX), |row| {
+            if failed.is_none() {
                 if let Err(e) = writeln!(out, "{}", row.entry) {
                     failed = Some(e);
                 }

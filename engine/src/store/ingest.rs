@@ -230,10 +230,10 @@ impl IngestTx {
         let sql = "INSERT INTO ingest_runs (file, sha256, format, status, started_at) \
                    VALUES ($1, $2, $3, 'running', $4) RETURNING id";
         let (tx, run_id) = match store {
-            Store::Sqlite(p) => {
+            Store::Sqlite(s) => {
                 // IMMEDIATE takes the write lock now, so concurrent writers queue on the
                 // busy timeout instead of failing with "database is locked" later.
-                let mut tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let mut tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
                 let id: i64 = sqlx::query_scalar(sql)
                     .bind(file)
                     .bind(sha256)

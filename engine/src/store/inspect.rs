@@ -47,7 +47,14 @@ pub const TABLES: &[&str] = &[
 
 /// The audit trail's tables: a record of what was done, not data; kept apart from
 /// [`TABLES`] so that comparing two stores' data ignores who loaded them when.
-pub const AUDIT_TABLES: &[&str] = &["audit_log", "audit_head", "audit_checkpoints", "audit_seen"];
+pub const AUDIT_TABLES: &[&str] = &[
+    "audit_log",
+    "audit_head",
+    "audit_checkpoints",
+    "audit_seen",
+    "audit_index",
+    "audit_indexed",
+];
 
 impl Store {
     pub async fn counts(&self) -> Result<StoreCounts, StoreError> {

@@ -20,7 +20,7 @@ use sqlx::sqlite::{
 use sqlx::ConnectOptions;
 
 pub(crate) use audit::AppendAudit;
-pub use audit::{AuditFilter, AuditHead, AuditRow, StoredCheckpoint};
+pub use audit::{AuditFilter, AuditHead, AuditRow, AuditRowRef, StoredCheckpoint};
 pub use features::{BuildRecord, EventRow, StoredVector, VectorRow};
 pub use ingest::{Batch, IngestTx, RunCounts, RunRecord, WriteOutcome};
 pub use inspect::{StoreCounts, AUDIT_TABLES, TABLES};
@@ -35,8 +35,8 @@ pub use suggestions::{Capacity, ScoringRunRecord, StoredSuggestion, SuggestionRo
 macro_rules! in_write_tx {
     ($store:expr, |$tx:ident| $body:block) => {
         match $store {
-            $crate::store::Store::Sqlite(p) => {
-                let mut $tx = p.begin_with("BEGIN IMMEDIATE").await?;
+            $crate::store::Store::Sqlite(s) => {
+                let mut $tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
                 let value = $body;
                 $tx.commit().await?;
                 value
@@ -56,7 +56,10 @@ macro_rules! in_write_tx {
 macro_rules! on_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
         match $store {
-            $crate::store::Store::Sqlite($pool) => $body,
+            $crate::store::Store::Sqlite(s) => {
+                let $pool = &s.read;
+                $body
+            }
             $crate::store::Store::Postgres($pool) => $body,
         }
     };
@@ -66,8 +69,8 @@ macro_rules! on_pool {
 macro_rules! for_each_row {
     ($store:expr, $ty:ty, $sql:expr, [$($bind:expr),*], |$row:pat_param| $body:block) => {
         match $store {
-            $crate::store::Store::Sqlite(p) => {
-                let mut rows = sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch(p);
+            $crate::store::Store::Sqlite(s) => {
+                let mut rows = sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch(&s.read);
                 while let Some($row) = futures_util::TryStreamExt::try_next(&mut rows).await? $body
             }
             $crate::store::Store::Postgres(p) => {
@@ -82,7 +85,7 @@ macro_rules! for_each_row {
 macro_rules! fetch_all {
     ($store:expr, $ty:ty, $sql:expr $(, $bind:expr)*) => {
         match $store {
-            $crate::store::Store::Sqlite(p) => sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch_all(p).await?,
+            $crate::store::Store::Sqlite(s) => sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch_all(&s.read).await?,
             $crate::store::Store::Postgres(p) => sqlx::query_as::<_, $ty>($sql)$(.bind($bind))*.fetch_all(p).await?,
         }
     };
@@ -161,10 +164,22 @@ pub enum StoreError {
     },
 }
 
+/// SQLite's connections: one writer and a small pool of readers.
+///
+/// SQLite has one writer at a time anyway. Giving it one connection of its own keeps
+/// that connection's page cache valid from one transaction to the next (a connection
+/// discards its cache whenever another connection has written), and readers in WAL mode
+/// never wait for it.
+#[derive(Clone, Debug)]
+pub struct SqlitePools {
+    pub(crate) write: SqlitePool,
+    pub(crate) read: SqlitePool,
+}
+
 /// A connection pool to one store.
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
 }
 
@@ -201,8 +216,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(60))
-            // Page cache per connection (KiB); with at most two connections this bounds
-            // SQLite's memory at ~96 MiB whatever the store size.
+            // Page cache per connection (KiB); with at most three connections (one
+            // writer, two readers) this bounds SQLite's memory at ~144 MiB whatever the
+            // store size.
             .pragma("cache_size", "-49152")
             .pragma("temp_store", "memory")
             .log_statements(log::LevelFilter::Off)
@@ -213,17 +229,29 @@ impl Store {
         // held over connecting and migrating makes the second wait and then find nothing
         // to do.
         let lock = migration_lock(path).await?;
-        // SQLite has one writer at a time anyway; each extra connection would carry its
-        // own page cache.
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(opts)
+        // One writer connection (see `SqlitePools`) and two readers; each carries its own
+        // page cache. A file connection does not go stale: no ping before every acquire.
+        // Writers in this process queue on the writer for as long as writers in other
+        // processes may wait on the lock (the busy timeout).
+        let pool = |n: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(n)
+                .test_before_acquire(false)
+                .acquire_timeout(Duration::from_secs(60))
+        };
+        let write = pool(1)
+            .connect_with(opts.clone())
             .await
             .map_err(StoreError::Connect)?;
-        let migrated = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
+        let migrated = sqlx::migrate!("./migrations/sqlite").run(&write).await;
         drop(lock);
         migrated.map_err(StoreError::Migrate)?;
-        Ok(Store::Sqlite(pool))
+        // Long scans (verifying the audit trail) hand rows over in bigger batches.
+        let read = pool(2)
+            .connect_with(opts.row_buffer_size(1024))
+            .await
+            .map_err(StoreError::Connect)?;
+        Ok(Store::Sqlite(SqlitePools { write, read }))
     }
 
     pub fn backend(&self) -> Backend {
@@ -239,11 +267,12 @@ impl Store {
     /// it later).
     pub async fn close(&self) {
         match self {
-            Store::Sqlite(p) => {
+            Store::Sqlite(s) => {
+                s.read.close().await;
                 let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                    .execute(p)
+                    .execute(&s.write)
                     .await;
-                p.close().await
+                s.write.close().await
             }
             Store::Postgres(p) => p.close().await,
         }

@@ -146,15 +146,16 @@ impl Store {
 
     /// Registers an objection (idempotent).
     pub async fn add_objection(&self, person: i64, at: &str) -> Result<(), StoreError> {
-        on_pool!(self, |p| {
+        in_write_tx!(self, |tx| {
             sqlx::query(
-            "INSERT INTO objections (person_id, registered_at) VALUES ($1, $2) ON CONFLICT (person_id) DO NOTHING"
-        )
-        .bind(person)
-        .bind(at)
-        .execute(p)
-        .await
-        .map(|_| ())?
+                "INSERT INTO objections (person_id, registered_at) VALUES ($1, $2) \
+                 ON CONFLICT (person_id) DO NOTHING",
+            )
+            .bind(person)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map(|_| ())?
         });
         Ok(())
     }
