@@ -119,6 +119,19 @@ fn errors_are_one_clear_line_with_a_failing_exit_status() {
         stderr(&unknown)
     );
 
+    // An empty export (nothing new today) is not an error: nothing to load.
+    std::fs::write(d.join("empty.ndjson"), "").unwrap();
+    std::fs::write(d.join("blank.csv"), "\n  \n").unwrap();
+    let empty = tidig(d, &["--json", "ingest", "empty.ndjson", "blank.csv"]);
+    assert!(empty.status.success(), "{}", stderr(&empty));
+    let report: serde_json::Value = serde_json::from_slice(&empty.stdout).unwrap();
+    let files = report["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{report}");
+    for f in files {
+        assert_eq!(f["status"], "ignored", "{report}");
+        assert_eq!(f["error"], "empty: no records", "{report}");
+    }
+
     let bad_db = tidig(d, &["--db", "mysql://x", "status"]);
     assert!(!bad_db.status.success());
     assert!(stderr(&bad_db).contains("mysql://x"), "{}", stderr(&bad_db));

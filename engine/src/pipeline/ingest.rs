@@ -184,7 +184,14 @@ fn collect(
                 FileStatus::Failed,
                 Some(format!("cannot read: {e}")),
             )),
-            Ok((detected, patients)) => match forced.or(detected) {
+            // An export with nothing in it (no new records today): nothing to load, and
+            // no format to recognise.
+            Ok(Sniffed::Empty) => notes.push(note(
+                display,
+                FileStatus::Ignored,
+                Some("empty: no records".into()),
+            )),
+            Ok(Sniffed::Data(detected, patients)) => match forced.or(detected) {
                 Some(format) => inputs.push(Input {
                     path,
                     display,
@@ -306,12 +313,30 @@ fn plain_name(path: &Path) -> String {
     name.strip_suffix(".gz").map(str::to_string).unwrap_or(name)
 }
 
-/// The detected format and whether a FHIR file starts with Patients.
-fn sniff(path: &Path) -> std::io::Result<(Option<Format>, bool)> {
+/// What a file's first bytes say.
+enum Sniffed {
+    /// The detected format and whether a FHIR file starts with Patients.
+    Data(Option<Format>, bool),
+    /// No bytes but whitespace in the whole file.
+    Empty,
+}
+
+fn sniff(path: &Path) -> std::io::Result<Sniffed> {
     let mut reader = BufReader::with_capacity(64 * 1024, open(path)?);
+    loop {
+        let head = reader.fill_buf()?;
+        if head.is_empty() {
+            return Ok(Sniffed::Empty);
+        }
+        if !head.iter().all(u8::is_ascii_whitespace) {
+            break;
+        }
+        let n = head.len();
+        reader.consume(n);
+    }
     let head = reader.fill_buf()?;
     let patients = detect::leading_resource_type(head) == Some("Patient");
-    Ok((detect(&plain_name(path), head), patients))
+    Ok(Sniffed::Data(detect(&plain_name(path), head), patients))
 }
 
 fn sha256_file(path: &Path) -> Result<String, String> {
