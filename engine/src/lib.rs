@@ -13,6 +13,7 @@ pub mod error;
 pub mod pipeline;
 pub mod principal;
 pub mod progress;
+pub mod server;
 pub mod settings;
 pub mod store;
 pub mod synth;

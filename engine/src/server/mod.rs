@@ -1,0 +1,89 @@
+//! The gRPC server: the only module that knows proto and tonic types. It converts at
+//! the edge: requests become the engine's own values, the engine's errors become
+//! `tonic::Status` here and nowhere else.
+//!
+//! What is served so far: `grpc.health.v1` and server reflection (v1 and v1alpha) over
+//! the `tidig.v1` contract, so stock gRPC tools can see the service. The caseworker
+//! service's methods arrive with authentication and the access policy (issue 13).
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// The generated `tidig.v1` types, servers and clients, and the encoded contract.
+pub mod proto {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("tidig.v1");
+
+    /// The encoded `FileDescriptorSet` of the contract, with its comments.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/tidig_descriptor.bin"));
+
+    /// The caseworker service's full name, as health checks and reflection know it.
+    pub const CASEWORKER_SERVICE: &str = "tidig.v1.CaseworkerService";
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the contract's descriptor set is not valid: {0}")]
+    Reflection(String),
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Binds `addr` (port 0 picks a free one); returns the listener and its real address.
+pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let listen = |source| ServeError::Listen {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(listen)?;
+    let local = listener.local_addr().map_err(listen)?;
+    Ok((listener, local))
+}
+
+/// Serves health and reflection on `listener` until `shutdown` completes; calls in
+/// flight then finish before this returns.
+pub async fn serve(
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // The contract is loaded; its caseworker methods are not served yet, so health
+    // reports the server (empty service name) as serving and the service as not.
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    health
+        .set_service_status(
+            proto::CASEWORKER_SERVICE,
+            tonic_health::ServingStatus::NotServing,
+        )
+        .await;
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        b.register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! The gRPC contract and the server's standard services, driven through generated
+//! clients on 127.0.0.1:0.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failure here is a test failure"
+)]
+
+use prost::Message as _;
+use prost_types::source_code_info::Location;
+use prost_types::{FileDescriptorProto, FileDescriptorSet};
+use tidig_engine::server::{self, proto};
+
+fn contract() -> FileDescriptorProto {
+    let set = FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap();
+    set.file
+        .into_iter()
+        .find(|f| f.name() == "tidig/v1/caseworker.proto")
+        .expect("the caseworker contract is in the descriptor set")
+}
+
+/// The leading comment at a descriptor path (see descriptor.proto's `SourceCodeInfo`).
+fn comment<'a>(locations: &'a [Location], path: &[i32]) -> Option<&'a str> {
+    locations
+        .iter()
+        .find(|l| l.path == path)
+        .and_then(|l| l.leading_comments.as_deref())
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+}
+
+#[test]
+fn the_contract_follows_its_conventions_and_documents_everything() {
+    let file = contract();
+    assert_eq!(file.package(), "tidig.v1");
+    let locations = &file.source_code_info.as_ref().unwrap().location;
+    let mut undocumented = Vec::new();
+    // Messages (4) and their fields (2).
+    for (i, m) in file.message_type.iter().enumerate() {
+        if comment(locations, &[4, i as i32]).is_none() {
+            undocumented.push(format!("message {}", m.name()));
+        }
+        for (j, f) in m.field.iter().enumerate() {
+            if comment(locations, &[4, i as i32, 2, j as i32]).is_none() {
+                undocumented.push(format!("field {}.{}", m.name(), f.name()));
+            }
+        }
+    }
+    // Enums (5) and their values (2): the zero value is `<ENUM>_UNSPECIFIED`.
+    for (i, e) in file.enum_type.iter().enumerate() {
+        if comment(locations, &[5, i as i32]).is_none() {
+            undocumented.push(format!("enum {}", e.name()));
+        }
+        let zero = e.value.iter().find(|v| v.number() == 0).unwrap();
+        assert!(
+            zero.name().ends_with("_UNSPECIFIED"),
+            "{}: zero value {}",
+            e.name(),
+            zero.name()
+        );
+        for (j, v) in e.value.iter().enumerate() {
+            if comment(locations, &[5, i as i32, 2, j as i32]).is_none() {
+                undocumented.push(format!("value {}", v.name()));
+            }
+        }
+    }
+    // Services (6) and methods (2): one request and one response message per method,
+    // named after it, used by no other method.
+    let mut used = std::collections::HashSet::new();
+    for (i, s) in file.service.iter().enumerate() {
+        if comment(locations, &[6, i as i32]).is_none() {
+            undocumented.push(format!("service {}", s.name()));
+        }
+        for (j, m) in s.method.iter().enumerate() {
+            if comment(locations, &[6, i as i32, 2, j as i32]).is_none() {
+                undocumented.push(format!("method {}", m.name()));
+            }
+            assert_eq!(m.input_type(), format!(".tidig.v1.{}Request", m.name()));
+            assert_eq!(m.output_type(), format!(".tidig.v1.{}Response", m.name()));
+            assert!(used.insert(m.input_type().to_string()));
+            assert!(used.insert(m.output_type().to_string()));
+        }
+    }
+    assert_eq!(undocumented, Vec::<String>::new(), "undocumented");
+    let methods: Vec<&str> = file.service[0].method.iter().map(|m| m.name()).collect();
+    assert_eq!(
+        methods,
+        [
+            "ListSuggestions",
+            "GetSuggestion",
+            "RecordDecision",
+            "Reidentify",
+            "WatchSuggestions",
+            "ExportRiskAssessment"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_reflection_answer_stock_clients() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+
+    let (listener, addr) = server::bind("127.0.0.1:0").await.unwrap();
+    assert_ne!(addr.port(), 0);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server::serve(listener, async {
+        let _ = stopped.await;
+    }));
+    let url = format!("http://{addr}");
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let mut health = HealthClient::new(channel.clone());
+    let status = |service: &str| {
+        let mut health = health.clone();
+        let request = HealthCheckRequest {
+            service: service.into(),
+        };
+        async move { health.check(request).await.unwrap().into_inner().status() }
+    };
+    assert_eq!(status("").await, ServingStatus::Serving);
+    assert_eq!(
+        status(proto::CASEWORKER_SERVICE).await,
+        ServingStatus::NotServing
+    );
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+
+    // Reflection, both versions, lists the contract's service and health.
+    {
+        use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1::ServerReflectionRequest;
+        let mut client = ServerReflectionClient::new(channel.clone());
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("not a service list: {answer:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        assert!(
+            names.iter().any(|n| n == proto::CASEWORKER_SERVICE),
+            "{names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n == "grpc.health.v1.Health"),
+            "{names:?}"
+        );
+    }
+    {
+        use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+        let mut client = ServerReflectionClient::new(channel.clone());
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol(
+                "tidig.v1.RecordDecisionRequest".into(),
+            )),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().unwrap();
+        let Some(MessageResponse::FileDescriptorResponse(files)) = answer.message_response else {
+            panic!("no descriptor: {answer:?}");
+        };
+        let names: Vec<String> = files
+            .file_descriptor_proto
+            .iter()
+            .map(|b| {
+                FileDescriptorProto::decode(b.as_slice())
+                    .unwrap()
+                    .name()
+                    .to_string()
+            })
+            .collect();
+        assert!(
+            names.iter().any(|n| n == "tidig/v1/caseworker.proto"),
+            "{names:?}"
+        );
+    }
+
+    // Shutdown: the server stops and returns cleanly.
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), running)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+}
