@@ -545,6 +545,16 @@ impl Store {
                     SELECT 'subject', subject, seq FROM audit_log \
                     WHERE seq >= $1 AND seq < $2 AND subject IS NOT NULL \
                     ORDER BY 1, 2, 3";
+        // Most calls find nothing to do: look first, without taking the write lock.
+        let behind: bool = on_pool!(self, |p| sqlx::query_scalar(
+            "SELECT (SELECT upto FROM audit_indexed WHERE id = 1) < \
+                    (SELECT size FROM audit_head WHERE id = 1)"
+        )
+        .fetch_one(p)
+        .await?);
+        if !behind {
+            return Ok(0);
+        }
         let mut indexed = 0u64;
         loop {
             let done = in_write_tx!(self, |tx| {
