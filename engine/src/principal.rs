@@ -56,6 +56,8 @@ pub enum AuthMethod {
     OsUser,
     /// A fixed name the quickstart uses on synthetic data.
     Demo,
+    /// A JWT from the identity provider, checked against its key set.
+    Jwt,
 }
 
 impl AuthMethod {
@@ -65,6 +67,7 @@ impl AuthMethod {
             AuthMethod::Environment => "cli-env",
             AuthMethod::OsUser => "os-user",
             AuthMethod::Demo => "demo",
+            AuthMethod::Jwt => "jwt",
         }
     }
 }

@@ -37,6 +37,60 @@ pub struct Settings {
     pub gate: Gate,
     pub ingest: IngestSettings,
     pub audit: AuditSettings,
+    pub service: ServiceSettings,
+}
+
+/// The gRPC service (`tidig serve`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceSettings {
+    /// Address to listen on.
+    pub listen: String,
+    /// Static demo tokens: for the quickstart on synthetic data only.
+    pub demo: bool,
+    /// Tokens from the municipality's identity provider, checked offline.
+    pub jwt: Option<JwtSettings>,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> ServiceSettings {
+        ServiceSettings {
+            listen: "127.0.0.1:50051".into(),
+            demo: false,
+            jwt: None,
+        }
+    }
+}
+
+/// How JWTs are checked: against the identity provider's key set, read offline.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    /// The identity provider's JSON Web Key Set (a file).
+    pub jwks: std::path::PathBuf,
+    /// The one accepted `iss`.
+    pub issuer: String,
+    /// The `aud` a token must name.
+    pub audience: String,
+    /// The claim holding the role (`caseworker`, `dpo`, `auditor`, `researcher`).
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// The claim holding the unit (a `[[scoring.units]]` id).
+    #[serde(default = "default_unit_claim")]
+    pub unit_claim: String,
+    /// The claim holding the purpose (`case-handling`, `oversight`, `research`).
+    #[serde(default = "default_purpose_claim")]
+    pub purpose_claim: String,
+}
+
+fn default_role_claim() -> String {
+    "role".into()
+}
+fn default_unit_claim() -> String {
+    "unit".into()
+}
+fn default_purpose_claim() -> String {
+    "purpose".into()
 }
 
 /// The audit trail.
@@ -286,6 +340,7 @@ impl Default for Settings {
             scoring: ScoringSettings::default(),
             gate: Gate::default(),
             ingest: IngestSettings::default(),
+            service: ServiceSettings::default(),
             audit: AuditSettings::default(),
         }
     }
@@ -704,6 +759,48 @@ mod tests {
             let err = Keys::load(dir.path()).unwrap_err();
             assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
         }
+    }
+
+    #[test]
+    fn the_service_settings_contract_parses_with_its_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tidig.toml");
+        std::fs::write(
+            &p,
+            "[service]\nlisten = \"127.0.0.1:50051\"\ndemo = false\n\
+             [service.jwt]\njwks = \"/etc/tidig/jwks.json\"\n\
+             issuer = \"https://login.example.fi\"\naudience = \"tidig\"\n\
+             role_claim = \"role\"\nunit_claim = \"unit\"\npurpose_claim = \"purpose\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&p)).unwrap();
+        let jwt = s.service.jwt.unwrap();
+        assert_eq!(jwt.jwks, std::path::Path::new("/etc/tidig/jwks.json"));
+        assert_eq!(
+            (jwt.issuer.as_str(), jwt.audience.as_str()),
+            ("https://login.example.fi", "tidig")
+        );
+        // The claim names default; demo is off and nothing authenticates by default.
+        std::fs::write(
+            &p,
+            "[service.jwt]\njwks = \"k.json\"\nissuer = \"i\"\naudience = \"a\"\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&p)).unwrap();
+        let jwt = s.service.jwt.unwrap();
+        assert_eq!(
+            (
+                jwt.role_claim.as_str(),
+                jwt.unit_claim.as_str(),
+                jwt.purpose_claim.as_str()
+            ),
+            ("role", "unit", "purpose")
+        );
+        assert!(!s.service.demo);
+        assert!(Settings::default().service.jwt.is_none());
+        std::fs::write(&p, "[service.jwt]\njwks = \"k.json\"\n").unwrap();
+        let err = Settings::load(Some(&p)).unwrap_err();
+        assert!(format!("{err:#}").contains("issuer"), "{err:#}");
     }
 
     #[test]
