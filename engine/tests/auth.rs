@@ -63,6 +63,18 @@ fn claims() -> Value {
     })
 }
 
+/// `claims()` with `field` set to `value`, or removed when `value` is null.
+fn claims_with(field: &str, value: Value) -> Value {
+    let mut c = claims();
+    match value {
+        Value::Null => {
+            c.as_object_mut().unwrap().remove(field);
+        }
+        v => c[field] = v,
+    }
+    c
+}
+
 fn token(claims: &Value) -> String {
     let mut header = Header::new(Algorithm::EdDSA);
     header.kid = Some("k1".into());
@@ -181,11 +193,7 @@ fn every_rfc_8725_attack_is_refused() {
 #[test]
 fn time_is_checked_at_the_leeway_edges_of_the_given_clock() {
     let v = verifier();
-    let at = |field: &str, value: i64| {
-        let mut c = claims();
-        c[field] = json!(value);
-        token(&c)
-    };
+    let at = |field: &str, value: i64| token(&claims_with(field, json!(value)));
     assert!(v.verify(&at("exp", NOW - 60), NOW).is_ok());
     assert_eq!(
         v.verify(&at("exp", NOW - 61), NOW).unwrap_err(),
@@ -213,13 +221,7 @@ fn issuer_audience_and_the_principal_claims_are_required() {
         ("exp", Value::Null),
         ("sub", Value::Null),
     ] {
-        let mut c = claims();
-        match value {
-            Value::Null => {
-                c.as_object_mut().unwrap().remove(field);
-            }
-            v => c[field] = v,
-        }
+        let c = claims_with(field, value);
         assert!(
             matches!(v.verify(&token(&c), NOW), Err(AuthError::Invalid(_))),
             "{field}"
@@ -233,13 +235,7 @@ fn issuer_audience_and_the_principal_claims_are_required() {
         ("purpose", json!("  ")),
         ("sub", json!("   ")),
     ] {
-        let mut c = claims();
-        match value {
-            Value::Null => {
-                c.as_object_mut().unwrap().remove(field);
-            }
-            v => c[field] = v,
-        }
+        let c = claims_with(field, value);
         assert!(
             matches!(v.verify(&token(&c), NOW), Err(AuthError::Claim(_))),
             "{field}"

@@ -53,63 +53,55 @@ fn proof(v: &Value) -> Vec<Vec<u8>> {
         .unwrap_or_default()
 }
 
+/// Runs `check` on every case in `dir`; each must fail exactly when it says `wantErr`.
+/// Returns how many verified and how many were refused.
+fn tally<E: std::fmt::Debug>(dir: &str, check: impl Fn(&Value) -> Result<(), E>) -> (u32, u32) {
+    let (mut ok, mut refused) = (0, 0);
+    for (path, c) in &cases(&data(dir)) {
+        let got = check(c);
+        let want_err = c["wantErr"].as_bool().unwrap();
+        assert_eq!(
+            got.is_err(),
+            want_err,
+            "{}: {:?} ({})",
+            path.display(),
+            got,
+            c["desc"]
+        );
+        if want_err {
+            refused += 1;
+        } else {
+            ok += 1;
+        }
+    }
+    (ok, refused)
+}
+
 #[test]
 fn rfc6962_inclusion_vectors() {
-    let all = cases(&data("merkle/inclusion"));
-    let (mut ok, mut refused) = (0, 0);
-    for (path, c) in &all {
-        let got = verify_inclusion(
+    let (ok, refused) = tally("merkle/inclusion", |c| {
+        verify_inclusion(
             c["leafIdx"].as_u64().unwrap(),
             c["treeSize"].as_u64().unwrap(),
             &b64(&c["leafHash"]),
             &proof(&c["proof"]),
             &b64(&c["root"]),
-        );
-        let want_err = c["wantErr"].as_bool().unwrap();
-        assert_eq!(
-            got.is_err(),
-            want_err,
-            "{}: {:?} ({})",
-            path.display(),
-            got,
-            c["desc"]
-        );
-        if want_err {
-            refused += 1;
-        } else {
-            ok += 1;
-        }
-    }
+        )
+    });
     assert!(ok >= 5 && refused >= 60, "{ok} happy, {refused} refused");
 }
 
 #[test]
 fn rfc6962_consistency_vectors() {
-    let all = cases(&data("merkle/consistency"));
-    let (mut ok, mut refused) = (0, 0);
-    for (path, c) in &all {
-        let got = verify_consistency(
+    let (ok, refused) = tally("merkle/consistency", |c| {
+        verify_consistency(
             c["size1"].as_u64().unwrap(),
             c["size2"].as_u64().unwrap(),
             &b64(&c["root1"]),
             &b64(&c["root2"]),
             &proof(&c["proof"]),
-        );
-        let want_err = c["wantErr"].as_bool().unwrap();
-        assert_eq!(
-            got.is_err(),
-            want_err,
-            "{}: {:?} ({})",
-            path.display(),
-            got,
-            c["desc"]
-        );
-        if want_err {
-            refused += 1;
-        } else {
-            ok += 1;
-        }
-    }
+        )
+    });
     assert!(ok >= 5 && refused >= 80, "{ok} happy, {refused} refused");
 }
 
