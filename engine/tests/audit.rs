@@ -675,3 +675,36 @@ async fn queries_find_entries_before_and_after_the_index_catches_up_on_both_back
         store.close().await;
     }
 }
+
+/// `audit prove` gives an inclusion proof that an outside verifier accepts against the
+/// signed checkpoint's root, for the stored entry's own hash; and only for that entry.
+#[test]
+fn an_inclusion_proof_verifies_against_the_signed_root() {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    use tidig_governance::audit::merkle::verify_inclusion;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    ok(&tidig(d, &["synth", "--out", "s", "--persons", "40"]));
+    let url = format!("sqlite://{}", d.join("p.db").display());
+    build_log(d, &url);
+    let b = |v: &Value| B64.decode(v.as_str().unwrap()).unwrap();
+    for seq in ["0", "3", "9"] {
+        let p =
+            json_of(&tidig(d, &["--db", &url, "--json", "audit", "prove", seq]))["proof"].clone();
+        let proof: Vec<Vec<u8>> = p["proof"].as_array().unwrap().iter().map(b).collect();
+        let (index, size) = (p["seq"].as_u64().unwrap(), p["tree_size"].as_u64().unwrap());
+        let (leaf, root) = (b(&p["leaf_hash"]), b(&p["root"]));
+        assert_eq!(index.to_string(), seq);
+        assert!(p["checkpoint"]
+            .as_str()
+            .unwrap()
+            .contains(p["root"].as_str().unwrap()));
+        verify_inclusion(index, size, &leaf, &proof, &root).unwrap();
+        // The same proof does not place another leaf there.
+        let mut other = leaf.clone();
+        other[0] ^= 1;
+        assert!(verify_inclusion(index, size, &other, &proof, &root).is_err());
+    }
+}

@@ -641,9 +641,17 @@ impl Store {
 
     /// The stored leaf hashes of entries `0..size`, in order.
     pub async fn audit_leaf_hashes(&self, size: u64) -> Result<Vec<Vec<u8>>, StoreError> {
-        let sql = "SELECT leaf_hash FROM audit_log WHERE seq < $1 ORDER BY seq";
+        // Through the chunked scan: a proof in a long log reads every earlier hash.
+        let from = self
+            .audit_seq_bounds()
+            .await?
+            .map_or(0, |(lo, _)| lo.min(0));
         let mut out = Vec::with_capacity(size as usize);
-        for_each_row!(self, (Vec<u8>,), sql, [size as i64], |r| { out.push(r.0) });
+        self.audit_scan(from, i64::try_from(size).unwrap_or(i64::MAX), |r| {
+            out.push(r.leaf_hash.to_vec());
+            Ok(())
+        })
+        .await?;
         Ok(out)
     }
 
