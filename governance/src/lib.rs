@@ -6,6 +6,7 @@
 //! ([`golden`]). It takes values and returns values; it never does I/O: callers read
 //! pack files and pass their text.
 
+pub mod access;
 pub mod audit;
 pub mod eval;
 pub mod floor;

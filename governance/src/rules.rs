@@ -145,7 +145,7 @@ fn position(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Problems from a miette diagnostic, placed by its first label (or unplaced).
-fn diagnostic_problems(file: &str, text: &str, d: &dyn miette::Diagnostic) -> Problem {
+pub(crate) fn diagnostic_problems(file: &str, text: &str, d: &dyn miette::Diagnostic) -> Problem {
     let mut message = d.to_string();
     if let Some(help) = d.help() {
         message.push_str(&format!(" (help: {help})"));

@@ -1,0 +1,118 @@
+//! The access policy: deny by default, its golden cases, the whole role × operation ×
+//! unit matrix, and policy checks with positions.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failure here is a test failure"
+)]
+
+use tidig_governance::access::{
+    run_golden, AccessPolicy, AccessRequest, CallerFacts, Operation, ACCESS_GOLDEN, ACCESS_SCHEMA,
+};
+use tidig_governance::Source;
+
+fn caller(role: &str, unit: Option<&str>, purpose: &str) -> CallerFacts {
+    CallerFacts {
+        role: role.into(),
+        unit: unit.map(Into::into),
+        purpose: purpose.into(),
+        health_authority: false,
+    }
+}
+
+fn decide(p: &AccessPolicy, c: &CallerFacts, op: Operation, unit: &str) -> (bool, Vec<String>) {
+    let d = p.decide(&AccessRequest {
+        caller: c.clone(),
+        operation: op,
+        target_unit: unit.into(),
+    });
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    (d.allowed, d.rules)
+}
+
+#[test]
+fn the_golden_cases_get_their_decisions() {
+    let policy = AccessPolicy::builtin().unwrap();
+    let (total, failures) = run_golden(&policy, "access/golden.json", ACCESS_GOLDEN).unwrap();
+    assert!(total >= 15, "{total}");
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn only_a_caseworker_of_the_unit_acting_for_case_handling_is_allowed_anything() {
+    let policy = AccessPolicy::builtin().unwrap();
+    let roles = ["caseworker", "dpo", "auditor", "researcher", "operator"];
+    let purposes = ["case-handling", "oversight", "research", "operations"];
+    let mut allowed = 0;
+    for role in roles {
+        for purpose in purposes {
+            for unit in [Some("north"), None] {
+                let c = caller(role, unit, purpose);
+                for &op in Operation::ALL {
+                    for target in ["north", "south"] {
+                        let (ok, rules) = decide(&policy, &c, op, target);
+                        let caseworker = role == "caseworker"
+                            && purpose == "case-handling"
+                            && unit == Some(target);
+                        let dpo = role == "dpo"
+                            && purpose == "oversight"
+                            && op == Operation::GetSuggestion;
+                        assert_eq!(ok, caseworker || dpo, "{c:?} {op:?} on {target}");
+                        if ok {
+                            allowed += 1;
+                            assert_eq!(rules.len(), 1, "{rules:?}");
+                        }
+                        // A decision by anyone but a caseworker of the unit names its rule.
+                        if op == Operation::RecordDecision
+                            && !(role == "caseworker" && unit == Some(target))
+                        {
+                            assert_eq!(rules, ["access.human-decision-by-own-caseworker"]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // 6 operations for the one matching caseworker claim set, the DPO's reads of two units
+    // with and without a unit claim.
+    assert_eq!(allowed, 6 + 4);
+}
+
+#[test]
+fn a_policy_without_legal_references_or_with_type_errors_is_refused_with_positions() {
+    let load = |rules: &str| {
+        AccessPolicy::load(
+            Source {
+                name: "access.cedarschema",
+                text: ACCESS_SCHEMA,
+            },
+            Source {
+                name: "mine.cedar",
+                text: rules,
+            },
+        )
+    };
+    let e = load("@id(\"a\")\n@title(\"t\")\npermit (principal, action, resource);").unwrap_err();
+    assert!(e.to_string().contains("mine.cedar:1:1"), "{e}");
+    assert!(e.to_string().contains("@legal"), "{e}");
+    let e = load(
+        "@id(\"a\")\n@title(\"t\")\n@legal(\"l\")\npermit (principal, action, resource) when { principal.unit == 3 };",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("rule `a`"), "{e}");
+    let e = load(
+        "@id(\"access.default-deny\")\n@title(\"t\")\n@legal(\"l\")\npermit (principal, action, resource);",
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("reserved"), "{e}");
+    // A valid policy of its own gets its own version.
+    let own =
+        load("@id(\"a\")\n@title(\"t\")\n@legal(\"l\")\nforbid (principal, action, resource);")
+            .unwrap();
+    assert_ne!(own.version(), AccessPolicy::builtin().unwrap().version());
+    let c = caller("caseworker", Some("north"), "case-handling");
+    assert_eq!(
+        decide(&own, &c, Operation::ListSuggestions, "north"),
+        (false, vec!["a".to_string()])
+    );
+}
