@@ -3,6 +3,7 @@
 
 use tidig_connectors::edge::EdgeConfig;
 use tidig_connectors::social::CodeTable;
+use tidig_governance::access::AccessPolicy;
 use tidig_governance::RulePack;
 
 use crate::audit::Audit;
@@ -24,6 +25,17 @@ pub struct App {
     clock: Clock,
     /// The audit log of the store (its writer and checkpoint signer).
     audit: Audit,
+    /// Who may call which operation of the service (deny by default).
+    access: AccessPolicy,
+}
+
+fn access_policy() -> AccessPolicy {
+    // The built-in policy is validated by the governance tests; a failure here is a
+    // broken build, reported at the first call rather than as a panic.
+    AccessPolicy::builtin().unwrap_or_else(|e| {
+        tracing::error!("the built-in access policy does not load: {e}");
+        AccessPolicy::deny_all()
+    })
 }
 
 impl App {
@@ -39,6 +51,7 @@ impl App {
             pack,
             clock,
             audit,
+            access: access_policy(),
         })
     }
 
@@ -52,6 +65,7 @@ impl App {
             pack,
             clock,
             audit,
+            access: access_policy(),
         }
     }
 
@@ -74,6 +88,7 @@ impl App {
             pack: self.pack.clone(),
             clock: self.clock,
             audit: self.audit.clone(),
+            access: self.access.clone(),
         }
     }
 
@@ -95,6 +110,10 @@ impl App {
 
     pub fn audit(&self) -> &Audit {
         &self.audit
+    }
+
+    pub fn access(&self) -> &AccessPolicy {
+        &self.access
     }
 
     /// The edge (pseudonym and vault keys, ID rules) for ingesting, with the keys loaded

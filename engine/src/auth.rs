@@ -172,6 +172,11 @@ impl JwtVerifier {
             .filter(|u| !u.is_empty())
             .map(str::to_string);
         p.purpose = text(&s.purpose_claim)?.to_string();
+        p.health_authority = match claims.get(&s.health_authority_claim) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(AuthError::Claim(s.health_authority_claim.clone())),
+        };
         Ok(p)
     }
 }

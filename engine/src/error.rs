@@ -25,9 +25,12 @@ pub enum EngineError {
     /// The principal may not do this (PERMISSION_DENIED); `rules` names what decided.
     #[error("{reason}")]
     PermissionDenied { reason: String, rules: Vec<String> },
-    /// Someone else changed the same thing first (ABORTED / ALREADY_EXISTS).
+    /// Someone else changed the same thing first (ABORTED).
     #[error("{reason}")]
     Conflict { reason: String },
+    /// What the request would create exists already (ALREADY_EXISTS).
+    #[error("{reason}")]
+    AlreadyExists { reason: String },
     /// The store could not be reached or failed (UNAVAILABLE).
     #[error(transparent)]
     Unavailable(#[from] StoreError),
@@ -78,6 +81,16 @@ pub enum Precondition {
     LabelNotObserved { date: NaiveDate },
     #[error("cannot train: {0}")]
     CannotTrain(String),
+    #[error("suggestion `{suggestion}` is `{status}`: only an open suggestion can be decided")]
+    NotOpen {
+        suggestion: String,
+        status: crate::domain::SuggestionStatus,
+    },
+    #[error("suggestion `{suggestion}` expired on {expires_at} and can no longer be decided")]
+    Expired {
+        suggestion: String,
+        expires_at: String,
+    },
 }
 
 impl EngineError {
@@ -104,6 +117,7 @@ impl EngineError {
             EngineError::FailedPrecondition(_) => "failed_precondition",
             EngineError::PermissionDenied { .. } => "permission_denied",
             EngineError::Conflict { .. } => "conflict",
+            EngineError::AlreadyExists { .. } => "already_exists",
             EngineError::Unavailable(_) => "unavailable",
             EngineError::File { .. } => "file",
             EngineError::Internal(_) => "internal",

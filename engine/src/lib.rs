@@ -3,6 +3,7 @@
 //! in `tidig-connectors`, `tidig-models` and `tidig-governance`; this crate does the I/O
 //! around it.
 
+pub mod access;
 pub mod app;
 pub mod audit;
 pub mod auth;

@@ -85,6 +85,9 @@ pub struct Principal {
     /// The purpose the principal acts under (`operations`, `case-handling`, …).
     pub purpose: String,
     pub auth: AuthMethod,
+    /// Authorised to see health data (a health-care professional's claim): the output
+    /// rules show health factors only to such a viewer.
+    pub health_authority: bool,
 }
 
 impl Principal {
@@ -106,6 +109,7 @@ impl Principal {
             unit: None,
             purpose: "operations".into(),
             auth,
+            health_authority: false,
         })
     }
 

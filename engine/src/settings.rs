@@ -50,6 +50,11 @@ pub struct ServiceSettings {
     pub demo: bool,
     /// Tokens from the municipality's identity provider, checked offline.
     pub jwt: Option<JwtSettings>,
+    /// The reason codes a decision may give (`RecordDecision.reason_code`).
+    pub reason_codes: Vec<String>,
+    /// How often a watch looks for new suggestions, in milliseconds (a scoring run in
+    /// another process reaches watchers within this).
+    pub watch_poll_ms: u64,
 }
 
 impl Default for ServiceSettings {
@@ -58,6 +63,17 @@ impl Default for ServiceSettings {
             listen: "127.0.0.1:50051".into(),
             demo: false,
             jwt: None,
+            reason_codes: [
+                "support-offered",
+                "family-declined-contact",
+                "already-supported",
+                "facts-outdated",
+                "not-in-scope",
+                "other",
+            ]
+            .map(String::from)
+            .to_vec(),
+            watch_poll_ms: 1000,
         }
     }
 }
@@ -81,6 +97,9 @@ pub struct JwtSettings {
     /// The claim holding the purpose (`case-handling`, `oversight`, `research`).
     #[serde(default = "default_purpose_claim")]
     pub purpose_claim: String,
+    /// The boolean claim saying the caller may see health data (absent: may not).
+    #[serde(default = "default_health_authority_claim")]
+    pub health_authority_claim: String,
 }
 
 fn default_role_claim() -> String {
@@ -91,6 +110,9 @@ fn default_unit_claim() -> String {
 }
 fn default_purpose_claim() -> String {
     "purpose".into()
+}
+fn default_health_authority_claim() -> String {
+    "health_authority".into()
 }
 
 /// The audit trail.
@@ -181,7 +203,8 @@ pub struct UnitSettings {
     pub postcode_prefixes: Vec<String>,
     /// At most this many new suggestions per ISO week, highest need first.
     pub weekly_capacity: usize,
-    /// The role whose view of factors is stored on the suggestion.
+    /// The role whose view of factors reports and the command line show (a caller of the
+    /// service sees them as the rules decide for that caller).
     #[serde(default = "caseworker")]
     pub viewer_role: String,
     #[serde(default)]
@@ -190,6 +213,19 @@ pub struct UnitSettings {
 
 fn caseworker() -> String {
     "caseworker".into()
+}
+
+impl ScoringSettings {
+    /// The configured viewer of unit `unit` (a unit no longer configured: a caseworker
+    /// without health authority).
+    pub fn unit_viewer(&self, unit: &str) -> tidig_governance::eval::ViewerFacts {
+        let configured = self.units.iter().find(|u| u.id == unit);
+        tidig_governance::eval::ViewerFacts {
+            unit: unit.to_string(),
+            role: configured.map_or_else(caseworker, |u| u.viewer_role.clone()),
+            health_authority: configured.is_some_and(|u| u.viewer_health_authority),
+        }
+    }
 }
 
 /// A suggested intervention and the factors that call for it.
@@ -491,6 +527,27 @@ impl Settings {
                     "{} days is below six months (183 days, EU AI Act Art 26(6))",
                     self.audit.retention_days
                 ),
+            );
+        }
+        let sv = &self.service;
+        if sv.reason_codes.is_empty()
+            || sv.reason_codes.iter().any(|c| {
+                c.is_empty()
+                    || c.len() > 64
+                    || !c.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'
+                    })
+            })
+        {
+            return bad(
+                "service.reason_codes",
+                "needs at least one code, each 1..=64 of a-z, 0-9, `-` and `_`".into(),
+            );
+        }
+        if !(50..=60_000).contains(&sv.watch_poll_ms) {
+            return bad(
+                "service.watch_poll_ms",
+                format!("{} is not in 50..=60000", sv.watch_poll_ms),
             );
         }
         if self.audit.checkpoint_seconds == 0 || self.audit.checkpoint_seconds > 3600 {

@@ -41,6 +41,7 @@ fn settings() -> JwtSettings {
         role_claim: "role".into(),
         unit_claim: "unit".into(),
         purpose_claim: "purpose".into(),
+        health_authority_claim: "health_authority".into(),
     }
 }
 

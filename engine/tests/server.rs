@@ -103,10 +103,26 @@ async fn health_and_reflection_answer_stock_clients() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
 
+    let dir = tempfile::tempdir().unwrap();
+    let store = tidig_engine::store::Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("health.db").display()
+    ))
+    .await
+    .unwrap();
+    let mut settings = tidig_engine::settings::Settings::default();
+    settings.service.demo = true;
+    let app = std::sync::Arc::new(tidig_engine::App::with_store(
+        store,
+        settings.clone(),
+        tidig_governance::RulePack::default_pack().unwrap(),
+        tidig_engine::clock::Clock::System,
+    ));
+    let auth = server::Authenticator::from_settings(&settings).unwrap();
     let (listener, addr) = server::bind("127.0.0.1:0").await.unwrap();
     assert_ne!(addr.port(), 0);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server::serve(listener, async {
+    let running = tokio::spawn(server::serve(app, auth, listener, async {
         let _ = stopped.await;
     }));
     let url = format!("http://{addr}");
@@ -127,7 +143,7 @@ async fn health_and_reflection_answer_stock_clients() {
     assert_eq!(status("").await, ServingStatus::Serving);
     assert_eq!(
         status(proto::CASEWORKER_SERVICE).await,
-        ServingStatus::NotServing
+        ServingStatus::Serving
     );
     let unknown = health
         .check(HealthCheckRequest {

@@ -96,7 +96,8 @@ pub struct AccessRule {
 /// The validated access policy.
 #[derive(Clone)]
 pub struct AccessPolicy {
-    schema: Schema,
+    /// `None` only for [`AccessPolicy::deny_all`].
+    schema: Option<Schema>,
     policies: PolicySet,
     rules: Vec<AccessRule>,
     version: String,
@@ -219,11 +220,22 @@ impl AccessPolicy {
         h.update(b"\0rules\0");
         h.update(rules_src.text.as_bytes());
         Ok(AccessPolicy {
-            schema,
+            schema: Some(schema),
             policies,
             rules,
             version: hex::encode(h.finalize()),
         })
+    }
+
+    /// A policy without rules: every request is refused ([`DEFAULT_DENY`]). What a
+    /// process falls back to if its policy cannot be loaded.
+    pub fn deny_all() -> AccessPolicy {
+        AccessPolicy {
+            schema: None,
+            policies: PolicySet::new(),
+            rules: Vec::new(),
+            version: "deny-all".into(),
+        }
     }
 
     /// The SHA-256 of the schema and rules.
@@ -292,14 +304,14 @@ impl AccessPolicy {
             Default::default(),
         )
         .map_err(|e| e.to_string())?;
-        let entities = Entities::from_entities([caller, target], Some(&self.schema))
+        let entities = Entities::from_entities([caller, target], self.schema.as_ref())
             .map_err(|e| e.to_string())?;
         let cedar = CedarRequest::new(
             principal,
             uid("Action", request.operation.as_str())?,
             resource,
             Context::empty(),
-            Some(&self.schema),
+            self.schema.as_ref(),
         )
         .map_err(|e| e.to_string())?;
         let response = Authorizer::new().is_authorized(&cedar, &self.policies, &entities);

@@ -1,11 +1,6 @@
 //! The access policy: deny by default, its golden cases, the whole role × operation ×
 //! unit matrix, and policy checks with positions.
 
-#![expect(
-    clippy::unwrap_used,
-    reason = "test code: a failure here is a test failure"
-)]
-
 use tidig_governance::access::{
     run_golden, AccessPolicy, AccessRequest, CallerFacts, Operation, ACCESS_GOLDEN, ACCESS_SCHEMA,
 };
@@ -111,6 +106,15 @@ fn a_policy_without_legal_references_or_with_type_errors_is_refused_with_positio
             .unwrap();
     assert_ne!(own.version(), AccessPolicy::builtin().unwrap().version());
     let c = caller("caseworker", Some("north"), "case-handling");
+    assert_eq!(
+        decide(
+            &AccessPolicy::deny_all(),
+            &c,
+            Operation::ListSuggestions,
+            "north"
+        ),
+        (false, vec![])
+    );
     assert_eq!(
         decide(&own, &c, Operation::ListSuggestions, "north"),
         (false, vec!["a".to_string()])

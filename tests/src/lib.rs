@@ -25,6 +25,8 @@ use tidig_engine::synth::{generate, SynthConfig, SynthReport};
 use tidig_engine::testkit::pgtemp::TempPostgres;
 use tidig_engine::App;
 
+pub mod fhir;
+
 /// A file or directory under `shared/data`.
 pub fn shared(rel: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -19,6 +19,7 @@ mod bench;
 mod print;
 mod progress;
 mod quickstart;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -97,6 +98,10 @@ pub enum Command {
     Audit(AuditCommand),
     /// Row counts of the store and its last ingest runs.
     Status,
+    /// Serve the caseworker gRPC service (health and reflection included).
+    Serve(serve::ServeArgs),
+    /// Call the caseworker service: list, get, decide, reidentify, watch, export.
+    Client(serve::ClientArgs),
     /// Benchmarks (release build).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -462,6 +467,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keys(KeysCommand::Verifier) => verifier_key(&ctx),
         Command::Audit(a) => audit::run(&ctx, a).await,
         Command::Status => status(&ctx).await,
+        Command::Serve(a) => serve::serve(&ctx, a).await,
+        Command::Client(a) => serve::client(ctx.json, a).await,
         Command::Bench(b) => bench::run(b, ctx.json, &ctx.settings).await,
     }
 }

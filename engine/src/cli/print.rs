@@ -307,3 +307,98 @@ pub fn print_golden(report: &tidig_governance::golden::GoldenReport, json: bool)
         &report.pack_version[..12]
     );
 }
+
+/// A `tidig client` answer for people (the JSON object is what `--json` prints).
+pub fn print_client_answer(a: &serde_json::Value) {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    if let Some(list) = a["suggestions"].as_array() {
+        println!(
+            "{:<32}  {:<33}  {:<8}  {:>5}  expires",
+            "id", "pseudonym", "band", "score"
+        );
+        for x in list {
+            println!(
+                "{:<32}  {:<33}  {:<8}  {:>5.3}  {}",
+                s(&x["id"]),
+                s(&x["pseudonym"]),
+                s(&x["band"]),
+                x["score"].as_f64().unwrap_or_default(),
+                s(&x["expires_at"]).get(..10).unwrap_or_default()
+            );
+        }
+        if list.is_empty() {
+            println!("(no open suggestions)");
+        }
+        if !s(&a["next_page_token"]).is_empty() {
+            println!("more: --page-token {}", s(&a["next_page_token"]));
+        }
+        return;
+    }
+    if a.get("summary").is_some() {
+        let sum = &a["summary"];
+        println!(
+            "suggestion {} for {} ({}): {} band, score {:.3}, {}",
+            s(&sum["id"]),
+            s(&sum["pseudonym"]),
+            s(&sum["unit"]),
+            s(&sum["band"]),
+            sum["score"].as_f64().unwrap_or_default(),
+            s(&a["status"])
+        );
+        println!("factors:");
+        for f in a["factors"].as_array().into_iter().flatten() {
+            match f["contribution"].as_f64() {
+                Some(c) if f["redacted"] != true => println!(
+                    "  {c:+.3}  {} [{}, {}]",
+                    s(&f["text"]),
+                    s(&f["registry"]),
+                    s(&f["relation"])
+                ),
+                _ => println!(
+                    "      -  {} [redacted by {}]",
+                    s(&f["text"]),
+                    s(&f["redacting_rule"])
+                ),
+            }
+        }
+        println!("suggested support:");
+        for i in a["interventions"].as_array().into_iter().flatten() {
+            println!("  {}: {}", s(&i["id"]), s(&i["title"]));
+        }
+        println!("rule trace:");
+        for e in a["rule_trace"].as_array().into_iter().flatten() {
+            let rules: Vec<String> = e["rules"].as_array().into_iter().flatten().map(s).collect();
+            println!(
+                "  {} {} {}: {} ({})",
+                s(&e["stage"]),
+                s(&e["action"]),
+                s(&e["subject"]),
+                if e["allowed"] == true {
+                    "allowed"
+                } else {
+                    "refused"
+                },
+                rules.join(", ")
+            );
+        }
+        return;
+    }
+    if a.get("decision_id").is_some() {
+        println!(
+            "decision {} recorded on {} (audit entry {})",
+            s(&a["decision_id"]),
+            s(&a["suggestion"]),
+            a["audit_seq"]
+        );
+        return;
+    }
+    if a.get("national_id").is_some() {
+        println!(
+            "{} (re-identification recorded as audit entry {})",
+            s(&a["national_id"]),
+            a["audit_seq"]
+        );
+        return;
+    }
+    println!("{a}");
+}

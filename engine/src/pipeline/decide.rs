@@ -33,6 +33,19 @@ pub struct Factor {
     pub rule: Option<String>,
 }
 
+/// One factor of a suggestion's explanation as stored: everything, with the facts the
+/// output rules decide its visibility on. What a viewer sees of it is decided when it is
+/// read ([`view_factors`]), for that viewer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredFactor {
+    pub feature: String,
+    pub text: String,
+    pub value: Option<f64>,
+    /// Contribution to the log-odds (SHAP value).
+    pub contribution: f64,
+    pub facts: FeatureFacts,
+}
+
 /// One rule decision on a suggestion's way.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceEntry {
@@ -91,6 +104,9 @@ pub struct Candidate {
     pub unit: usize,
     pub score: f64,
     pub band: Band,
+    /// The whole explanation, stored; each reader sees it through [`view_factors`].
+    pub explanation: Vec<StoredFactor>,
+    /// The explanation as the unit's configured viewer sees it.
     pub factors: Vec<Factor>,
     pub interventions: Vec<Suggested>,
     pub trace: Vec<TraceEntry>,
@@ -198,8 +214,27 @@ pub fn decide(
         trace(Stage::Eligibility, "score", "person", &eligibility),
         trace(Stage::Output, "suggest", "suggestion", &suggest),
     ];
+    let explanation: Vec<StoredFactor> = top
+        .iter()
+        .map(|&(j, contribution)| {
+            let j = j as usize;
+            StoredFactor {
+                feature: ctx.defs[j].id.clone(),
+                text: ctx.defs[j].text.clone(),
+                value: person.values[j],
+                contribution,
+                facts: ctx.facts[j].clone(),
+            }
+        })
+        .collect();
     let clock = Instant::now();
-    let factors = shown_factors(ev, ctx, &viewer, person.values, top, &mut trace_entries);
+    let factors = view_factors(
+        ev,
+        ctx.deployment,
+        &viewer,
+        &explanation,
+        &mut trace_entries,
+    );
     phases.rules += clock.elapsed();
     let interventions = interventions(&scoring.catalogue, &factors);
     Outcome::Suggest(Candidate {
@@ -207,52 +242,52 @@ pub fn decide(
         unit: unit_index,
         score: p,
         band,
+        explanation,
         factors,
         interventions,
         trace: trace_entries,
     })
 }
 
-/// The top factors as `viewer` may see them: the output rules decide each one, and a
-/// refused factor is replaced by its registry alone, naming the rule.
-fn shown_factors(
+/// The explanation as `viewer` may see it: the output rules decide each factor (one
+/// trace entry each), and a refused factor is replaced by its registry alone, naming the
+/// rule. Scoring calls it for the unit's configured viewer; every read calls it for the
+/// reader.
+pub fn view_factors(
     ev: &mut Evaluator<'_>,
-    ctx: &Context<'_>,
+    deployment: &Deployment,
     viewer: &ViewerFacts,
-    values: &[Option<f64>],
-    top: &[(u16, f64)],
+    explanation: &[StoredFactor],
     trace_entries: &mut Vec<TraceEntry>,
 ) -> Vec<Factor> {
-    let mut factors = Vec::with_capacity(top.len());
-    for &(j, contribution) in top {
-        let j = j as usize;
-        let (def, facts) = (ctx.defs[j], &ctx.facts[j]);
+    let mut factors = Vec::with_capacity(explanation.len());
+    for f in explanation {
         let view = ev.decide(Request::ViewFactor {
             viewer: viewer.clone(),
-            feature: facts.clone(),
-            deployment: ctx.deployment.clone(),
+            feature: f.facts.clone(),
+            deployment: deployment.clone(),
         });
         trace_entries.push(trace(
             Stage::Output,
             "view_factor",
-            &format!("factor {}", def.id),
+            &format!("factor {}", f.feature),
             view,
         ));
         if view.allowed {
             factors.push(Factor {
-                feature: Some(def.id.clone()),
-                text: def.text.clone(),
-                source: facts.source.clone(),
-                value: values[j],
-                contribution: Some(contribution),
+                feature: Some(f.feature.clone()),
+                text: f.text.clone(),
+                source: f.facts.source.clone(),
+                value: f.value,
+                contribution: Some(f.contribution),
                 redacted: false,
                 rule: None,
             });
         } else {
             factors.push(Factor {
                 feature: None,
-                text: format!("a {} factor (not shown to this role)", facts.source),
-                source: facts.source.clone(),
+                text: format!("a {} factor (not shown to this role)", f.facts.source),
+                source: f.facts.source.clone(),
                 value: None,
                 contribution: None,
                 redacted: true,
@@ -265,6 +300,26 @@ fn shown_factors(
         }
     }
     factors
+}
+
+/// What `viewer` sees of a stored suggestion: its factors, the interventions those call
+/// for, and the stored trace with the view decisions made now for this viewer.
+pub fn view_for(
+    ev: &mut Evaluator<'_>,
+    deployment: &Deployment,
+    catalogue: &[crate::settings::CatalogueEntry],
+    viewer: &ViewerFacts,
+    explanation: &[StoredFactor],
+    stored_trace: &[TraceEntry],
+) -> (Vec<Factor>, Vec<Suggested>, Vec<TraceEntry>) {
+    let mut trace_entries: Vec<TraceEntry> = stored_trace
+        .iter()
+        .filter(|t| t.action != "view_factor")
+        .cloned()
+        .collect();
+    let factors = view_factors(ev, deployment, viewer, explanation, &mut trace_entries);
+    let interventions = interventions(catalogue, &factors);
+    (factors, interventions, trace_entries)
 }
 
 /// Interventions from the dominant factors the viewer may see (a service named after a

@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod card;
+pub mod casework;
 pub mod decide;
 pub mod features;
 pub mod ingest;

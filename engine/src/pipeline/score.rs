@@ -20,7 +20,8 @@ use crate::dates;
 use crate::domain::{Band, SuggestionStatus};
 use crate::error::{EngineError, Precondition};
 use crate::pipeline::decide::{
-    count_deny, decide, Candidate, Context, Factor, Outcome, Person, Phases, Suggested, TraceEntry,
+    count_deny, decide, view_for, Candidate, Context, Factor, Outcome, Person, Phases,
+    StoredFactor, Suggested, TraceEntry,
 };
 use crate::pipeline::features::{build, load_vectors};
 use crate::principal::Principal;
@@ -38,6 +39,10 @@ pub struct Suggestion {
     pub unit: String,
     pub score: f64,
     pub band: Band,
+    /// The whole explanation as stored (never printed: readers see it through the rules).
+    #[serde(skip)]
+    pub explanation: Vec<StoredFactor>,
+    /// The explanation as the unit's configured viewer sees it.
     pub factors: Vec<Factor>,
     pub interventions: Vec<Suggested>,
     pub rule_trace: Vec<TraceEntry>,
@@ -338,9 +343,14 @@ async fn score_inner(
             .collect(),
     };
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.person.cmp(&b.person)));
-    let expires = as_of
+    // A suggestion waits `expiry_days` from when it is written (a run for a past date
+    // must not write suggestions that are already expired).
+    let expires = app
+        .clock()
+        .today()
         .checked_add_days(Days::new(u64::from(scoring.expiry_days)))
         .unwrap_or(as_of)
+        .max(as_of)
         .to_string();
     let mut out = Vec::new();
     for c in candidates {
@@ -352,6 +362,7 @@ async fn score_inner(
             unit: unit.id.clone(),
             score: c.score,
             band: c.band,
+            explanation: c.explanation,
             factors: c.factors,
             interventions: c.interventions,
             rule_trace: c.trace,
@@ -371,7 +382,7 @@ async fn score_inner(
                 unit: &s.unit,
                 score: s.score,
                 band: s.band,
-                factors_json: serde_json::to_string(&s.factors)?,
+                factors_json: serde_json::to_string(&s.explanation)?,
                 interventions_json: serde_json::to_string(&s.interventions)?,
                 trace_json: serde_json::to_string(&s.rule_trace)?,
                 model_id: &s.model_id,
@@ -458,11 +469,24 @@ fn suggestion_id(
     hex::encode(&h.finalize()[..16])
 }
 
-/// The open suggestions of a date with their pseudonyms, highest score first.
+/// The open suggestions of a date with their pseudonyms, highest score first, each as
+/// its unit's configured viewer sees it.
 pub async fn open_suggestions(app: &App, as_of: NaiveDate) -> Result<Vec<(String, Suggestion)>> {
     let rows = app.store().open_suggestions(dates::days(as_of)).await?;
+    let mut ev = Evaluator::new(app.pack());
+    let settings = app.settings();
     rows.into_iter()
         .map(|r: StoredSuggestion| {
+            let explanation: Vec<StoredFactor> = serde_json::from_str(&r.factors_json)?;
+            let stored_trace: Vec<TraceEntry> = serde_json::from_str(&r.trace_json)?;
+            let (factors, interventions, rule_trace) = view_for(
+                &mut ev,
+                &settings.deployment,
+                &settings.scoring.catalogue,
+                &settings.scoring.unit_viewer(&r.unit),
+                &explanation,
+                &stored_trace,
+            );
             Ok((
                 r.pseudonym,
                 Suggestion {
@@ -472,9 +496,10 @@ pub async fn open_suggestions(app: &App, as_of: NaiveDate) -> Result<Vec<(String
                     unit: r.unit,
                     score: r.score,
                     band: r.band,
-                    factors: serde_json::from_str(&r.factors_json)?,
-                    interventions: serde_json::from_str(&r.interventions_json)?,
-                    rule_trace: serde_json::from_str(&r.trace_json)?,
+                    explanation,
+                    factors,
+                    interventions,
+                    rule_trace,
                     model_id: r.model_id,
                     rules_version: r.rules_version,
                     feature_set_version: r.feature_set_version,

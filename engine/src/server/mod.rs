@@ -2,11 +2,17 @@
 //! the edge: requests become the engine's own values, the engine's errors become
 //! `tonic::Status` here and nowhere else.
 //!
-//! What is served so far: `grpc.health.v1` and server reflection (v1 and v1alpha) over
-//! the `tidig.v1` contract, so stock gRPC tools can see the service. The caseworker
-//! service's methods arrive with authentication and the access policy (issue 13).
+//! Served: `tidig.v1.CaseworkerService` (`caseworker`), `grpc.health.v1` health and
+//! server reflection (v1 and v1alpha), so stock gRPC tools can see and call the service.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub mod auth;
+pub mod caseworker;
+pub mod client;
+
+pub use auth::{AuthSetupError, Authenticator};
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -51,24 +57,42 @@ pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), ServeError> {
     Ok((listener, local))
 }
 
-/// Serves health and reflection on `listener` until `shutdown` completes; calls in
-/// flight then finish before this returns.
+/// Serves the caseworker service, health and reflection on `listener` until `shutdown`
+/// completes. Then health turns NOT_SERVING, open watches end, and calls in flight
+/// finish (their audit entries durable) before this returns.
 pub async fn serve(
+    app: Arc<crate::app::App>,
+    auth: Authenticator,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    // The contract is loaded; its caseworker methods are not served yet, so health
-    // reports the server (empty service name) as serving and the service as not.
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     health
         .set_service_status(
             proto::CASEWORKER_SERVICE,
-            tonic_health::ServingStatus::NotServing,
+            tonic_health::ServingStatus::Serving,
         )
         .await;
+    let (stop_watches, watches_stopped) = tokio::sync::watch::channel(false);
+    let caseworker = proto::caseworker_service_server::CaseworkerServiceServer::new(
+        caseworker::CaseworkerApi::new(app, auth, watches_stopped),
+    );
+    let shutdown = async move {
+        shutdown.await;
+        health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status(
+                proto::CASEWORKER_SERVICE,
+                tonic_health::ServingStatus::NotServing,
+            )
+            .await;
+        let _ = stop_watches.send(true);
+    };
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
         b.register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -80,6 +104,7 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
     tonic::transport::Server::builder()
+        .add_service(caseworker)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -43,6 +43,7 @@ pub const TABLES: &[&str] = &[
     "objections",
     "suggestions",
     "scoring_runs",
+    "decisions",
 ];
 
 /// The audit trail's tables: a record of what was done, not data; kept apart from

@@ -21,6 +21,7 @@ use sqlx::ConnectOptions;
 
 pub(crate) use audit::AppendAudit;
 pub use audit::{AuditFilter, AuditHead, AuditRow, AuditRowRef, StoredCheckpoint};
+pub use casework::{DecideResult, DecisionInput, PageKey, SuggestionSummaryRow, SuggestionTarget};
 pub use features::{BuildRecord, EventRow, StoredVector, VectorRow};
 pub use ingest::{Batch, IngestTx, RunCounts, RunRecord, WriteOutcome};
 pub use inspect::{StoreCounts, AUDIT_TABLES, TABLES};
@@ -92,6 +93,7 @@ macro_rules! fetch_all {
 }
 
 mod audit;
+mod casework;
 mod features;
 mod ingest;
 mod inspect;

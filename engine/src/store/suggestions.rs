@@ -79,6 +79,8 @@ pub struct StoredSuggestion {
     pub feature_set_version: String,
     pub expires_at: String,
     pub status: SuggestionStatus,
+    /// When the scoring run wrote it.
+    pub created_at: String,
 }
 
 impl Store {
@@ -229,12 +231,13 @@ impl Store {
             String,
             String,
             String,
+            String,
         );
         let rows: Vec<Row> = fetch_all!(
             self,
             Row,
             "SELECT s.id, s.person_id, s.unit, s.score, s.band, s.factors, s.interventions, s.rule_trace, \
-             s.model_id, s.rules_version, s.feature_set_version, s.expires_at, s.status, p.pseudonym \
+             s.model_id, s.rules_version, s.feature_set_version, s.expires_at, s.status, p.pseudonym, s.created_at \
              FROM suggestions s JOIN persons p ON p.id = s.person_id \
              WHERE s.as_of = $1 AND s.status = $2 ORDER BY s.score DESC, s.person_id",
             day,
@@ -264,6 +267,7 @@ impl Store {
                     rules_version: r.9,
                     feature_set_version: r.10,
                     expires_at: r.11,
+                    created_at: r.14,
                 })
             })
             .collect()

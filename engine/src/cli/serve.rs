@@ -1,0 +1,232 @@
+//! `tidig serve` (the gRPC service) and `tidig client` (a small client for people
+//! without a gRPC tool: the quickstart's printed calls use it).
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::Ctx;
+use crate::domain::DecisionOutcome;
+use crate::server::client::Call;
+use crate::server::{self, Authenticator};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: `[service] listen`, 127.0.0.1:50051); port 0 picks
+    /// a free one, printed at start.
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Accept the static demo tokens (synthetic data only; says so loudly).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// Serves until SIGTERM or SIGINT, then lets calls in flight finish and closes the audit
+/// trail (its last entries durable, a final checkpoint signed).
+pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
+    let mut settings = ctx.settings.clone();
+    if let Some(l) = a.listen {
+        settings.service.listen = l;
+    }
+    settings.service.demo |= a.demo;
+    let auth = Authenticator::from_settings(&settings)?;
+    let (listener, addr) = server::bind(&settings.service.listen).await?;
+    let ctx = Ctx {
+        settings: settings.clone(),
+        db: ctx.db.clone(),
+        json: ctx.json,
+        actor: ctx.actor.clone(),
+    };
+    let app = Arc::new(ctx.app().await?);
+    announce(&ctx, &settings, &auth, addr);
+    let served = server::serve(app.clone(), auth, listener, shutdown_signal()).await;
+    // Every call has finished: this is the last holder of the app.
+    let closed = match Arc::try_unwrap(app) {
+        Ok(app) => app.close().await,
+        Err(app) => app.audit().close().await,
+    };
+    served?;
+    closed.context("closing the audit trail")?;
+    if !ctx.json {
+        eprintln!("tidig serve: stopped; audit trail closed");
+    }
+    Ok(())
+}
+
+fn announce(
+    ctx: &Ctx,
+    settings: &crate::settings::Settings,
+    auth: &Authenticator,
+    addr: std::net::SocketAddr,
+) {
+    let demo_tokens: Vec<String> = if auth.demo() {
+        server::auth::demo_principals(settings)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if auth.demo() {
+        eprintln!(
+            "WARNING: DEMO MODE. Static demo tokens are accepted: anyone who can reach \
+             {addr} can act as any demo principal. For synthetic data only."
+        );
+    }
+    if ctx.json {
+        emit_json!(
+            "{}",
+            json!({"listening": addr.to_string(), "demo": auth.demo(), "demo_tokens": demo_tokens, "db": ctx.db})
+        );
+    } else {
+        println!(
+            "tidig serve: tidig.v1.CaseworkerService on {addr} ({})",
+            ctx.db
+        );
+        if auth.demo() {
+            println!("demo tokens: {}", demo_tokens.join(", "));
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The server.
+    #[arg(long, env = "TIDIG_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Bearer token (a JWT, or a demo token when the server runs in demo mode).
+    #[arg(long, env = "TIDIG_TOKEN", hide_env_values = true)]
+    pub token: String,
+    #[command(subcommand)]
+    pub call: ClientCall,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCall {
+    /// Open suggestions of your unit, most urgent first.
+    List {
+        #[arg(long, default_value_t = 20)]
+        page_size: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// One suggestion in full, as you may see it.
+    Get { id: String },
+    /// Record your decision on a suggestion.
+    Decide {
+        id: String,
+        /// accepted, declined, already-known or not-relevant.
+        #[arg(long)]
+        outcome: String,
+        /// One of the configured reason codes.
+        #[arg(long)]
+        reason: String,
+        #[arg(long, default_value = "")]
+        note: String,
+        /// Repeat a request with the same key to get the first answer (default: a new
+        /// key per call).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// The national ID behind a suggestion of your unit (audited with your purpose).
+    Reidentify {
+        id: String,
+        #[arg(long)]
+        purpose: String,
+    },
+    /// New suggestions of your unit as they arrive (Ctrl-C stops).
+    Watch {
+        /// Stop after this many suggestions (default: never).
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// A suggestion as a FHIR R4 RiskAssessment (JSON).
+    Export { id: String },
+}
+
+/// Runs one call and prints its answer (the JSON object with `--json`).
+pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
+    let call = match a.call {
+        ClientCall::List {
+            page_size,
+            page_token,
+        } => Call::List {
+            page_size,
+            page_token,
+        },
+        ClientCall::Get { id } => Call::Get { id },
+        ClientCall::Decide {
+            id,
+            outcome,
+            reason,
+            note,
+            key,
+        } => Call::Decide {
+            id,
+            outcome: DecisionOutcome::parse(&outcome.replace('-', "_")).with_context(|| {
+                format!(
+                    "--outcome `{outcome}` is not one of accepted, declined, already-known, not-relevant"
+                )
+            })?,
+            reason,
+            note,
+            key: key.unwrap_or_else(|| {
+                format!(
+                    "cli-{}-{}",
+                    std::process::id(),
+                    chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+                )
+            }),
+        },
+        ClientCall::Reidentify { id, purpose } => Call::Reidentify { id, purpose },
+        ClientCall::Watch { count } => Call::Watch { count },
+        ClientCall::Export { id } => Call::Export { id },
+    };
+    let human = !json_out;
+    let answer = server::client::call(&a.server, &a.token, call, |event| {
+        if human {
+            println!(
+                "new: {} {} {} {:.3}",
+                event["id"].as_str().unwrap_or_default(),
+                event["pseudonym"].as_str().unwrap_or_default(),
+                event["band"].as_str().unwrap_or_default(),
+                event["score"].as_f64().unwrap_or_default()
+            );
+        }
+    })
+    .await
+    .with_context(|| format!("calling {}", a.server))?;
+    if json_out || answer.get("resourceType").is_some() {
+        emit_json!("{answer}");
+    } else {
+        super::print::print_client_answer(&answer);
+    }
+    Ok(())
+}

@@ -1,0 +1,225 @@
+//! The client side of the contract, for `tidig client`: one call with a bearer token,
+//! its answer as a JSON object (the command line prints it or renders it).
+
+use serde_json::{json, Value};
+
+use super::proto;
+use super::proto::caseworker_service_client::CaseworkerServiceClient;
+use crate::domain::DecisionOutcome;
+
+/// One call of the caseworker service.
+#[derive(Clone, Debug)]
+pub enum Call {
+    List {
+        page_size: u32,
+        page_token: String,
+    },
+    Get {
+        id: String,
+    },
+    Decide {
+        id: String,
+        outcome: DecisionOutcome,
+        reason: String,
+        note: String,
+        key: String,
+    },
+    Reidentify {
+        id: String,
+        purpose: String,
+    },
+    /// Stops after `count` new suggestions (never, when `None`).
+    Watch {
+        count: Option<usize>,
+    },
+    Export {
+        id: String,
+    },
+}
+
+/// Why a call did not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("the token is not valid header text")]
+    Token,
+    #[error("{code}: {message}")]
+    Status { code: String, message: String },
+    #[error("the answer is not JSON: {0}")]
+    Answer(String),
+}
+
+fn status(s: tonic::Status) -> ClientError {
+    ClientError::Status {
+        code: format!("{:?}", s.code()),
+        message: s.message().to_string(),
+    }
+}
+
+fn authorized<T>(token: &str, message: T) -> Result<tonic::Request<T>, ClientError> {
+    let mut r = tonic::Request::new(message);
+    let value = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| ClientError::Token)?;
+    r.metadata_mut().insert("authorization", value);
+    Ok(r)
+}
+
+fn lower(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_lowercase()
+}
+
+fn time(t: Option<prost_types::Timestamp>) -> Value {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        .map_or(Value::Null, |t| json!(t.to_rfc3339()))
+}
+
+fn summary(s: proto::SuggestionSummary) -> Value {
+    json!({
+        "id": s.id, "pseudonym": s.pseudonym, "unit": s.unit, "score": s.score,
+        "band": proto::Band::try_from(s.band).map_or(String::new(), |b| lower(b.as_str_name(), "BAND_")),
+        "created_at": time(s.created_at), "expires_at": time(s.expires_at),
+    })
+}
+
+fn suggestion(s: proto::Suggestion) -> Value {
+    let v = s.versions.unwrap_or_default();
+    json!({
+        "summary": summary(s.summary.unwrap_or_default()),
+        "status": proto::SuggestionStatus::try_from(s.status)
+            .map_or(String::new(), |x| lower(x.as_str_name(), "SUGGESTION_STATUS_")),
+        "factors": s.factors.into_iter().map(|f| json!({
+            "text": f.text, "registry": f.registry, "relation": f.relation, "feature": f.feature,
+            "contribution": f.contribution, "redacted": f.redacted, "redacting_rule": f.redacting_rule,
+        })).collect::<Vec<_>>(),
+        "rule_trace": s.rule_trace.into_iter().map(|e| json!({
+            "stage": e.stage, "action": e.action, "subject": e.subject, "allowed": e.allowed,
+            "rules": e.rules,
+        })).collect::<Vec<_>>(),
+        "interventions": s.interventions.into_iter().map(|i| json!({
+            "id": i.id, "title": i.title, "because_of": i.because_of,
+        })).collect::<Vec<_>>(),
+        "versions": {"model": v.model, "rules": v.rules, "feature_set": v.feature_set},
+    })
+}
+
+fn outcome(o: DecisionOutcome) -> proto::DecisionOutcome {
+    match o {
+        DecisionOutcome::Accepted => proto::DecisionOutcome::Accepted,
+        DecisionOutcome::Declined => proto::DecisionOutcome::Declined,
+        DecisionOutcome::AlreadyKnown => proto::DecisionOutcome::AlreadyKnown,
+        DecisionOutcome::NotRelevant => proto::DecisionOutcome::NotRelevant,
+    }
+}
+
+/// Makes `call` on `server` as the bearer of `token`; a watch passes each new
+/// suggestion to `on_event` as it arrives.
+pub async fn call(
+    server: &str,
+    token: &str,
+    call: Call,
+    mut on_event: impl FnMut(&Value),
+) -> Result<Value, ClientError> {
+    let mut c = CaseworkerServiceClient::connect(server.to_string())
+        .await
+        .map_err(|e| ClientError::Connect(e.to_string()))?;
+    Ok(match call {
+        Call::List {
+            page_size,
+            page_token,
+        } => {
+            let r = c
+                .list_suggestions(authorized(
+                    token,
+                    proto::ListSuggestionsRequest {
+                        page_size,
+                        page_token,
+                    },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({
+                "suggestions": r.suggestions.into_iter().map(summary).collect::<Vec<_>>(),
+                "next_page_token": r.next_page_token,
+                "scoring_stopped": r.scoring_stopped,
+            })
+        }
+        Call::Get { id } => {
+            let r = c
+                .get_suggestion(authorized(token, proto::GetSuggestionRequest { id })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            suggestion(r.suggestion.unwrap_or_default())
+        }
+        Call::Decide {
+            id,
+            outcome: o,
+            reason,
+            note,
+            key,
+        } => {
+            let r = c
+                .record_decision(authorized(
+                    token,
+                    proto::RecordDecisionRequest {
+                        suggestion_id: id.clone(),
+                        outcome: outcome(o) as i32,
+                        reason_code: reason,
+                        note,
+                        idempotency_key: key,
+                    },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"suggestion": id, "decision_id": r.decision_id, "decided_at": time(r.decided_at), "audit_seq": r.audit_seq})
+        }
+        Call::Reidentify { id, purpose } => {
+            let r = c
+                .reidentify(authorized(
+                    token,
+                    proto::ReidentifyRequest {
+                        suggestion_id: id.clone(),
+                        purpose,
+                    },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"suggestion": id, "national_id": r.national_id, "audit_seq": r.audit_seq})
+        }
+        Call::Watch { count } => {
+            let mut stream = c
+                .watch_suggestions(authorized(token, proto::WatchSuggestionsRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut seen = Vec::new();
+            while count.is_none_or(|n| seen.len() < n) {
+                let Some(event) = stream.message().await.map_err(status)? else {
+                    break;
+                };
+                let s = summary(event.suggestion.unwrap_or_default());
+                on_event(&s);
+                seen.push(s);
+            }
+            json!({"suggestions": seen})
+        }
+        Call::Export { id } => {
+            let r = c
+                .export_risk_assessment(authorized(
+                    token,
+                    proto::ExportRiskAssessmentRequest { suggestion_id: id },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            serde_json::from_str(&r.resource_json)
+                .map_err(|e| ClientError::Answer(e.to_string()))?
+        }
+    })
+}

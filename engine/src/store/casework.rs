@@ -1,0 +1,413 @@
+//! What the caseworker service reads and writes: a unit's open suggestions (paged, most
+//! urgent first), one suggestion, the vault entry behind it, and decisions. Every
+//! function that touches a person's data takes the access check's pass.
+
+use super::{AppendAudit, Store, StoreError};
+use crate::access::AccessPass;
+use crate::domain::{Band, DecisionOutcome, SuggestionStatus};
+use crate::store::StoredSuggestion;
+
+/// What the access check needs about a suggestion: no personal data but the pseudonym
+/// (which the audit entry names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SuggestionTarget {
+    pub id: String,
+    pub unit: String,
+    pub pseudonym: String,
+}
+
+/// One listed suggestion.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SuggestionSummaryRow {
+    pub id: String,
+    pub pseudonym: String,
+    pub unit: String,
+    pub score: f64,
+    pub band: Band,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+impl SuggestionSummaryRow {
+    /// Where the next page starts after this row.
+    pub fn key(&self) -> PageKey {
+        PageKey {
+            rank: band_rank(self.band),
+            score: self.score,
+            created_at: self.created_at.clone(),
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// A position in the listing order (band, score descending, oldest first, id).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PageKey {
+    pub rank: i64,
+    pub score: f64,
+    pub created_at: String,
+    pub id: String,
+}
+
+/// The listing rank of a band: the more urgent, the lower.
+pub fn band_rank(band: Band) -> i64 {
+    match band {
+        Band::High => 0,
+        Band::Elevated => 1,
+    }
+}
+
+/// A decision to record.
+#[derive(Clone, Debug)]
+pub struct DecisionInput<'a> {
+    pub id: &'a str,
+    pub outcome: DecisionOutcome,
+    pub reason_code: &'a str,
+    pub note: &'a str,
+    pub idempotency_key: &'a str,
+    /// SHA-256 of what the request asks (suggestion, outcome, reason, note): a repeated
+    /// key with other content is not a repeat.
+    pub request_digest: &'a str,
+    pub at: &'a str,
+    /// Today (`YYYY-MM-DD`): a suggestion expires at the start of its `expires_at` day.
+    pub today: &'a str,
+}
+
+/// What recording a decision came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecideResult {
+    /// Recorded now, with its audit entry.
+    Recorded {
+        id: String,
+        at: String,
+        audit_seq: u64,
+    },
+    /// The same request (same principal, key and content) was recorded before: its
+    /// answer.
+    Repeated {
+        id: String,
+        at: String,
+        audit_seq: u64,
+    },
+    /// Someone decided it already (or this key was used for another request).
+    AlreadyDecided {
+        by_key: bool,
+    },
+    /// Not open: superseded, withdrawn or expired.
+    NotOpen {
+        status: SuggestionStatus,
+    },
+    /// Passed its expiry date.
+    Expired {
+        expires_at: String,
+    },
+    NotFound,
+}
+
+const SUMMARY_COLUMNS: &str =
+    "s.id, p.pseudonym, s.unit, s.score, s.band, s.created_at, s.expires_at";
+
+type SummaryTuple = (String, String, String, f64, String, String, String);
+
+fn summary(r: SummaryTuple) -> Result<SuggestionSummaryRow, StoreError> {
+    Ok(SuggestionSummaryRow {
+        band: Band::parse(&r.4).ok_or_else(|| StoreError::Corrupt {
+            what: "band",
+            value: r.4.clone(),
+        })?,
+        id: r.0,
+        pseudonym: r.1,
+        unit: r.2,
+        score: r.3,
+        created_at: r.5,
+        expires_at: r.6,
+    })
+}
+
+impl Store {
+    /// The suggestion's unit and pseudonym, for the access check.
+    pub async fn suggestion_target(
+        &self,
+        id: &str,
+    ) -> Result<Option<SuggestionTarget>, StoreError> {
+        let rows: Vec<(String, String)> = fetch_all!(
+            self,
+            (String, String),
+            "SELECT s.unit, p.pseudonym FROM suggestions s JOIN persons p ON p.id = s.person_id \
+             WHERE s.id = $1",
+            id
+        );
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|(unit, pseudonym)| SuggestionTarget {
+                id: id.to_string(),
+                unit,
+                pseudonym,
+            }))
+    }
+
+    /// One page of the pass's unit's open, unexpired suggestions after `after`, most
+    /// urgent first: high band before elevated, higher score first, older first.
+    pub async fn open_page(
+        &self,
+        pass: &AccessPass,
+        today: &str,
+        after: Option<&PageKey>,
+        limit: usize,
+    ) -> Result<Vec<SuggestionSummaryRow>, StoreError> {
+        let start = after.cloned().unwrap_or(PageKey {
+            rank: -1,
+            score: 0.0,
+            created_at: String::new(),
+            id: String::new(),
+        });
+        let sql = format!(
+            "SELECT id, pseudonym, unit, score, band, created_at, expires_at FROM ( \
+               SELECT {SUMMARY_COLUMNS}, CASE s.band WHEN 'high' THEN 0 ELSE 1 END AS rank \
+               FROM suggestions s JOIN persons p ON p.id = s.person_id \
+               WHERE s.unit = $1 AND s.status = 'open' AND s.expires_at > $2) q \
+             WHERE rank > $3 \
+                OR (rank = $3 AND score < $4) \
+                OR (rank = $3 AND score = $4 AND created_at > $5) \
+                OR (rank = $3 AND score = $4 AND created_at = $5 AND id > $6) \
+             ORDER BY rank, score DESC, created_at, id LIMIT $7"
+        );
+        let rows: Vec<SummaryTuple> = fetch_all!(
+            self,
+            SummaryTuple,
+            &sql,
+            pass.unit(),
+            today,
+            start.rank,
+            start.score,
+            &start.created_at,
+            &start.id,
+            limit as i64
+        );
+        rows.into_iter().map(summary).collect()
+    }
+
+    /// The pass's unit's open suggestions written after `(created_at, id)`, oldest first
+    /// (what a watch sends next).
+    pub async fn open_since(
+        &self,
+        pass: &AccessPass,
+        today: &str,
+        after: (&str, &str),
+        limit: usize,
+    ) -> Result<Vec<SuggestionSummaryRow>, StoreError> {
+        let sql = format!(
+            "SELECT {SUMMARY_COLUMNS} FROM suggestions s JOIN persons p ON p.id = s.person_id \
+             WHERE s.unit = $1 AND s.status = 'open' AND s.expires_at > $2 \
+               AND (s.created_at > $3 OR (s.created_at = $3 AND s.id > $4)) \
+             ORDER BY s.created_at, s.id LIMIT $5"
+        );
+        let rows: Vec<SummaryTuple> = fetch_all!(
+            self,
+            SummaryTuple,
+            &sql,
+            pass.unit(),
+            today,
+            after.0,
+            after.1,
+            limit as i64
+        );
+        rows.into_iter().map(summary).collect()
+    }
+
+    /// The newest `(created_at, id)` among the unit's suggestions: where a new watch
+    /// starts.
+    pub async fn newest_in_unit(&self, pass: &AccessPass) -> Result<(String, String), StoreError> {
+        let rows: Vec<(String, String)> = fetch_all!(
+            self,
+            (String, String),
+            "SELECT created_at, id FROM suggestions WHERE unit = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT 1",
+            pass.unit()
+        );
+        Ok(rows.into_iter().next().unwrap_or_default())
+    }
+
+    /// The pass's suggestion in full.
+    pub async fn suggestion(
+        &self,
+        pass: &AccessPass,
+    ) -> Result<Option<StoredSuggestion>, StoreError> {
+        let Some(id) = pass.suggestion() else {
+            return Ok(None);
+        };
+        type Row = (
+            String,
+            i64,
+            i64,
+            String,
+            f64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+        );
+        let rows: Vec<Row> = fetch_all!(
+            self,
+            Row,
+            "SELECT s.id, s.as_of, s.person_id, s.unit, s.score, s.band, s.factors, s.interventions, \
+             s.rule_trace, s.model_id, s.rules_version, s.feature_set_version, s.expires_at, \
+             s.status, p.pseudonym, s.created_at \
+             FROM suggestions s JOIN persons p ON p.id = s.person_id WHERE s.id = $1",
+            id
+        );
+        let Some(r) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some(StoredSuggestion {
+            band: Band::parse(&r.5).ok_or_else(|| StoreError::Corrupt {
+                what: "band",
+                value: r.5.clone(),
+            })?,
+            status: SuggestionStatus::parse(&r.13).ok_or_else(|| StoreError::Corrupt {
+                what: "suggestion status",
+                value: r.13.clone(),
+            })?,
+            id: r.0,
+            day: r.1,
+            person_id: r.2,
+            unit: r.3,
+            score: r.4,
+            factors_json: r.6,
+            interventions_json: r.7,
+            trace_json: r.8,
+            model_id: r.9,
+            rules_version: r.10,
+            feature_set_version: r.11,
+            expires_at: r.12,
+            pseudonym: r.14,
+            created_at: r.15,
+        }))
+    }
+
+    /// The sealed national ID of the pass's person: `(nonce, ciphertext)`.
+    pub async fn sealed_identity(
+        &self,
+        pass: &AccessPass,
+    ) -> Result<Option<(i64, Vec<u8>, Vec<u8>)>, StoreError> {
+        let Some(id) = pass.suggestion() else {
+            return Ok(None);
+        };
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = fetch_all!(
+            self,
+            (i64, Vec<u8>, Vec<u8>),
+            "SELECT v.person_id, v.nonce, v.ciphertext FROM suggestions s \
+             JOIN vault v ON v.person_id = s.person_id WHERE s.id = $1",
+            id
+        );
+        Ok(rows.into_iter().next())
+    }
+
+    /// Records a decision on the pass's suggestion with the pass's audit entry, in one
+    /// transaction: the suggestion must be open and unexpired and undecided, unless this
+    /// is the same request repeated. Writes are serialised (`BEGIN IMMEDIATE` on
+    /// SQLite, a row lock on PostgreSQL), and the unique keys are the backstop.
+    pub async fn record_decision(
+        &self,
+        pass: &AccessPass,
+        d: &DecisionInput<'_>,
+        details: serde_json::Value,
+    ) -> Result<DecideResult, StoreError> {
+        let Some(suggestion) = pass.suggestion() else {
+            return Ok(DecideResult::NotFound);
+        };
+        let record = pass.pending_record(details).ok_or_else(|| {
+            StoreError::Audit("a decision's pass carries no record to append".into())
+        })?;
+        let by = pass.principal();
+        let postgres = self.backend() == super::Backend::Postgres;
+        let lock_sql = if postgres {
+            "SELECT status, expires_at FROM suggestions WHERE id = $1 FOR UPDATE"
+        } else {
+            "SELECT status, expires_at FROM suggestions WHERE id = $1"
+        };
+        let result = in_write_tx!(self, |tx| {
+            let row: Option<(String, String)> = sqlx::query_as(lock_sql)
+                .bind(suggestion)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let earlier: Option<(String, String, String, String, i64, String)> = sqlx::query_as(
+                "SELECT id, decided_by, idempotency_key, decided_at, audit_seq, request_digest \
+                 FROM decisions WHERE suggestion_id = $1 OR (decided_by = $2 AND idempotency_key = $3)",
+            )
+            .bind(suggestion)
+            .bind(by.id())
+            .bind(d.idempotency_key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match (row, earlier) {
+                (None, _) => DecideResult::NotFound,
+                (_, Some((id, who, key, at, seq, digest))) => {
+                    if who == by.id() && key == d.idempotency_key && digest == d.request_digest {
+                        DecideResult::Repeated {
+                            id,
+                            at,
+                            audit_seq: seq as u64,
+                        }
+                    } else {
+                        DecideResult::AlreadyDecided {
+                            by_key: who == by.id() && key == d.idempotency_key,
+                        }
+                    }
+                }
+                (Some((status, expires_at)), None) => {
+                    let status =
+                        SuggestionStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+                            what: "suggestion status",
+                            value: status.clone(),
+                        })?;
+                    if status != SuggestionStatus::Open {
+                        DecideResult::NotOpen { status }
+                    } else if expires_at.as_str() <= d.today {
+                        DecideResult::Expired { expires_at }
+                    } else {
+                        let seq = tx.append_audit(std::slice::from_ref(&record)).await?[0];
+                        sqlx::query(
+                            "INSERT INTO decisions (id, suggestion_id, unit, outcome, reason_code, note, \
+                             decided_by, decided_auth, idempotency_key, request_digest, decided_at, audit_seq) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                        )
+                        .bind(d.id)
+                        .bind(suggestion)
+                        .bind(pass.unit())
+                        .bind(d.outcome.as_str())
+                        .bind(d.reason_code)
+                        .bind(d.note)
+                        .bind(by.id())
+                        .bind(by.auth.as_str())
+                        .bind(d.idempotency_key)
+                        .bind(d.request_digest)
+                        .bind(d.at)
+                        .bind(seq as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query("UPDATE suggestions SET status = $1 WHERE id = $2")
+                            .bind(SuggestionStatus::Decided.as_str())
+                            .bind(suggestion)
+                            .execute(&mut *tx)
+                            .await?;
+                        DecideResult::Recorded {
+                            id: d.id.to_string(),
+                            at: d.at.to_string(),
+                            audit_seq: seq,
+                        }
+                    }
+                }
+            }
+        });
+        Ok(result)
+    }
+}

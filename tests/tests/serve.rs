@@ -1,0 +1,612 @@
+//! The caseworker service end to end: a real server on 127.0.0.1:0 over a store the whole
+//! pipeline scored, driven through the generated client on both backends. The caseworker
+//! flow, the access matrix, redaction per viewer, the FHIR export, and one audit entry per
+//! call.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failure here is a test failure"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use serde_json::Value;
+use tidig_connectors::national_id::Country;
+use tidig_engine::pipeline::registry::{activate, approve};
+use tidig_engine::pipeline::score::score;
+use tidig_engine::pipeline::train::train;
+use tidig_engine::server::proto::caseworker_service_client::CaseworkerServiceClient;
+use tidig_engine::server::{self, proto, Authenticator};
+use tidig_engine::settings::{ScoringSettings, Settings};
+use tidig_engine::store::Store;
+use tidig_engine::App;
+use tidig_models::features::child_family;
+use tidig_models::gate::Gate;
+use tidig_tests::{edge, load, operator, stores, synth, train_options};
+use tonic::transport::Channel;
+use tonic::Code;
+
+type Client = CaseworkerServiceClient<Channel>;
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+/// Scores from 0.05 are elevated and every unit takes every suggestion: enough
+/// suggestions in both units to list, page and decide.
+fn scoring() -> ScoringSettings {
+    let mut s = ScoringSettings {
+        elevated: 0.05,
+        ..ScoringSettings::default()
+    };
+    for u in &mut s.units {
+        u.weekly_capacity = 1_000_000;
+    }
+    s
+}
+
+/// The service's settings: demo tokens, the tests' deployment, the fixed test keys.
+fn settings(keys: &Path) -> Settings {
+    let mut s = tidig_tests::settings();
+    s.scoring = scoring();
+    s.service.demo = true;
+    s.keys.dir = keys.to_path_buf();
+    s
+}
+
+/// The fixed test keys of [`edge`] as key files (mode 0600).
+fn key_dir(dir: &Path) -> PathBuf {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    for (file, byte) in [("pseudonym.key", "5a"), ("vault.key", "a5")] {
+        let path = keys.join(file);
+        std::fs::write(&path, byte.repeat(32)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+    }
+    keys
+}
+
+fn municipality() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep().join("s");
+        synth(&dir, 2_500, |_| {});
+        dir
+    })
+}
+
+/// A store per backend through the whole pipeline: loaded, trained (alice), approved and
+/// activated (bob), scored as of 2026-01-01.
+async fn scored(dir: &Path, name: &str) -> Vec<(&'static str, Store)> {
+    let set = child_family().unwrap();
+    let lenient = Gate {
+        min_demographic_parity_ratio: 0.0,
+        max_equalized_odds_difference: 1.0,
+        min_auc: 0.0,
+        ..Gate::default()
+    };
+    let mut out = Vec::new();
+    for (backend, store) in stores(dir, name).await {
+        load(
+            &store,
+            &edge(Country::Fi, &[]),
+            &[municipality().to_path_buf()],
+        )
+        .await;
+        let app = tidig_tests::app_with(&store, settings(dir), tidig_tests::default_pack().clone());
+        let model = train(
+            &app,
+            &operator("alice"),
+            &set,
+            date("2026-01-01"),
+            &train_options(0.05, lenient.clone(), None),
+        )
+        .await
+        .unwrap();
+        approve(&app, &operator("bob"), &model.model_id)
+            .await
+            .unwrap();
+        activate(&app, &operator("bob"), &model.model_id, &set)
+            .await
+            .unwrap();
+        let (report, _) = score(&app, &operator("scorer"), &set, date("2026-01-01"))
+            .await
+            .unwrap();
+        assert!(report.per_unit.len() == 2, "{backend}: {report:?}");
+        out.push((backend, store));
+    }
+    out
+}
+
+/// A running server over `store`; stops (and closes the app) when dropped via `stop`.
+struct Served {
+    addr: std::net::SocketAddr,
+    app: Arc<App>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+}
+
+async fn start(store: &Store, settings: Settings) -> Served {
+    let app = Arc::new(App::with_store(
+        store.clone(),
+        settings.clone(),
+        tidig_tests::default_pack().clone(),
+        tidig_engine::clock::Clock::fixed_on(tidig_tests::today()),
+    ));
+    let auth = Authenticator::from_settings(&settings).unwrap();
+    let (listener, addr) = server::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server::serve(app.clone(), auth, listener, async {
+        let _ = stopped.await;
+    }));
+    Served {
+        addr,
+        app,
+        stop,
+        running,
+    }
+}
+
+impl Served {
+    async fn client(&self) -> Client {
+        CaseworkerServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.running.await.unwrap().unwrap();
+        self.app.audit().close().await.unwrap();
+    }
+}
+
+fn as_<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+const CENTRAL: &str = "family-services-central";
+const OUTER: &str = "family-services-outer";
+
+fn caseworker(unit: &str) -> String {
+    format!("demo-caseworker-{unit}")
+}
+
+async fn list_all(c: &mut Client, token: &str) -> Vec<proto::SuggestionSummary> {
+    let mut all = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let r = c
+            .list_suggestions(as_(
+                token,
+                proto::ListSuggestionsRequest {
+                    page_size: 7,
+                    page_token: page_token.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.suggestions.len() <= 7);
+        all.extend(r.suggestions);
+        if r.next_page_token.is_empty() {
+            return all;
+        }
+        page_token = r.next_page_token;
+    }
+}
+
+async fn audit_size(store: &Store) -> u64 {
+    store.audit_head().await.unwrap().size
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caseworker_lists_reads_reidentifies_and_decides_and_every_call_is_audited_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    for (backend, store) in scored(dir.path(), "flow").await {
+        let served = start(&store, settings(&keys)).await;
+        let mut c = served.client().await;
+        let before = audit_size(&store).await;
+        let mut calls = 0u64;
+        let me = caseworker(CENTRAL);
+
+        // List: only my unit, most urgent first, paged without gaps or repeats.
+        let listed = list_all(&mut c, &me).await;
+        calls += listed.len().div_ceil(7).max(1) as u64;
+        assert!(listed.len() > 7, "{backend}: {} listed", listed.len());
+        assert!(listed.iter().all(|s| s.unit == CENTRAL), "{backend}");
+        let ids: std::collections::HashSet<&str> = listed.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(
+            ids.len(),
+            listed.len(),
+            "{backend}: a page repeated a suggestion"
+        );
+        for w in listed.windows(2) {
+            let key = |s: &proto::SuggestionSummary| (-s.band, -s.score);
+            assert!(
+                key(&w[0]) <= key(&w[1]),
+                "{backend}: not most urgent first: {:?} before {:?}",
+                w[0],
+                w[1]
+            );
+        }
+        let first = listed[0].clone();
+
+        // Get: the explanation, with health factors redacted for me and the rule named.
+        let got = c
+            .get_suggestion(as_(
+                &me,
+                proto::GetSuggestionRequest {
+                    id: first.id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .suggestion
+            .unwrap();
+        calls += 1;
+        assert_eq!(got.summary.as_ref().unwrap().id, first.id);
+        assert_eq!(got.status, proto::SuggestionStatus::Open as i32);
+        assert!(!got.factors.is_empty());
+        assert!(!got.interventions.is_empty());
+        assert!(got.versions.as_ref().is_some_and(|v| !v.model.is_empty()));
+        let stages: Vec<&str> = got.rule_trace.iter().map(|t| t.action.as_str()).collect();
+        assert!(
+            stages.starts_with(&["use_feature", "score", "suggest"]),
+            "{stages:?}"
+        );
+
+        // Reidentify: the person's national ID, with the audit entry that records it.
+        let who = c
+            .reidentify(as_(
+                &me,
+                proto::ReidentifyRequest {
+                    suggestion_id: first.id.clone(),
+                    purpose: "home visit planning".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        calls += 1;
+        assert_eq!(who.national_id.len(), 11, "{backend}: a Finnish HETU");
+        let entry = store.audit_entry(who.audit_seq).await.unwrap().unwrap();
+        let entry: Value = serde_json::from_str(&entry.entry).unwrap();
+        assert_eq!(entry["action"], "casework.reidentify");
+        assert_eq!(entry["details"]["stated_purpose"], "home visit planning");
+        assert_eq!(entry["subject"], first.pseudonym.as_str());
+        assert!(!entry.to_string().contains(&who.national_id));
+
+        // Decide: recorded, repeated with the same key → the same answer; another key →
+        // ALREADY_EXISTS; and the suggestion is gone from the list.
+        let decide = |key: &str, reason: &str| proto::RecordDecisionRequest {
+            suggestion_id: first.id.clone(),
+            outcome: proto::DecisionOutcome::Accepted as i32,
+            reason_code: reason.into(),
+            note: "called the family; visit on Monday".into(),
+            idempotency_key: key.into(),
+        };
+        let d1 = c
+            .record_decision(as_(&me, decide("k-1", "support-offered")))
+            .await
+            .unwrap()
+            .into_inner();
+        let d2 = c
+            .record_decision(as_(&me, decide("k-1", "support-offered")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            (d1.decision_id.clone(), d1.audit_seq),
+            (d2.decision_id, d2.audit_seq)
+        );
+        let again = c
+            .record_decision(as_(&me, decide("k-2", "support-offered")))
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), Code::AlreadyExists, "{again:?}");
+        let reused = c
+            .record_decision(as_(&me, decide("k-1", "other")))
+            .await
+            .unwrap_err();
+        assert_eq!(reused.code(), Code::AlreadyExists, "{reused:?}");
+        calls += 4;
+        let entry: Value = serde_json::from_str(
+            &store
+                .audit_entry(d1.audit_seq)
+                .await
+                .unwrap()
+                .unwrap()
+                .entry,
+        )
+        .unwrap();
+        assert_eq!(entry["action"], "casework.record_decision");
+        assert_eq!(entry["outcome"]["kind"], "allowed");
+        assert!(
+            !entry.to_string().contains("Monday"),
+            "the note is never audited"
+        );
+        let after = list_all(&mut c, &me).await;
+        calls += after.len().div_ceil(7).max(1) as u64;
+        assert_eq!(after.len(), listed.len() - 1);
+        assert!(after.iter().all(|s| s.id != first.id));
+
+        // Malformed requests: INVALID_ARGUMENT naming the field.
+        for (req, field) in [
+            (
+                proto::RecordDecisionRequest {
+                    outcome: 0,
+                    ..decide("k-3", "support-offered")
+                },
+                "outcome",
+            ),
+            (decide("k-4", "because"), "reason_code"),
+            (
+                proto::RecordDecisionRequest {
+                    suggestion_id: "../etc".into(),
+                    ..decide("k-5", "support-offered")
+                },
+                "suggestion_id",
+            ),
+            (decide("", "support-offered"), "idempotency_key"),
+        ] {
+            let e = c.record_decision(as_(&me, req)).await.unwrap_err();
+            assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+            assert!(e.message().starts_with(field), "{field}: {}", e.message());
+            calls += 1;
+        }
+        let e = c
+            .list_suggestions(as_(
+                &me,
+                proto::ListSuggestionsRequest {
+                    page_size: 0,
+                    page_token: "not-a-token".into(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        calls += 1;
+        // No or unknown credentials: UNAUTHENTICATED, audited too.
+        let e = c
+            .list_suggestions(proto::ListSuggestionsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+        let e = c
+            .list_suggestions(as_("demo-nobody", proto::ListSuggestionsRequest::default()))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unauthenticated);
+        calls += 2;
+
+        served.stop().await;
+        assert_eq!(
+            audit_size(&store).await - before,
+            calls,
+            "{backend}: one audit entry per call"
+        );
+        let app = tidig_tests::app(&store);
+        let report = tidig_engine::pipeline::audit::verify(&app, None, None)
+            .await
+            .unwrap();
+        assert!(report.ok, "{backend}: {report:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    let (backend, store) = scored(dir.path(), "matrix").await.remove(0);
+    let served = start(&store, settings(&keys)).await;
+    let mut c = served.client().await;
+    let central = list_all(&mut c, &caseworker(CENTRAL)).await;
+    let outer = list_all(&mut c, &caseworker(OUTER)).await;
+    // One suggestion per unit that stays open (decisions use their own).
+    let mut own_left = central.iter().skip(1);
+    let mut other_left = outer.iter().skip(1);
+    let roles: [(&str, Option<&str>); 5] = [
+        ("demo-caseworker-family-services-central", Some(CENTRAL)),
+        ("demo-health-family-services-central", Some(CENTRAL)),
+        ("demo-dpo", None),
+        ("demo-auditor", None),
+        ("demo-researcher", None),
+    ];
+    let methods = ["list", "get", "decide", "reidentify", "watch", "export"];
+    let mut table = Vec::new();
+    for (token, unit) in roles {
+        for method in methods {
+            for own in [true, false] {
+                let target = if own {
+                    own_left.next().unwrap()
+                } else {
+                    other_left.next().unwrap()
+                };
+                let id = target.id.clone();
+                let code = match method {
+                    "list" => c
+                        .list_suggestions(as_(token, proto::ListSuggestionsRequest::default()))
+                        .await
+                        .map(|r| {
+                            assert!(r
+                                .get_ref()
+                                .suggestions
+                                .iter()
+                                .all(|s| Some(s.unit.as_str()) == unit));
+                        })
+                        .err(),
+                    "get" => c
+                        .get_suggestion(as_(token, proto::GetSuggestionRequest { id }))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "decide" => c
+                        .record_decision(as_(
+                            token,
+                            proto::RecordDecisionRequest {
+                                suggestion_id: id,
+                                outcome: proto::DecisionOutcome::Declined as i32,
+                                reason_code: "not-in-scope".into(),
+                                note: String::new(),
+                                idempotency_key: format!("{token}-{own}"),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "reidentify" => c
+                        .reidentify(as_(
+                            token,
+                            proto::ReidentifyRequest {
+                                suggestion_id: id,
+                                purpose: "case review".into(),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "watch" => c
+                        .watch_suggestions(as_(token, proto::WatchSuggestionsRequest {}))
+                        .await
+                        .map(drop)
+                        .err(),
+                    _ => c
+                        .export_risk_assessment(as_(
+                            token,
+                            proto::ExportRiskAssessmentRequest { suggestion_id: id },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
+                };
+                let code = code.map_or(Code::Ok, |s| {
+                    if s.code() == Code::PermissionDenied {
+                        assert!(s.message().contains("access."), "names the rule: {s:?}");
+                    }
+                    s.code()
+                });
+                table.push(format!(
+                    "{token} {method} {}: {code:?}",
+                    if own { "own" } else { "other" }
+                ));
+            }
+        }
+    }
+    // list and watch have no target unit of their own: "own"/"other" ask the same.
+    let expected: Vec<String> = roles
+        .iter()
+        .flat_map(|(token, unit)| {
+            methods.iter().flat_map(move |method| {
+                [true, false].into_iter().map(move |own| {
+                    let caseworker = unit.is_some();
+                    let unit_wide = matches!(*method, "list" | "watch");
+                    let allowed = (caseworker && (own || unit_wide))
+                        || (*token == "demo-dpo" && *method == "get");
+                    let code = if allowed {
+                        Code::Ok
+                    } else {
+                        Code::PermissionDenied
+                    };
+                    format!(
+                        "{token} {method} {}: {code:?}",
+                        if own { "own" } else { "other" }
+                    )
+                })
+            })
+        })
+        .collect();
+    assert_eq!(table, expected, "{backend}");
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_factors_are_shown_only_to_a_viewer_with_health_authority_and_exported_as_fhir() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    let (backend, store) = scored(dir.path(), "redaction").await.remove(0);
+    let served = start(&store, settings(&keys)).await;
+    let mut c = served.client().await;
+    let plain = caseworker(CENTRAL);
+    let health = format!("demo-health-{CENTRAL}");
+    let listed = list_all(&mut c, &plain).await;
+    let mut redacted_somewhere = false;
+    for s in &listed {
+        let get = |token: &str| {
+            let mut c = c.clone();
+            let r = as_(token, proto::GetSuggestionRequest { id: s.id.clone() });
+            async move {
+                c.get_suggestion(r)
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .suggestion
+                    .unwrap()
+            }
+        };
+        let (a, b) = (get(&plain).await, get(&health).await);
+        assert_eq!(a.factors.len(), b.factors.len());
+        for (x, y) in a.factors.iter().zip(&b.factors) {
+            assert!(
+                !y.redacted,
+                "{backend}: health authority sees everything: {y:?}"
+            );
+            assert_eq!(x.registry, y.registry);
+            if y.registry == "health" {
+                redacted_somewhere = true;
+                assert!(
+                    x.redacted && x.contribution.is_none() && x.feature.is_empty(),
+                    "{x:?}"
+                );
+                assert_eq!(x.redacting_rule, "output.health-redaction");
+                // No intervention is named after what the viewer may not see.
+                assert!(a.interventions.iter().all(|i| i.because_of != y.feature));
+            } else {
+                assert_eq!(x, y);
+            }
+        }
+    }
+    assert!(
+        redacted_somewhere,
+        "{backend}: no suggestion had a health factor"
+    );
+
+    // The FHIR export: an R4 RiskAssessment with ras-2's percentage.
+    let first = &listed[0];
+    let json = c
+        .export_risk_assessment(as_(
+            &plain,
+            proto::ExportRiskAssessmentRequest {
+                suggestion_id: first.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_json;
+    let r: Value = serde_json::from_str(&json).unwrap();
+    tidig_tests::fhir::check_risk_assessment(&r).unwrap();
+    let p = r["prediction"][0]["probabilityDecimal"].as_f64().unwrap();
+    assert!(
+        (p - first.score * 100.0).abs() < 1e-3,
+        "{p} vs {}",
+        first.score
+    );
+    assert_eq!(
+        r["subject"]["identifier"]["value"],
+        first.pseudonym.as_str()
+    );
+    assert_eq!(r["status"], "preliminary");
+    served.stop().await;
+}
