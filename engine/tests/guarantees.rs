@@ -179,6 +179,7 @@ async fn concurrent_scores_in_one_week_never_exceed_a_units_capacity() {
                 "6000",
                 "--out",
                 "s",
+                "--no-serve",
             ],
         );
         assert!(q.status.success(), "{backend}: {}", text(&q));
@@ -446,7 +447,15 @@ fn the_impatient_operators_small_cases() {
     // name, and an id prefix is never a pattern.
     let q = tidig(
         d,
-        &["--json", "quickstart", "--persons", "6000", "--out", "s"],
+        &[
+            "--json",
+            "quickstart",
+            "--persons",
+            "6000",
+            "--out",
+            "s",
+            "--no-serve",
+        ],
     );
     assert!(q.status.success(), "{}", text(&q));
     let v: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();

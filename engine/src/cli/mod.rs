@@ -290,6 +290,13 @@ pub struct QuickstartArgs {
     /// Where the synthetic extracts go.
     #[arg(long, default_value = "tidig-synth")]
     pub out: PathBuf,
+    /// End after the audit check instead of serving the caseworker service with demo
+    /// principals (for scripts and tests).
+    #[arg(long)]
+    pub no_serve: bool,
+    /// Where the demo service listens (default: `[service] listen`).
+    #[arg(long)]
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Args)]

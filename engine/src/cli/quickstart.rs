@@ -63,6 +63,7 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             stopped: false,
         };
     }
+    settings.service.demo = true;
     let app = App::open(&ctx.db, settings.clone(), Clock::System).await?;
     let result = pipeline_run(&app, &a.out, json).await;
     let pack_version = app.pack().version().to_string();
@@ -71,7 +72,7 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
     closed?;
     // Every step above is in the audit trail; the run ends by verifying it, with the
     // checkpoint the close just signed.
-    let app = App::open(&ctx.db, settings, Clock::System).await?;
+    let app = App::open(&ctx.db, settings.clone(), Clock::System).await?;
     let verified = async {
         let v = crate::pipeline::audit::verifier(&app, None)?;
         crate::pipeline::audit::verify(&app, v.as_ref(), None).await
@@ -86,6 +87,11 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             audit.problem.as_ref().map_or("", |p| p.detail.as_str())
         );
     }
+    let listen = a
+        .listen
+        .clone()
+        .unwrap_or_else(|| settings.service.listen.clone());
+    let calls = demo_calls(&settings, &listen, &top);
     if json {
         let top: Vec<_> = top
             .iter()
@@ -95,7 +101,8 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             "{}",
             json!({"ok": report.failed_files == 0, "db": ctx.db, "keys_created": created, "synth": synth, "ingest": report, "store": counts, "features": features,
                    "model": {"id": model.model_id, "auc": model.artifact.evaluation.auc, "gate_passed": model.artifact.gate_passed, "card": format!("model-cards/{}.md", &model.model_id[..16])},
-                   "score": scored, "top": top, "audit": audit})
+                   "score": scored, "top": top, "audit": audit,
+                   "serving": (!a.no_serve).then(|| json!({"listen": listen, "demo_tokens": crate::server::auth::demo_principals(&settings).into_iter().map(|(t, _)| t).collect::<Vec<_>>(), "calls": calls}))})
         );
     } else {
         print_ingest(&report, false);
@@ -118,12 +125,119 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             audit.entries,
             audit.latest_checkpoint.as_ref().map_or(0, |c| c.size)
         );
-        println!("\nnext: the gRPC service for caseworkers and data-protection officers arrives in a later release");
+        if !a.no_serve {
+            println!(
+                "\nserving the caseworker service on {listen} with demo principals (Ctrl-C stops).\n\
+                 In another terminal, try each role (`tidig` is {}):",
+                exe()
+            );
+            for (what, call) in &calls {
+                println!("  # {what}\n  {call}");
+            }
+        }
     }
     if report.failed_files > 0 {
         anyhow::bail!("{} file(s) failed to load", report.failed_files);
     }
-    Ok(())
+    if a.no_serve {
+        return Ok(());
+    }
+    let serve = super::serve::ServeArgs {
+        listen: Some(listen),
+        demo: true,
+    };
+    super::serve::serve_with(ctx, settings, serve, false).await
+}
+
+/// How to run this binary, as typed from the current directory.
+fn exe() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| {
+            let cwd = std::env::current_dir().ok()?;
+            Some(
+                p.strip_prefix(&cwd)
+                    .map_or(p.clone(), std::path::Path::to_path_buf)
+                    .display()
+                    .to_string(),
+            )
+        })
+        .unwrap_or_else(|| "tidig".into())
+}
+
+/// Copy-paste calls for each demo role against the top suggestion.
+fn demo_calls(
+    settings: &crate::settings::Settings,
+    listen: &str,
+    top: &[(String, pipeline::score::Suggestion)],
+) -> Vec<(String, String)> {
+    let Some((_, first)) = top.first() else {
+        return Vec::new();
+    };
+    let id = &first.id;
+    let unit = &first.unit;
+    let other = settings
+        .scoring
+        .units
+        .iter()
+        .find(|u| &u.id != unit)
+        .map_or("another-unit".to_string(), |u| u.id.clone());
+    let server = if listen == "127.0.0.1:50051" {
+        String::new()
+    } else {
+        format!(" --server http://{listen}")
+    };
+    let tidig = exe();
+    let call = |token: &str, rest: &str| format!("{tidig} client{server} --token {token} {rest}");
+    let cw = format!("demo-caseworker-{unit}");
+    vec![
+        (
+            "a caseworker lists their unit's open suggestions".into(),
+            call(&cw, "list"),
+        ),
+        (
+            "reads one: factors, rule trace, suggested support".into(),
+            call(&cw, &format!("get {id}")),
+        ),
+        (
+            "a caseworker with health authority also sees health factors".into(),
+            call(&format!("demo-health-{unit}"), &format!("get {id}")),
+        ),
+        (
+            "re-identifies the person for a stated purpose (audited)".into(),
+            call(
+                &cw,
+                &format!("reidentify {id} --purpose \"plan a home visit\""),
+            ),
+        ),
+        (
+            "exports it as a FHIR R4 RiskAssessment".into(),
+            call(&cw, &format!("export {id}")),
+        ),
+        (
+            "decides: the only way a suggestion leaves the list".into(),
+            call(
+                &cw,
+                &format!("decide {id} --outcome accepted --reason support-offered"),
+            ),
+        ),
+        (
+            "another unit's caseworker is refused, naming the rule".into(),
+            call(&format!("demo-caseworker-{other}"), &format!("get {id}")),
+        ),
+        (
+            "the data-protection officer reads it for oversight".into(),
+            call("demo-dpo", &format!("get {id}")),
+        ),
+        (
+            "new suggestions as scoring runs write them".into(),
+            call(&cw, "watch"),
+        ),
+        (
+            "every call above is in the audit trail".into(),
+            format!("{tidig} audit verify"),
+        ),
+    ]
 }
 
 type Outputs = (

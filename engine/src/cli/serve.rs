@@ -26,7 +26,17 @@ pub struct ServeArgs {
 /// Serves until SIGTERM or SIGINT, then lets calls in flight finish and closes the audit
 /// trail (its last entries durable, a final checkpoint signed).
 pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
-    let mut settings = ctx.settings.clone();
+    serve_with(ctx, ctx.settings.clone(), a, true).await
+}
+
+/// [`serve`] under `settings`; `announce` prints the address (and, with `--json`, the
+/// command's one JSON object).
+pub(crate) async fn serve_with(
+    ctx: &Ctx,
+    mut settings: crate::settings::Settings,
+    a: ServeArgs,
+    announce_start: bool,
+) -> Result<()> {
     if let Some(l) = a.listen {
         settings.service.listen = l;
     }
@@ -40,7 +50,11 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
         actor: ctx.actor.clone(),
     };
     let app = Arc::new(ctx.app().await?);
-    announce(&ctx, &settings, &auth, addr);
+    if announce_start {
+        announce(&ctx, &settings, &auth, addr);
+    } else if auth.demo() {
+        eprintln!("WARNING: DEMO MODE on {addr}: static demo tokens are accepted. For synthetic data only.");
+    }
     let served = server::serve(app.clone(), auth, listener, shutdown_signal()).await;
     // Every call has finished: this is the last holder of the app.
     let closed = match Arc::try_unwrap(app) {
@@ -49,9 +63,7 @@ pub async fn serve(ctx: &Ctx, a: ServeArgs) -> Result<()> {
     };
     served?;
     closed.context("closing the audit trail")?;
-    if !ctx.json {
-        eprintln!("tidig serve: stopped; audit trail closed");
-    }
+    eprintln!("tidig serve: stopped; calls in flight finished, audit trail closed");
     Ok(())
 }
 

@@ -1,0 +1,227 @@
+//! `tidig serve` as real processes: it refuses to start when nobody could authenticate,
+//! replicas on one store decide the same suggestion at once with exactly one decision, a
+//! scoring run in another process reaches a watching client, and SIGTERM drains and
+//! closes the audit trail, which verifies afterwards.
+
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failure here is a test failure"
+)]
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::{command, pg, stderr, tidig};
+use tidig_engine::server::proto;
+use tidig_engine::server::proto::caseworker_service_client::CaseworkerServiceClient;
+use tonic::Code;
+
+const SETTINGS: &str = r#"[deployment]
+legal_basis = "demo on synthetic data"
+dpia_ref = "DPIA-T"
+fria_ref = "FRIA-T"
+art9_basis = "GDPR Art 9(2)(h)"
+
+[service]
+demo = true
+watch_poll_ms = 200
+"#;
+
+#[test]
+fn serve_refuses_in_one_line_when_nobody_could_authenticate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tidig(dir.path(), &["serve", "--listen", "127.0.0.1:0"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("refusing to serve"), "{err}");
+    assert!(
+        !dir.path().join("tidig.db").exists(),
+        "no store was created"
+    );
+}
+
+/// A `tidig serve` process and the address it printed.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+fn spawn_server(dir: &Path, db: &str) -> Server {
+    let mut child = command(
+        dir,
+        &["--db", db, "--json", "serve", "--listen", "127.0.0.1:0"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("not the start line ({e}): {line:?}"));
+    assert_eq!(v["demo"], true);
+    Server {
+        child,
+        url: format!("http://{}", v["listening"].as_str().unwrap()),
+    }
+}
+
+impl Server {
+    /// SIGTERM, then the exit status and what it wrote to stderr.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let out = self.child.wait_with_output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+    }
+}
+
+fn as_<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_decide_once_a_run_elsewhere_reaches_a_watcher_and_sigterm_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tidig.toml"), SETTINGS).unwrap();
+    let mut urls = vec![(
+        "sqlite",
+        format!("sqlite://{}", d.join("serve.db").display()),
+    )];
+    if let Some(pg) = pg() {
+        urls.push(("postgres", pg.create_database("serve").await.unwrap()));
+    }
+    for (backend, db) in urls {
+        let q = tidig(
+            d,
+            &[
+                "--db",
+                &db,
+                "--json",
+                "quickstart",
+                "--persons",
+                "6000",
+                "--out",
+                "s",
+                "--no-serve",
+            ],
+        );
+        assert!(q.status.success(), "{backend}: {}", stderr(&q));
+        let q: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
+        assert!(q["serving"].is_null());
+
+        // Two replicas on the one store.
+        let (one, two) = (spawn_server(d, &db), spawn_server(d, &db));
+        let mut c1 = CaseworkerServiceClient::connect(one.url.clone())
+            .await
+            .unwrap();
+        let mut c2 = CaseworkerServiceClient::connect(two.url.clone())
+            .await
+            .unwrap();
+        let token = "demo-caseworker-family-services-central";
+        let listed = c1
+            .list_suggestions(as_(token, proto::ListSuggestionsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .suggestions;
+        assert!(listed.len() >= 5, "{backend}: {} listed", listed.len());
+
+        // The same suggestion decided through both replicas at once, five times over:
+        // exactly one decision each time, the other ALREADY_EXISTS.
+        for (i, s) in listed.iter().take(5).enumerate() {
+            let req = |key: &str| {
+                as_(
+                    token,
+                    proto::RecordDecisionRequest {
+                        suggestion_id: s.id.clone(),
+                        outcome: proto::DecisionOutcome::Accepted as i32,
+                        reason_code: "support-offered".into(),
+                        note: String::new(),
+                        idempotency_key: format!("{key}-{i}"),
+                    },
+                )
+            };
+            let (a, b) = tokio::join!(
+                c1.record_decision(req("one")),
+                c2.record_decision(req("two"))
+            );
+            let mut codes = [
+                a.map_or_else(|e| e.code(), |_| Code::Ok),
+                b.map_or_else(|e| e.code(), |_| Code::Ok),
+            ];
+            codes.sort_by_key(|c| *c as i32);
+            assert_eq!(
+                codes,
+                [Code::Ok, Code::AlreadyExists],
+                "{backend}: round {i}"
+            );
+        }
+        let after = c2
+            .list_suggestions(as_(token, proto::ListSuggestionsRequest::default()))
+            .await
+            .unwrap()
+            .into_inner()
+            .suggestions;
+        assert!(listed
+            .iter()
+            .take(5)
+            .all(|s| after.iter().all(|a| a.id != s.id)));
+
+        // A watcher on replica one; a scoring run of the next week in another process.
+        let mut watch = c1
+            .watch_suggestions(as_(token, proto::WatchSuggestionsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        let run = tidig(
+            d,
+            &["--db", &db, "--json", "score", "--as-of", "2026-01-08"],
+        );
+        assert!(run.status.success(), "{backend}: {}", stderr(&run));
+        let first = tokio::time::timeout(Duration::from_secs(30), watch.message())
+            .await
+            .expect("the run reached the watcher within seconds")
+            .unwrap()
+            .unwrap()
+            .suggestion
+            .unwrap();
+        assert_eq!(first.unit, "family-services-central");
+        assert!(
+            listed.iter().all(|s| s.id != first.id),
+            "{backend}: not new"
+        );
+
+        // SIGTERM: both replicas drain (the open watch ends) and exit cleanly.
+        let (status, err) = one.terminate();
+        assert!(status.success(), "{backend}: {err}");
+        assert!(err.contains("audit trail closed"), "{backend}: {err}");
+        // What was already sent may still arrive; then the stream ends.
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Ok(Some(_)) = watch.message().await {}
+        })
+        .await;
+        assert!(ended.is_ok(), "{backend}: the watch did not end with the server");
+        let (status, err) = two.terminate();
+        assert!(status.success(), "{backend}: {err}");
+
+        let v = tidig(d, &["--db", &db, "--json", "audit", "verify"]);
+        assert!(v.status.success(), "{backend}: {}", stderr(&v));
+        let v: serde_json::Value = serde_json::from_slice(&v.stdout).unwrap();
+        assert_eq!(v["ok"], true, "{backend}: {v}");
+    }
+}
