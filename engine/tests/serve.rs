@@ -75,7 +75,7 @@ fn spawn_server(dir: &Path, db: &str) -> Server {
 
 impl Server {
     /// SIGTERM, then the exit status and what it wrote to stderr.
-    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    fn terminate(self) -> (std::process::ExitStatus, String) {
         let killed = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -215,7 +215,10 @@ async fn replicas_decide_once_a_run_elsewhere_reaches_a_watcher_and_sigterm_drai
             while let Ok(Some(_)) = watch.message().await {}
         })
         .await;
-        assert!(ended.is_ok(), "{backend}: the watch did not end with the server");
+        assert!(
+            ended.is_ok(),
+            "{backend}: the watch did not end with the server"
+        );
         let (status, err) = two.terminate();
         assert!(status.success(), "{backend}: {err}");
 
