@@ -268,3 +268,112 @@ fn a_key_set_without_a_usable_signature_key_is_refused_with_the_reasons() {
         Err(AuthError::KeySet(_))
     ));
 }
+
+/// The attacks through the real server: a JWKS file in `[service.jwt]`, the generated
+/// client on 127.0.0.1:0, the server's clock injected. Every refused token is
+/// UNAUTHENTICATED and audited; a valid token passes to the access policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_refuses_forged_and_expired_tokens_and_audits_each_call() {
+    use tidig_engine::server::{self, proto};
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [jwk(1, "k1")]}).to_string()).unwrap();
+    let mut settings = tidig_engine::settings::Settings::default();
+    settings.service.jwt = Some(JwtSettings {
+        jwks,
+        ..self::settings()
+    });
+    let store = tidig_engine::store::Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("jwt.db").display()
+    ))
+    .await
+    .unwrap();
+    let app = std::sync::Arc::new(tidig_engine::App::with_store(
+        store.clone(),
+        settings.clone(),
+        tidig_governance::RulePack::default_pack().unwrap(),
+        tidig_engine::clock::Clock::Fixed(chrono::DateTime::from_timestamp(NOW, 0).unwrap()),
+    ));
+    let auth = server::Authenticator::from_settings(&settings).unwrap();
+    assert!(!auth.demo());
+    let (listener, addr) = server::bind("127.0.0.1:0").await.unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server::serve(app.clone(), auth, listener, async {
+        let _ = stopped.await;
+    }));
+    let mut c = proto::caseworker_service_client::CaseworkerServiceClient::connect(format!(
+        "http://{addr}"
+    ))
+    .await
+    .unwrap();
+    let list = |token: String| {
+        let mut c = c.clone();
+        async move {
+            let mut r = tonic::Request::new(proto::ListSuggestionsRequest::default());
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            c.list_suggestions(r)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| s.code())
+        }
+    };
+    // A valid caseworker token: allowed (an empty store lists nothing).
+    let ok = list(token(&claims())).await.unwrap();
+    assert!(ok.suggestions.is_empty());
+    // A valid token whose role may not list: the policy refuses, not authentication.
+    let dpo = claims_with("role", json!("dpo"));
+    assert_eq!(
+        list(token(&dpo)).await.unwrap_err(),
+        tonic::Code::PermissionDenied
+    );
+    let mut hs = Header::new(Algorithm::HS256);
+    hs.kid = Some("k1".into());
+    let public = jwk(1, "k1")["x"].as_str().unwrap().to_string();
+    let attacks = [
+        forged(json!({"alg": "none", "kid": "k1"}), &claims(), b""),
+        jsonwebtoken::encode(&hs, &claims(), &EncodingKey::from_secret(public.as_bytes())).unwrap(),
+        forged(json!({"alg": "EdDSA", "kid": "k9"}), &claims(), b"sig"),
+        forged(
+            json!({"alg": "EdDSA", "kid": "' OR 1=1 --"}),
+            &claims(),
+            b"sig",
+        ),
+        token(&claims_with("exp", json!(NOW - 61))),
+        token(&claims_with("iss", Value::Null)),
+        token(&claims_with("aud", json!("someone-else"))),
+        "not-a-token".to_string(),
+    ];
+    for t in &attacks {
+        assert_eq!(
+            list(t.clone()).await.unwrap_err(),
+            tonic::Code::Unauthenticated,
+            "{t}"
+        );
+    }
+    // No credentials at all.
+    assert_eq!(
+        c.list_suggestions(proto::ListSuggestionsRequest::default())
+            .await
+            .unwrap_err()
+            .code(),
+        tonic::Code::Unauthenticated
+    );
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    app.audit().close().await.unwrap();
+    let calls = 2 + attacks.len() as u64 + 1;
+    assert_eq!(store.audit_head().await.unwrap().size, calls);
+    let mut unauthenticated = 0;
+    for seq in 0..calls {
+        let row = store.audit_entry(seq).await.unwrap().unwrap();
+        let entry: Value = serde_json::from_str(&row.entry).unwrap();
+        assert_eq!(entry["action"], "casework.list_suggestions");
+        if entry["outcome"]["error"] == "unauthenticated" {
+            unauthenticated += 1;
+            assert_eq!(entry["principal"]["id"], "anonymous");
+        }
+    }
+    assert_eq!(unauthenticated, attacks.len() + 1);
+}
