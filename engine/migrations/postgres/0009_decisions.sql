@@ -18,5 +18,12 @@ CREATE TABLE decisions (
     UNIQUE (decided_by, idempotency_key)
 );
 
--- Listing a unit's open suggestions, most urgent first, and watching for new ones.
+-- Listing a unit's open suggestions, most urgent first.
 CREATE INDEX suggestions_unit_open ON suggestions (unit, status, created_at);
+
+-- The order suggestions were written in, for watchers: assigned inside the serialised
+-- writing transaction, so it grows in commit order (a run's `created_at` is stamped
+-- before it takes the write lock, so two runs could commit out of stamp order).
+-- Suggestions written before this column existed are 0: never "new" to a watcher.
+ALTER TABLE suggestions ADD COLUMN write_seq BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX suggestions_unit_written ON suggestions (unit, write_seq);

@@ -663,7 +663,8 @@ pub fn risk_assessment(v: &SuggestionView) -> serde_json::Value {
 #[derive(Debug)]
 pub struct Watch {
     pass: AccessPass,
-    after: (String, String),
+    /// The write position of the last suggestion sent (see `suggestions.write_seq`).
+    after: i64,
     every: Duration,
 }
 
@@ -673,7 +674,7 @@ pub async fn watch_suggestions(app: &App, by: &Principal) -> Result<Watch> {
     let pass = app
         .check_access(by, Operation::WatchSuggestions, own_unit(by), rec)
         .await?;
-    let after = app.store().newest_in_unit(&pass).await?;
+    let after = app.store().latest_write_seq(&pass).await?;
     Ok(Watch {
         pass,
         after,
@@ -688,11 +689,11 @@ pub async fn next_suggestions(app: &App, w: &mut Watch) -> Result<Vec<Suggestion
         let today = app.clock().today().to_string();
         let rows = app
             .store()
-            .open_since(&w.pass, &today, (&w.after.0, &w.after.1), 256)
+            .open_since(&w.pass, &today, w.after, 256)
             .await?;
-        if let Some(last) = rows.last() {
-            w.after = (last.created_at.clone(), last.id.clone());
-            return Ok(rows);
+        if let Some((seq, _)) = rows.last() {
+            w.after = *seq;
+            return Ok(rows.into_iter().map(|(_, r)| r).collect());
         }
         tokio::time::sleep(w.every).await;
     }

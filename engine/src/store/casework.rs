@@ -188,45 +188,36 @@ impl Store {
         rows.into_iter().map(summary).collect()
     }
 
-    /// The pass's unit's open suggestions written after `(created_at, id)`, oldest first
-    /// (what a watch sends next).
+    /// The pass's unit's open suggestions written after write position `after`, in the
+    /// order they were written, each with its position (what a watch sends next).
     pub async fn open_since(
         &self,
         pass: &AccessPass,
         today: &str,
-        after: (&str, &str),
+        after: i64,
         limit: usize,
-    ) -> Result<Vec<SuggestionSummaryRow>, StoreError> {
+    ) -> Result<Vec<(i64, SuggestionSummaryRow)>, StoreError> {
         let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM suggestions s JOIN persons p ON p.id = s.person_id \
-             WHERE s.unit = $1 AND s.status = 'open' AND s.expires_at > $2 \
-               AND (s.created_at > $3 OR (s.created_at = $3 AND s.id > $4)) \
-             ORDER BY s.created_at, s.id LIMIT $5"
+            "SELECT {SUMMARY_COLUMNS}, s.write_seq FROM suggestions s \
+             JOIN persons p ON p.id = s.person_id \
+             WHERE s.unit = $1 AND s.write_seq > $2 AND s.status = 'open' AND s.expires_at > $3 \
+             ORDER BY s.write_seq LIMIT $4"
         );
-        let rows: Vec<SummaryTuple> = fetch_all!(
-            self,
-            SummaryTuple,
-            &sql,
-            pass.unit(),
-            today,
-            after.0,
-            after.1,
-            limit as i64
-        );
-        rows.into_iter().map(summary).collect()
+        type Row = (String, String, String, f64, String, String, String, i64);
+        let rows: Vec<Row> = fetch_all!(self, Row, &sql, pass.unit(), after, today, limit as i64);
+        rows.into_iter()
+            .map(|r| Ok((r.7, summary((r.0, r.1, r.2, r.3, r.4, r.5, r.6))?)))
+            .collect()
     }
 
-    /// The newest `(created_at, id)` among the unit's suggestions: where a new watch
-    /// starts.
-    pub async fn newest_in_unit(&self, pass: &AccessPass) -> Result<(String, String), StoreError> {
-        let rows: Vec<(String, String)> = fetch_all!(
+    /// The latest write position: where a new watch starts.
+    pub async fn latest_write_seq(&self, _pass: &AccessPass) -> Result<i64, StoreError> {
+        let rows: Vec<(i64,)> = fetch_all!(
             self,
-            (String, String),
-            "SELECT created_at, id FROM suggestions WHERE unit = $1 \
-             ORDER BY created_at DESC, id DESC LIMIT 1",
-            pass.unit()
+            (i64,),
+            "SELECT COALESCE(MAX(write_seq), 0) FROM suggestions"
         );
-        Ok(rows.into_iter().next().unwrap_or_default())
+        Ok(rows.first().map_or(0, |r| r.0))
     }
 
     /// The pass's suggestion in full.

@@ -152,6 +152,11 @@ impl Store {
                     .await?;
             let existing: HashMap<String, String> = existing.into_iter().collect();
             let new_ids: HashSet<&str> = rows.iter().map(|s| s.id).collect();
+            // Inside the serialised transaction: grows in commit order (watchers).
+            let mut write_seq: i64 =
+                sqlx::query_scalar("SELECT COALESCE(MAX(write_seq), 0) FROM suggestions")
+                    .fetch_one(&mut *tx)
+                    .await?;
             for (id, status) in &existing {
                 if status == SuggestionStatus::Open.as_str() && !new_ids.contains(id.as_str()) {
                     sqlx::query("UPDATE suggestions SET status = $1 WHERE id = $2")
@@ -170,8 +175,8 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO suggestions (id, as_of, person_id, unit, score, band, factors, \
                      interventions, rule_trace, model_id, rules_version, feature_set_version, \
-                     created_at, expires_at, status) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                     created_at, expires_at, status, write_seq) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                 )
                 .bind(s.id)
                 .bind(run.day)
@@ -188,6 +193,10 @@ impl Store {
                 .bind(run.at)
                 .bind(s.expires_at)
                 .bind(SuggestionStatus::Open.as_str())
+                .bind({
+                    write_seq += 1;
+                    write_seq
+                })
                 .execute(&mut *tx)
                 .await?;
                 counts.new += 1;
