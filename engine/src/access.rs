@@ -156,7 +156,9 @@ impl App {
             return Err(EngineError::PermissionDenied { reason, rules });
         }
         let record = record.with(json!({"access_rules": decision.rules}));
-        let entry = if operation == Operation::RecordDecision {
+        let entry = if self.audit().is_off() {
+            Entry::Written(0)
+        } else if operation == Operation::RecordDecision {
             Entry::Pending(Box::new(record))
         } else {
             Entry::Written(self.audit().append(record).await?)

@@ -92,6 +92,13 @@ impl App {
         }
     }
 
+    /// The same app recording nothing in the audit trail: `tidig bench serve` measures
+    /// the service without it to show what the trail costs. Nothing else may call this.
+    pub(crate) fn unaudited_for_benchmark(self) -> App {
+        let audit = Audit::off(self.store.clone(), self.clock);
+        App { audit, ..self }
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

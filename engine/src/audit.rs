@@ -46,6 +46,8 @@ struct Inner {
     closed: std::sync::atomic::AtomicBool,
     last_checkpoint: Mutex<Instant>,
     clock: crate::clock::Clock,
+    /// Records nothing: only `tidig bench serve`'s baseline (what the trail costs).
+    off: bool,
 }
 
 /// The audit log of one store, shared by every operation of the process.
@@ -81,8 +83,24 @@ impl Audit {
                 closed: std::sync::atomic::AtomicBool::new(false),
                 last_checkpoint: Mutex::new(Instant::now()),
                 clock,
+                off: false,
             }),
         }
+    }
+
+    /// A log that records nothing, for a benchmark's baseline only: no setting or
+    /// command reaches it.
+    pub(crate) fn off(store: Store, clock: crate::clock::Clock) -> Audit {
+        let mut audit = Audit::new(store, None, Duration::from_secs(3600), clock);
+        if let Some(inner) = Arc::get_mut(&mut audit.inner) {
+            inner.off = true;
+        }
+        audit
+    }
+
+    /// Whether this log records nothing (a benchmark's baseline).
+    pub fn is_off(&self) -> bool {
+        self.inner.off
     }
 
     /// The public key that checks this log's checkpoints, when a signer is configured.
@@ -97,6 +115,9 @@ impl Audit {
     /// Appends one entry; returns its sequence number once it is durable. If the entry
     /// cannot be written the caller's action must fail.
     pub async fn append(&self, record: Record) -> Result<u64> {
+        if self.inner.off {
+            return Ok(0);
+        }
         // Encoded here, by the caller, so the writer only splices in `seq` and `prev`.
         let record = EncodedRecord::new(record);
         let Some(queue) = self.queue() else {
@@ -182,6 +203,9 @@ impl Audit {
     /// Stops the writer (its queued entries are written first) and signs the final
     /// checkpoint of this process.
     pub async fn close(&self) -> Result<()> {
+        if self.inner.off {
+            return Ok(());
+        }
         self.inner
             .closed
             .store(true, std::sync::atomic::Ordering::SeqCst);

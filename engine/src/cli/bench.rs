@@ -28,7 +28,241 @@ pub async fn run(b: BenchCommand, json: bool, settings: &Settings) -> Result<()>
         BenchCommand::Train(a) => train(a, json, settings).await,
         BenchCommand::Score(a) => score(a, json, settings).await,
         BenchCommand::Audit(a) => audit(a, json, settings).await,
+        BenchCommand::Serve(a) => serve(a, json, settings).await,
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchServeArgs {
+    /// Persons in the synthetic municipality the suggestions come from.
+    #[arg(long, default_value_t = 20_000)]
+    pub persons: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long, default_value = "target/bench-data")]
+    pub data: PathBuf,
+    /// Seconds each load runs.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// HTTP/2 connections the clients share.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    #[arg(long)]
+    pub postgres: Option<String>,
+    #[arg(long)]
+    pub no_postgres: bool,
+}
+
+/// Every unit takes every suggestion from 0.02 up: enough open suggestions to decide.
+const SERVE_BENCH_SETTINGS: &str = r#"[deployment]
+legal_basis = "benchmark on synthetic data"
+dpia_ref = "BENCH"
+fria_ref = "BENCH"
+art9_basis = "benchmark on synthetic data"
+
+[scoring]
+elevated = 0.02
+
+[[scoring.units]]
+id = "family-services-central"
+name = "Central"
+municipalities = ["091"]
+postcode_prefixes = ["001", "002", "003", "004", "005"]
+weekly_capacity = 1000000
+
+[[scoring.units]]
+id = "family-services-outer"
+name = "Outer"
+municipalities = ["091"]
+weekly_capacity = 1000000
+"#;
+
+/// The bench's identity provider: an Ed25519 key from a fixed seed, its JWKS, and a
+/// caseworker token of the central unit valid for an hour.
+fn bench_jwt(dir: &Path) -> Result<(crate::settings::JwtSettings, String)> {
+    use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    // PKCS#8 v1 DER of an Ed25519 private key (RFC 8410): fixed prefix + 32-byte seed.
+    let mut der = hex::decode("302e020100300506032b657004220420")?;
+    der.extend([0x42; 32]);
+    let key = EncodingKey::from_ed_der(&der);
+    let mut jwk = Jwk::from_encoding_key(&key, Algorithm::EdDSA)?;
+    jwk.common.key_id = Some("bench".into());
+    jwk.common.key_algorithm = Some(KeyAlgorithm::EdDSA);
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, json!({"keys": [jwk]}).to_string())?;
+    let settings = crate::settings::JwtSettings {
+        jwks,
+        issuer: "https://login.bench.invalid".into(),
+        audience: "tidig".into(),
+        role_claim: "role".into(),
+        unit_claim: "unit".into(),
+        purpose_claim: "purpose".into(),
+        health_authority_claim: "health_authority".into(),
+    };
+    let now = chrono::Utc::now().timestamp();
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some("bench".into());
+    let token = jsonwebtoken::encode(
+        &header,
+        &json!({"sub": "bench-caseworker", "iss": settings.issuer, "aud": "tidig",
+                "exp": now + 3600, "nbf": now - 10, "role": "caseworker",
+                "unit": "family-services-central", "purpose": "case-handling"}),
+        &key,
+    )?;
+    Ok((settings, token))
+}
+
+/// One load against a server on `url`'s store: authenticated and audited, or (the
+/// baseline) neither.
+async fn serve_load(
+    url: &str,
+    settings: &Settings,
+    a: &BenchServeArgs,
+    token: &str,
+    audited: bool,
+) -> Result<Value> {
+    use crate::server::{self, load};
+    let mut app = App::open(url, settings.clone(), Clock::System).await?;
+    let auth = if audited {
+        server::Authenticator::from_settings(settings)?
+    } else {
+        app = app.unaudited_for_benchmark();
+        let mut p = Principal::new(
+            "bench-caseworker",
+            crate::principal::Role::Caseworker,
+            crate::principal::AuthMethod::Demo,
+        )?;
+        p.unit = Some("family-services-central".into());
+        p.purpose = "case-handling".into();
+        server::Authenticator::anyone_as_for_benchmark(p)
+    };
+    let app = std::sync::Arc::new(app);
+    let before = app.store().audit_head().await?.size;
+    let (listener, addr) = server::bind("127.0.0.1:0").await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server::serve(app.clone(), auth, listener, async {
+        let _ = stopped.await;
+    }));
+    let spec = load::LoadSpec {
+        url: format!("http://{addr}"),
+        clients: a.clients,
+        connections: a.connections,
+        seconds: a.seconds,
+        token: token.to_string(),
+        decide_per_20: 2,
+        get_per_20: 9,
+        key_prefix: format!(
+            "bench-{}-{}",
+            if audited { "audited" } else { "baseline" },
+            chrono::Utc::now().timestamp_millis()
+        ),
+    };
+    let report = load::run(&spec).await;
+    let _ = stop.send(());
+    running.await??;
+    let report = report?;
+    let app = std::sync::Arc::try_unwrap(app)
+        .map_err(|_| anyhow::anyhow!("the server still holds the app"))?;
+    app.close().await?;
+    // The trail afterwards: verified, with one entry per call (the load's own listing of
+    // the suggestions to work on included).
+    let app = App::open(url, settings.clone(), Clock::System).await?;
+    let verifier = app.audit().verifier();
+    let verify = crate::pipeline::audit::verify(&app, verifier.as_ref(), None).await?;
+    let after = app.store().audit_head().await?.size;
+    app.close().await?;
+    let added = after - before;
+    Ok(json!({
+        "audited": audited,
+        "audit_entries_added": added, "audit_verified": verify.ok,
+        "one_entry_per_call": added == report.calls + report.setup_calls,
+        "load": report,
+    }))
+}
+
+/// Quickstart's pipeline into each backend (not timed), then the same mixed load through
+/// the real server with JWTs and the audit trail, and without either for comparison.
+pub async fn serve(a: BenchServeArgs, json_out: bool, settings: &Settings) -> Result<()> {
+    let work = tempfile::tempdir()?;
+    let config = work.path().join("tidig.toml");
+    std::fs::write(&config, SERVE_BENCH_SETTINGS)?;
+    let mut bench_settings = Settings::load(Some(&config))?;
+    bench_settings.keys = settings.keys.clone();
+    bench_settings.audit = settings.audit.clone();
+    let (jwt, token) = bench_jwt(work.path())?;
+    bench_settings.service.jwt = Some(jwt);
+    let synth = a.data.join(format!("serve-{}-seed{}", a.persons, a.seed));
+    let (targets, _cluster, skipped) =
+        backends(work.path(), a.postgres.as_deref(), a.no_postgres).await?;
+    let mut results = Vec::new();
+    for (backend, url) in &targets {
+        let exe = std::env::current_exe()?;
+        let q = Command::new(exe)
+            .env("TIDIG_CONFIG", &config)
+            .args([
+                "--json",
+                "--db",
+                url,
+                "quickstart",
+                "--no-serve",
+                "--persons",
+            ])
+            .arg(a.persons.to_string())
+            .arg("--seed")
+            .arg(a.seed.to_string())
+            .arg("--out")
+            .arg(&synth)
+            .output()
+            .context("running quickstart for the bench")?;
+        if !q.status.success() {
+            bail!(
+                "{backend}: quickstart failed: {}",
+                String::from_utf8_lossy(&q.stderr)
+            );
+        }
+        let with = serve_load(url, &bench_settings, &a, &token, true).await?;
+        let without = serve_load(url, &bench_settings, &a, &token, false).await?;
+        results.push(json!({"backend": backend, "with_auth_and_audit": with, "without": without}));
+    }
+    if let Some(why) = skipped {
+        results.push(json!({"backend": "postgres", "skipped": why}));
+    }
+    let out = json!({"clients": a.clients, "connections": a.connections, "seconds": a.seconds,
+                     "mix": "list 9 : get 9 : decide 2 of 20", "results": results});
+    if json_out {
+        emit_json!("{out}");
+        return Ok(());
+    }
+    println!(
+        "serve benchmark: {} clients over {} connections, {} s per load, list/get/decide 9:9:2",
+        a.clients, a.connections, a.seconds
+    );
+    for r in measured(&out) {
+        for (what, key) in [
+            ("JWT + audit", "with_auth_and_audit"),
+            ("neither", "without"),
+        ] {
+            let x = &r[key];
+            let l = &x["load"];
+            println!(
+                "  {:<9} {:<12} {:>7.0} calls/s  p50 {:>5.2} ms  p99 {:>6.2} ms  errors {}  audit +{} ({})",
+                r["backend"].as_str().unwrap_or(""),
+                what,
+                l["calls_per_second"].as_f64().unwrap_or(0.0),
+                l["p50_ms"].as_f64().unwrap_or(0.0),
+                l["p99_ms"].as_f64().unwrap_or(0.0),
+                l["errors"],
+                x["audit_entries_added"],
+                if x["audit_verified"] == true { "verified" } else { "NOT VERIFIED" }
+            );
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]

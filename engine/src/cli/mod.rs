@@ -279,6 +279,9 @@ pub enum BenchCommand {
     Score(bench::BenchTrainArgs),
     /// Durable audit appends per second (1, 8, 64 callers) and verification rate.
     Audit(bench::BenchAuditArgs),
+    /// The caseworker service under load: list / get / decide calls per second and
+    /// latency percentiles, with and without authentication and audit.
+    Serve(bench::BenchServeArgs),
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,9 @@ pub enum AuthSetupError {
 #[derive(Clone, Debug)]
 pub struct Authenticator {
     jwt: Option<Arc<JwtVerifier>>,
+    /// Every call is this principal, credentials unchecked: `tidig bench serve`'s
+    /// baseline only.
+    anyone_as: Option<Principal>,
     /// Static demo tokens → principals; empty unless `demo = true`.
     demo: Arc<HashMap<String, Principal>>,
 }
@@ -103,8 +106,19 @@ impl Authenticator {
         }
         Ok(Authenticator {
             jwt,
+            anyone_as: None,
             demo: Arc::new(demo),
         })
+    }
+
+    /// Lets every call in as `p` without credentials, for a benchmark's baseline only
+    /// (what authentication costs); no setting reaches it.
+    pub(crate) fn anyone_as_for_benchmark(p: Principal) -> Authenticator {
+        Authenticator {
+            jwt: None,
+            anyone_as: Some(p),
+            demo: Arc::new(HashMap::new()),
+        }
     }
 
     /// Whether static demo tokens are accepted.
@@ -118,6 +132,9 @@ impl Authenticator {
         metadata: &tonic::metadata::MetadataMap,
         now: i64,
     ) -> Result<Principal, String> {
+        if let Some(p) = &self.anyone_as {
+            return Ok(p.clone());
+        }
         let header = metadata
             .get("authorization")
             .ok_or("no credentials: send `authorization: Bearer <token>`")?

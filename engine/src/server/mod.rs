@@ -11,6 +11,7 @@ use std::sync::Arc;
 pub mod auth;
 pub mod caseworker;
 pub mod client;
+pub mod load;
 
 pub use auth::{AuthSetupError, Authenticator};
 
