@@ -27,7 +27,15 @@ pub struct App {
     audit: Audit,
     /// Who may call which operation of the service (deny by default).
     access: AccessPolicy,
+    /// The rule pack's decisions on what readers may see, kept between reads (a decision
+    /// depends only on its request, and the pack is fixed for the process).
+    view_memo: std::sync::Arc<std::sync::Mutex<ViewMemo>>,
 }
+
+type ViewMemo = std::collections::HashMap<tidig_governance::Request, tidig_governance::Decision>;
+
+/// At most this many remembered view decisions (viewers × features × deployments).
+const VIEW_MEMO_MAX: usize = 65_536;
 
 fn access_policy() -> AccessPolicy {
     // The built-in policy is validated by the governance tests; a failure here is a
@@ -52,6 +60,7 @@ impl App {
             clock,
             audit,
             access: access_policy(),
+            view_memo: Default::default(),
         })
     }
 
@@ -66,6 +75,7 @@ impl App {
             clock,
             audit,
             access: access_policy(),
+            view_memo: Default::default(),
         }
     }
 
@@ -89,6 +99,7 @@ impl App {
             clock: self.clock,
             audit: self.audit.clone(),
             access: self.access.clone(),
+            view_memo: Default::default(),
         }
     }
 
@@ -121,6 +132,22 @@ impl App {
 
     pub fn access(&self) -> &AccessPolicy {
         &self.access
+    }
+
+    /// Runs `f` with an evaluator of the app's pack that remembers decisions across
+    /// calls (what readers may see is asked on every read).
+    pub fn with_view_evaluator<T>(
+        &self,
+        f: impl FnOnce(&mut tidig_governance::Evaluator<'_>) -> T,
+    ) -> T {
+        let mut memo = self.view_memo.lock().unwrap_or_else(|p| p.into_inner());
+        if memo.len() > VIEW_MEMO_MAX {
+            memo.clear();
+        }
+        let mut ev = tidig_governance::Evaluator::with_memo(&self.pack, std::mem::take(&mut *memo));
+        let out = f(&mut ev);
+        *memo = ev.into_memo();
+        out
     }
 
     /// The edge (pseudonym and vault keys, ID rules) for ingesting, with the keys loaded

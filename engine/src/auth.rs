@@ -113,6 +113,12 @@ impl JwtVerifier {
 
     /// Checks `token` at unix time `now` and returns its principal.
     pub fn verify(&self, token: &str, now: i64) -> Result<Principal, AuthError> {
+        self.verify_with_expiry(token, now).map(|(p, _)| p)
+    }
+
+    /// [`JwtVerifier::verify`], with the token's `exp` (a caller remembering verified
+    /// tokens checks it again on every use).
+    pub fn verify_with_expiry(&self, token: &str, now: i64) -> Result<(Principal, i64), AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Malformed(e.to_string()))?;
         let kid = header.kid.as_deref().ok_or(AuthError::NoKeyId)?;
@@ -149,7 +155,7 @@ impl JwtVerifier {
                 return Err(AuthError::NotYetValid);
             }
         }
-        self.principal(&claims)
+        Ok((self.principal(&claims)?, exp))
     }
 
     fn principal(&self, claims: &Value) -> Result<Principal, AuthError> {

@@ -425,6 +425,20 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// An evaluator that starts from earlier decisions of the same pack (a long-lived
+    /// caller keeps them between calls with [`Evaluator::into_memo`]).
+    pub fn with_memo(pack: &'a RulePack, memo: HashMap<Request, Decision>) -> Evaluator<'a> {
+        Evaluator {
+            memo,
+            ..Evaluator::new(pack)
+        }
+    }
+
+    /// The decisions made so far, to start the next evaluator of the same pack with.
+    pub fn into_memo(self) -> HashMap<Request, Decision> {
+        self.memo
+    }
+
     pub fn pack(&self) -> &'a RulePack {
         self.pack
     }

@@ -18,8 +18,10 @@ CREATE TABLE decisions (
     UNIQUE (decided_by, idempotency_key)
 );
 
--- Listing a unit's open suggestions, most urgent first.
-CREATE INDEX suggestions_unit_open ON suggestions (unit, status, created_at);
+-- A unit's open suggestions in listing order (most urgent first: `high` sorts after
+-- `elevated`, so band descending), read in index order a page at a time.
+CREATE INDEX suggestions_unit_queue
+    ON suggestions (unit, status, band DESC, score DESC, created_at, id);
 
 -- The order suggestions were written in, for watchers: assigned inside the serialised
 -- writing transaction, so it grows in commit order (a run's `created_at` is stamped

@@ -771,3 +771,8 @@ pub fn verify_export(text: &str, verifier: &NoteVerifier) -> Result<CheckpointOu
     }
     Ok(cp_out(cp.size, &cp.root, note))
 }
+
+/// How many entries the log holds (its head).
+pub async fn entries(app: &App) -> Result<u64> {
+    Ok(app.store().audit_head().await?.size)
+}

@@ -15,7 +15,6 @@ use tidig_connectors::pseudonym::{PersonKey, Sealed};
 use tidig_governance::access::Operation;
 use tidig_governance::audit::Record;
 use tidig_governance::eval::ViewerFacts;
-use tidig_governance::Evaluator;
 
 use crate::access::{AccessPass, Target};
 use crate::app::App;
@@ -155,7 +154,7 @@ fn encode_token(k: &PageKey) -> String {
     use base64::Engine as _;
     let raw = format!(
         "{TOKEN_VERSION}\n{}\n{:016x}\n{}\n{}",
-        k.rank,
+        k.band,
         k.score.to_bits(),
         k.created_at,
         k.id
@@ -179,11 +178,12 @@ fn decode_token(token: &str) -> Result<Option<PageKey>> {
         .map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let parts: Vec<&str> = raw.split('\n').collect();
-    let [TOKEN_VERSION, rank, bits, created_at, id] = parts.as_slice() else {
+    let [TOKEN_VERSION, band, bits, created_at, id] = parts.as_slice() else {
         return Err(bad());
     };
+    let band = Band::parse(band).ok_or_else(bad)?;
     Ok(Some(PageKey {
-        rank: rank.parse().map_err(|_| bad())?,
+        band: band.as_str().to_string(),
         score: f64::from_bits(u64::from_str_radix(bits, 16).map_err(|_| bad())?),
         created_at: (*created_at).to_string(),
         id: (*id).to_string(),
@@ -277,15 +277,16 @@ async fn view(app: &App, pass: &AccessPass) -> Result<SuggestionView> {
         health_authority: by.health_authority,
     };
     let settings = app.settings();
-    let mut ev = Evaluator::new(app.pack());
-    let (factors, interventions, rule_trace) = view_for(
-        &mut ev,
-        &settings.deployment,
-        &settings.scoring.catalogue,
-        &viewer,
-        &explanation,
-        &stored_trace,
-    );
+    let (factors, interventions, rule_trace) = app.with_view_evaluator(|ev| {
+        view_for(
+            ev,
+            &settings.deployment,
+            &settings.scoring.catalogue,
+            &viewer,
+            &explanation,
+            &stored_trace,
+        )
+    });
     let factors = factors
         .into_iter()
         .zip(&explanation)

@@ -32,7 +32,7 @@ impl SuggestionSummaryRow {
     /// Where the next page starts after this row.
     pub fn key(&self) -> PageKey {
         PageKey {
-            rank: band_rank(self.band),
+            band: self.band.as_str().to_string(),
             score: self.score,
             created_at: self.created_at.clone(),
             id: self.id.clone(),
@@ -40,21 +40,14 @@ impl SuggestionSummaryRow {
     }
 }
 
-/// A position in the listing order (band, score descending, oldest first, id).
+/// A position in the listing order (band and score descending, oldest first, id).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PageKey {
-    pub rank: i64,
+    /// The band's stored form (`high` sorts after `elevated`: listed descending).
+    pub band: String,
     pub score: f64,
     pub created_at: String,
     pub id: String,
-}
-
-/// The listing rank of a band: the more urgent, the lower.
-pub fn band_rank(band: Band) -> i64 {
-    match band {
-        Band::High => 0,
-        Band::Elevated => 1,
-    }
 }
 
 /// A decision to record.
@@ -148,7 +141,8 @@ impl Store {
     }
 
     /// One page of the pass's unit's open, unexpired suggestions after `after`, most
-    /// urgent first: high band before elevated, higher score first, older first.
+    /// urgent first: high band before elevated, higher score first, older first. Read in
+    /// the order of the `suggestions_unit_queue` index, so a page costs its own rows.
     pub async fn open_page(
         &self,
         pass: &AccessPass,
@@ -156,22 +150,21 @@ impl Store {
         after: Option<&PageKey>,
         limit: usize,
     ) -> Result<Vec<SuggestionSummaryRow>, StoreError> {
+        let first = after.is_none();
         let start = after.cloned().unwrap_or(PageKey {
-            rank: -1,
+            band: String::new(),
             score: 0.0,
             created_at: String::new(),
             id: String::new(),
         });
         let sql = format!(
-            "SELECT id, pseudonym, unit, score, band, created_at, expires_at FROM ( \
-               SELECT {SUMMARY_COLUMNS}, CASE s.band WHEN 'high' THEN 0 ELSE 1 END AS rank \
-               FROM suggestions s JOIN persons p ON p.id = s.person_id \
-               WHERE s.unit = $1 AND s.status = 'open' AND s.expires_at > $2) q \
-             WHERE rank > $3 \
-                OR (rank = $3 AND score < $4) \
-                OR (rank = $3 AND score = $4 AND created_at > $5) \
-                OR (rank = $3 AND score = $4 AND created_at = $5 AND id > $6) \
-             ORDER BY rank, score DESC, created_at, id LIMIT $7"
+            "SELECT {SUMMARY_COLUMNS} FROM suggestions s JOIN persons p ON p.id = s.person_id \
+             WHERE s.unit = $1 AND s.status = 'open' AND s.expires_at > $2 \
+               AND ($3 OR s.band < $4 \
+                 OR (s.band = $4 AND s.score < $5) \
+                 OR (s.band = $4 AND s.score = $5 AND s.created_at > $6) \
+                 OR (s.band = $4 AND s.score = $5 AND s.created_at = $6 AND s.id > $7)) \
+             ORDER BY s.band DESC, s.score DESC, s.created_at, s.id LIMIT $8"
         );
         let rows: Vec<SummaryTuple> = fetch_all!(
             self,
@@ -179,7 +172,8 @@ impl Store {
             &sql,
             pass.unit(),
             today,
-            start.rank,
+            first,
+            &start.band,
             start.score,
             &start.created_at,
             &start.id,

@@ -166,6 +166,12 @@ pub enum StoreError {
     },
 }
 
+/// Reader connections of a SQLite store. sqlx runs each SQLite connection on its own
+/// worker thread and hands every statement over to it, so a request waits for a free
+/// reader far longer than the statement runs: the service's concurrent reads need more
+/// than a command's scans (each reader's page cache grows only as it is used).
+const SQLITE_READERS: u32 = 8;
+
 /// SQLite's connections: one writer and a small pool of readers.
 ///
 /// SQLite has one writer at a time anyway. Giving it one connection of its own keeps
@@ -231,7 +237,7 @@ impl Store {
         // held over connecting and migrating makes the second wait and then find nothing
         // to do.
         let lock = migration_lock(path).await?;
-        // One writer connection (see `SqlitePools`) and two readers; each carries its own
+        // One writer connection (see `SqlitePools`) and `SQLITE_READERS` readers; each carries its own
         // page cache. A file connection does not go stale: no ping before every acquire.
         // Writers in this process queue on the writer for as long as writers in other
         // processes may wait on the lock (the busy timeout).
@@ -249,8 +255,11 @@ impl Store {
         drop(lock);
         migrated.map_err(StoreError::Migrate)?;
         // Long scans (verifying the audit trail) hand rows over in bigger batches.
-        let read = pool(2)
-            .connect_with(opts.row_buffer_size(1024))
+        // Readers map the database file: every commit (an audit entry is one) makes the
+        // other connections drop their page caches, and a mapped page is read back
+        // without a copy.
+        let read = pool(SQLITE_READERS)
+            .connect_with(opts.row_buffer_size(1024).pragma("mmap_size", "268435456"))
             .await
             .map_err(StoreError::Connect)?;
         Ok(Store::Sqlite(SqlitePools { write, read }))
