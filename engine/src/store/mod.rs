@@ -166,11 +166,9 @@ pub enum StoreError {
     },
 }
 
-/// Reader connections of a SQLite store. sqlx runs each SQLite connection on its own
-/// worker thread and hands every statement over to it, so a request waits for a free
-/// reader far longer than the statement runs: the service's concurrent reads need more
-/// than a command's scans (each reader's page cache grows only as it is used).
-const SQLITE_READERS: u32 = 8;
+/// Reader connections of a SQLite store (each with its own page cache). Eight readers
+/// measured no faster than two under `tidig bench serve`.
+const SQLITE_READERS: u32 = 2;
 
 /// SQLite's connections: one writer and a small pool of readers.
 ///
