@@ -10,8 +10,8 @@
 use std::str::FromStr;
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicyId,
-    PolicySet, Request as CedarRequest, RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Entities, Entity, EntityUid, PolicyId, PolicySet, Request as CedarRequest,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -315,26 +315,9 @@ impl AccessPolicy {
         )
         .map_err(|e| e.to_string())?;
         let response = Authorizer::new().is_authorized(&cedar, &self.policies, &entities);
-        let mut rules: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(ToString::to_string)
-            .collect();
-        rules.sort();
-        let errors: Vec<String> = response
-            .diagnostics()
-            .errors()
-            .map(|e| format!("{e} (fails closed)"))
-            .collect();
-        let allowed = response.decision() == CedarDecision::Allow && errors.is_empty();
-        if !allowed {
-            rules.retain(|id| self.rule(id).is_some_and(|r| r.effect == "forbid"));
-        }
-        Ok(Decision {
-            allowed,
-            rules,
-            errors,
-        })
+        Ok(crate::eval::decision(&response, |id| {
+            self.rule(id).is_some_and(|r| r.effect == "forbid")
+        }))
     }
 }
 

@@ -379,28 +379,38 @@ impl RulePack {
         let cedar = CedarRequest::new(principal, action, resource, context, Some(&self.schema))
             .map_err(|e| RequestError::Schema(e.to_string()))?;
         let response = Authorizer::new().is_authorized(&cedar, &self.policies, &entities);
-        let mut rules: Vec<String> = response
-            .diagnostics()
-            .reason()
-            .map(|id| id.to_string())
-            .collect();
-        rules.sort();
-        let errors: Vec<String> = response
-            .diagnostics()
-            .errors()
-            .map(|e| format!("{e} (fails closed)"))
-            .collect();
-        let allowed = response.decision() == CedarDecision::Allow && errors.is_empty();
-        if !allowed {
-            // A deny is decided by forbids only: when a rule error turned an allow into a
-            // deny, the permits that matched did not decide anything.
-            rules.retain(|id| self.rule(id).is_some_and(|r| r.effect == "forbid"));
-        }
-        Ok(Decision {
-            allowed,
-            rules,
-            errors,
-        })
+        Ok(decision(&response, |id| {
+            self.rule(id).is_some_and(|r| r.effect == "forbid")
+        }))
+    }
+}
+
+/// A Cedar response as a [`Decision`]: the deciding rules sorted, any rule error failing
+/// closed. A deny is decided by forbids only (`is_forbid`): when a rule error turned an
+/// allow into a deny, the permits that matched did not decide anything.
+pub(crate) fn decision(
+    response: &cedar_policy::Response,
+    is_forbid: impl Fn(&str) -> bool,
+) -> Decision {
+    let mut rules: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(|id| id.to_string())
+        .collect();
+    rules.sort();
+    let errors: Vec<String> = response
+        .diagnostics()
+        .errors()
+        .map(|e| format!("{e} (fails closed)"))
+        .collect();
+    let allowed = response.decision() == CedarDecision::Allow && errors.is_empty();
+    if !allowed {
+        rules.retain(|id| is_forbid(id));
+    }
+    Decision {
+        allowed,
+        rules,
+        errors,
     }
 }
 

@@ -2,6 +2,7 @@
 //! urgent first), one suggestion, the vault entry behind it, and decisions. Every
 //! function that touches a person's data takes the access check's pass.
 
+use super::suggestions::{stored, StoredRow, STORED_COLUMNS};
 use super::{AppendAudit, Store, StoreError};
 use crate::access::AccessPass;
 use crate::domain::{Band, DecisionOutcome, SuggestionStatus};
@@ -222,60 +223,12 @@ impl Store {
         let Some(id) = pass.suggestion() else {
             return Ok(None);
         };
-        type Row = (
-            String,
-            i64,
-            i64,
-            String,
-            f64,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
+        let sql = format!(
+            "SELECT {STORED_COLUMNS} FROM suggestions s JOIN persons p ON p.id = s.person_id \
+             WHERE s.id = $1"
         );
-        let rows: Vec<Row> = fetch_all!(
-            self,
-            Row,
-            "SELECT s.id, s.as_of, s.person_id, s.unit, s.score, s.band, s.factors, s.interventions, \
-             s.rule_trace, s.model_id, s.rules_version, s.feature_set_version, s.expires_at, \
-             s.status, p.pseudonym, s.created_at \
-             FROM suggestions s JOIN persons p ON p.id = s.person_id WHERE s.id = $1",
-            id
-        );
-        let Some(r) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        Ok(Some(StoredSuggestion {
-            band: Band::parse(&r.5).ok_or_else(|| StoreError::Corrupt {
-                what: "band",
-                value: r.5.clone(),
-            })?,
-            status: SuggestionStatus::parse(&r.13).ok_or_else(|| StoreError::Corrupt {
-                what: "suggestion status",
-                value: r.13.clone(),
-            })?,
-            id: r.0,
-            day: r.1,
-            person_id: r.2,
-            unit: r.3,
-            score: r.4,
-            factors_json: r.6,
-            interventions_json: r.7,
-            trace_json: r.8,
-            model_id: r.9,
-            rules_version: r.10,
-            feature_set_version: r.11,
-            expires_at: r.12,
-            pseudonym: r.14,
-            created_at: r.15,
-        }))
+        let rows: Vec<StoredRow> = fetch_all!(self, StoredRow, &sql, id);
+        rows.into_iter().next().map(stored).transpose()
     }
 
     /// The sealed national ID of the pass's person: `(nonce, ciphertext)`.

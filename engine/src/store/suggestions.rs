@@ -225,60 +225,64 @@ impl Store {
 
     /// The open suggestions of a date with their pseudonyms, highest score first.
     pub async fn open_suggestions(&self, day: i64) -> Result<Vec<StoredSuggestion>, StoreError> {
-        type Row = (
-            String,
-            i64,
-            String,
-            f64,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
+        let sql = format!(
+            "SELECT {STORED_COLUMNS} FROM suggestions s JOIN persons p ON p.id = s.person_id \
+             WHERE s.as_of = $1 AND s.status = $2 ORDER BY s.score DESC, s.person_id"
         );
-        let rows: Vec<Row> = fetch_all!(
-            self,
-            Row,
-            "SELECT s.id, s.person_id, s.unit, s.score, s.band, s.factors, s.interventions, s.rule_trace, \
-             s.model_id, s.rules_version, s.feature_set_version, s.expires_at, s.status, p.pseudonym, s.created_at \
-             FROM suggestions s JOIN persons p ON p.id = s.person_id \
-             WHERE s.as_of = $1 AND s.status = $2 ORDER BY s.score DESC, s.person_id",
-            day,
-            SuggestionStatus::Open.as_str()
-        );
-        rows.into_iter()
-            .map(|r| {
-                Ok(StoredSuggestion {
-                    band: Band::parse(&r.4).ok_or_else(|| StoreError::Corrupt {
-                        what: "band",
-                        value: r.4.clone(),
-                    })?,
-                    status: SuggestionStatus::parse(&r.12).ok_or_else(|| StoreError::Corrupt {
-                        what: "suggestion status",
-                        value: r.12.clone(),
-                    })?,
-                    pseudonym: r.13,
-                    id: r.0,
-                    day,
-                    person_id: r.1,
-                    unit: r.2,
-                    score: r.3,
-                    factors_json: r.5,
-                    interventions_json: r.6,
-                    trace_json: r.7,
-                    model_id: r.8,
-                    rules_version: r.9,
-                    feature_set_version: r.10,
-                    expires_at: r.11,
-                    created_at: r.14,
-                })
-            })
-            .collect()
+        let rows: Vec<StoredRow> =
+            fetch_all!(self, StoredRow, &sql, day, SuggestionStatus::Open.as_str());
+        rows.into_iter().map(stored).collect()
     }
+}
+
+/// The columns of a [`StoredSuggestion`] (suggestion `s` joined with its person `p`).
+pub(super) const STORED_COLUMNS: &str = "s.id, s.as_of, s.person_id, s.unit, s.score, s.band, \
+     s.factors, s.interventions, s.rule_trace, s.model_id, s.rules_version, \
+     s.feature_set_version, s.expires_at, s.status, p.pseudonym, s.created_at";
+
+pub(super) type StoredRow = (
+    String,
+    i64,
+    i64,
+    String,
+    f64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+);
+
+/// A row of [`STORED_COLUMNS`], its band and status parsed.
+pub(super) fn stored(r: StoredRow) -> Result<StoredSuggestion, StoreError> {
+    Ok(StoredSuggestion {
+        band: Band::parse(&r.5).ok_or_else(|| StoreError::Corrupt {
+            what: "band",
+            value: r.5.clone(),
+        })?,
+        status: SuggestionStatus::parse(&r.13).ok_or_else(|| StoreError::Corrupt {
+            what: "suggestion status",
+            value: r.13.clone(),
+        })?,
+        id: r.0,
+        day: r.1,
+        person_id: r.2,
+        unit: r.3,
+        score: r.4,
+        factors_json: r.6,
+        interventions_json: r.7,
+        trace_json: r.8,
+        model_id: r.9,
+        rules_version: r.10,
+        feature_set_version: r.11,
+        expires_at: r.12,
+        pseudonym: r.14,
+        created_at: r.15,
+    })
 }
