@@ -58,6 +58,9 @@ pub enum AuthMethod {
     Demo,
     /// A JWT from the identity provider, checked against its key set.
     Jwt,
+    /// A TLS client certificate signed by the configured client CA, its subject mapped
+    /// to this principal in `[[service.tls.clients]]`.
+    ClientCert,
 }
 
 impl AuthMethod {
@@ -68,6 +71,7 @@ impl AuthMethod {
             AuthMethod::OsUser => "os-user",
             AuthMethod::Demo => "demo",
             AuthMethod::Jwt => "jwt",
+            AuthMethod::ClientCert => "mtls",
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct ServiceSettings {
     pub demo: bool,
     /// Tokens from the municipality's identity provider, checked offline.
     pub jwt: Option<JwtSettings>,
+    /// TLS for the service, and client certificates as a way to authenticate (mTLS).
+    pub tls: Option<TlsSettings>,
     /// The reason codes a decision may give (`RecordDecision.reason_code`).
     pub reason_codes: Vec<String>,
     /// How often a watch looks for new suggestions, in milliseconds (a scoring run in
@@ -63,6 +65,7 @@ impl Default for ServiceSettings {
             listen: "127.0.0.1:50051".into(),
             demo: false,
             jwt: None,
+            tls: None,
             reason_codes: [
                 "support-offered",
                 "family-declined-contact",
@@ -76,6 +79,60 @@ impl Default for ServiceSettings {
             watch_poll_ms: 1000,
         }
     }
+}
+
+/// TLS for the service (`[service.tls]`). With `client_ca`, clients may authenticate
+/// with a certificate that CA signed, and the certificate's subject is looked up in
+/// `clients`; a bearer token, when a request carries one, still decides who calls.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The server certificate's private key (PEM).
+    pub key: PathBuf,
+    /// The CA whose client certificates are accepted (PEM). Without it no client
+    /// certificate is asked for.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Certificate subjects → principals.
+    #[serde(default)]
+    pub clients: Vec<ClientCertSettings>,
+}
+
+/// One client certificate subject and the principal it is (`[[service.tls.clients]]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertSettings {
+    /// The certificate's subject as `ATTR=value` parts in the certificate's order,
+    /// separated by commas, e.g. `CN=case-system-north, O=Example Municipality` (spaces
+    /// around the commas do not matter). `tidig serve` names the subject of a
+    /// certificate it cannot map, ready to copy here.
+    pub subject: String,
+    /// The principal's id in the audit trail (default: the subject).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `caseworker`, `dpo`, `auditor` or `researcher`.
+    pub role: String,
+    /// A `[[scoring.units]]` id.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// The purpose the certificate's holder acts for (e.g. `case-handling`).
+    pub purpose: String,
+    /// Whether the holder may see health data.
+    #[serde(default)]
+    pub health_authority: bool,
+}
+
+/// A certificate subject in one spelling: its `ATTR=value` parts trimmed and joined
+/// with `", "`, as the certificate parser prints them.
+pub fn normalize_subject(subject: &str) -> String {
+    subject
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How JWTs are checked: against the identity provider's key set, read offline.
@@ -543,6 +600,50 @@ impl Settings {
                 "service.reason_codes",
                 "needs at least one code, each 1..=64 of a-z, 0-9, `-` and `_`".into(),
             );
+        }
+        if let Some(tls) = &sv.tls {
+            if !tls.clients.is_empty() && tls.client_ca.is_none() {
+                return bad(
+                    "service.tls.clients",
+                    "client certificates are mapped but no client_ca says which CA \
+                     signs them"
+                        .into(),
+                );
+            }
+            let mut seen = std::collections::HashSet::new();
+            for (i, c) in tls.clients.iter().enumerate() {
+                let field = |f: &str| format!("service.tls.clients[{i}].{f}");
+                let subject = normalize_subject(&c.subject);
+                if subject.is_empty() || !subject.contains('=') {
+                    return bad(
+                        &field("subject"),
+                        format!("`{}` is not `ATTR=value, …`", c.subject),
+                    );
+                }
+                if !seen.insert(subject.clone()) {
+                    return bad(
+                        &field("subject"),
+                        format!("`{subject}` is mapped twice"),
+                    );
+                }
+                if crate::principal::Role::parse(&c.role).is_none() {
+                    return bad(
+                        &field("role"),
+                        format!("`{}` is not caseworker, dpo, auditor or researcher", c.role),
+                    );
+                }
+                if let Some(u) = &c.unit {
+                    if !self.scoring.units.iter().any(|x| &x.id == u) {
+                        return bad(
+                            &field("unit"),
+                            format!("`{u}` is not a [[scoring.units]] id"),
+                        );
+                    }
+                }
+                if c.purpose.trim().is_empty() {
+                    return bad(&field("purpose"), "is empty".into());
+                }
+            }
         }
         if !(50..=60_000).contains(&sv.watch_poll_ms) {
             return bad(

@@ -610,3 +610,223 @@ async fn health_factors_are_shown_only_to_a_viewer_with_health_authority_and_exp
     assert_eq!(r["status"], "preliminary");
     served.stop().await;
 }
+
+/// A certificate authority for the mTLS test, made fresh (rcgen).
+struct TestCa {
+    cert: rcgen::Certificate,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate for `names` (subject alternative names) with subject `CN=cn,
+    /// O=Test Municipality`, as (certificate PEM, key PEM).
+    fn issue(&self, cn: &str, names: &[&str], client: bool) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Test Municipality");
+        params.extended_key_usages = vec![if client {
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth
+        } else {
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth
+        }];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// A TLS client for `served`, trusting `ca`, presenting `identity` when given.
+async fn tls_client(
+    served: &Served,
+    ca: &TestCa,
+    identity: Option<&(String, String)>,
+) -> Result<Client, tonic::transport::Error> {
+    let mut tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca.cert.pem()))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+    }
+    let channel = Channel::from_shared(format!("https://{}", served.addr))
+        .unwrap()
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    Ok(CaseworkerServiceClient::new(channel))
+}
+
+fn list_request() -> proto::ListSuggestionsRequest {
+    proto::ListSuggestionsRequest {
+        page_size: 50,
+        page_token: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_authenticate_as_their_mapped_principal_and_nothing_else_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    let (backend, store) = scored(dir.path(), "mtls").await.remove(0);
+    let ca = TestCa::new("tidig test CA");
+    let rogue = TestCa::new("someone else's CA");
+    let server_cert = ca.issue("tidig", &["localhost", "127.0.0.1"], false);
+    let central = ca.issue("case-system-central", &[], true);
+    let unmapped = ca.issue("case-system-unknown", &[], true);
+    let forged = rogue.issue("case-system-central", &[], true);
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let tls = tidig_engine::settings::TlsSettings {
+        cert: write("server.crt", &server_cert.0),
+        key: write("server.key", &server_cert.1),
+        client_ca: Some(write("clients-ca.crt", &ca.cert.pem())),
+        clients: vec![tidig_engine::settings::ClientCertSettings {
+            // Written with other spacing than the certificate parser prints it.
+            subject: "CN=case-system-central ,O=Test Municipality".into(),
+            id: Some("case-system-central".into()),
+            role: "caseworker".into(),
+            unit: Some(CENTRAL.into()),
+            purpose: "case-handling".into(),
+            health_authority: false,
+        }],
+    };
+
+    // Certificates only: no tokens, no demo.
+    let mut only_certs = settings(&keys);
+    only_certs.service.demo = false;
+    only_certs.service.tls = Some(tls.clone());
+    only_certs.validate().unwrap();
+    let served = start(&store, only_certs.clone()).await;
+    let before = audit_size(&store).await;
+
+    // The mapped certificate is a caseworker of the central unit.
+    let mut c = tls_client(&served, &ca, Some(&central)).await.unwrap();
+    let listed = c
+        .list_suggestions(list_request())
+        .await
+        .unwrap()
+        .into_inner()
+        .suggestions;
+    assert!(!listed.is_empty(), "{backend}");
+    assert!(listed.iter().all(|s| s.unit == CENTRAL), "{backend}");
+    c.get_suggestion(proto::GetSuggestionRequest {
+        id: listed[0].id.clone(),
+    })
+    .await
+    .unwrap();
+    let entry = store.audit_entry(before + 1).await.unwrap().unwrap();
+    let entry: Value = serde_json::from_str(&entry.entry).unwrap();
+    assert_eq!(entry["action"], "casework.get_suggestion", "{entry}");
+    assert_eq!(entry["principal"]["id"], "case-system-central", "{entry}");
+    assert_eq!(entry["principal"]["auth"], "mtls", "{entry}");
+    assert_eq!(entry["principal"]["unit"], CENTRAL, "{entry}");
+    // A certificate from the right CA whose subject is not mapped: UNAUTHENTICATED,
+    // naming the subject to map, and recorded.
+    let size = audit_size(&store).await;
+    let mut c = tls_client(&served, &ca, Some(&unmapped)).await.unwrap();
+    let e = c.list_suggestions(list_request()).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    assert!(
+        e.message()
+            .contains("`CN=case-system-unknown, O=Test Municipality` is not mapped"),
+        "{}",
+        e.message()
+    );
+    assert_eq!(audit_size(&store).await, size + 1);
+
+    // The mapped subject in a certificate another CA signed, no certificate at all, and
+    // plaintext never reach the service: the handshake fails, nothing is recorded.
+    let size = audit_size(&store).await;
+    for (what, identity) in [("another CA", Some(&forged)), ("no certificate", None)] {
+        let call = async {
+            let mut c = tls_client(&served, &ca, identity).await?;
+            Ok::<_, Box<dyn std::error::Error>>(c.list_suggestions(list_request()).await?)
+        };
+        assert!(call.await.is_err(), "{what}: a call went through");
+    }
+    let plaintext = async {
+        let mut c = CaseworkerServiceClient::connect(format!("http://{}", served.addr)).await?;
+        Ok::<_, Box<dyn std::error::Error>>(
+            c.list_suggestions(as_(&caseworker(CENTRAL), list_request()))
+                .await?,
+        )
+    };
+    assert!(plaintext.await.is_err(), "plaintext: a call went through");
+    assert_eq!(audit_size(&store).await, size, "a failed handshake was recorded");
+    served.stop().await;
+
+    // With tokens accepted too, a client certificate is optional and a request's token
+    // decides who calls.
+    let mut both = only_certs;
+    both.service.demo = true;
+    let served = start(&store, both).await;
+    let mut no_cert = tls_client(&served, &ca, None).await.unwrap();
+    let outer_listed = no_cert
+        .list_suggestions(as_(&caseworker(OUTER), list_request()))
+        .await
+        .unwrap()
+        .into_inner()
+        .suggestions;
+    assert!(!outer_listed.is_empty() && outer_listed.iter().all(|s| s.unit == OUTER));
+    let mut with_cert = tls_client(&served, &ca, Some(&central)).await.unwrap();
+    let by_token = with_cert
+        .list_suggestions(as_(&caseworker(OUTER), list_request()))
+        .await
+        .unwrap()
+        .into_inner()
+        .suggestions;
+    assert!(!by_token.is_empty() && by_token.iter().all(|s| s.unit == OUTER));
+    let by_cert = with_cert
+        .list_suggestions(list_request())
+        .await
+        .unwrap()
+        .into_inner()
+        .suggestions;
+    assert!(!by_cert.is_empty() && by_cert.iter().all(|s| s.unit == CENTRAL));
+    // The certificate's unit is the central one: the outer unit's suggestion is refused.
+    let refused = with_cert
+        .get_suggestion(proto::GetSuggestionRequest {
+            id: outer_listed[0].id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    served.stop().await;
+
+    // TLS without a client CA is no way to authenticate anyone.
+    let mut tls_only = settings(&keys);
+    tls_only.service.demo = false;
+    tls_only.service.tls = Some(tidig_engine::settings::TlsSettings {
+        client_ca: None,
+        clients: Vec::new(),
+        ..tls
+    });
+    let refused = Authenticator::from_settings(&tls_only).unwrap_err();
+    assert!(matches!(refused, server::AuthSetupError::NoMethod), "{refused}");
+}

@@ -90,11 +90,16 @@ fn announce(
     if ctx.json {
         emit_json!(
             "{}",
-            json!({"listening": addr.to_string(), "demo": auth.demo(), "demo_tokens": demo_tokens, "db": ctx.db})
+            json!({"listening": addr.to_string(), "tls": auth.tls().is_some(), "client_certificates": auth.client_certificates(), "demo": auth.demo(), "demo_tokens": demo_tokens, "db": ctx.db})
         );
     } else {
+        let transport = match (auth.tls().is_some(), auth.client_certificates()) {
+            (false, _) => "plaintext".to_string(),
+            (true, 0) => "TLS".to_string(),
+            (true, n) => format!("TLS, {n} mapped client certificate subjects"),
+        };
         println!(
-            "tidig serve: tidig.v1.CaseworkerService on {addr} ({})",
+            "tidig serve: tidig.v1.CaseworkerService on {addr} ({transport}; {})",
             ctx.db
         );
         if auth.demo() {
@@ -133,9 +138,19 @@ pub struct ClientArgs {
     /// The server.
     #[arg(long, env = "TIDIG_SERVER", default_value = "http://127.0.0.1:50051")]
     pub server: String,
-    /// Bearer token (a JWT, or a demo token when the server runs in demo mode).
+    /// Bearer token (a JWT, or a demo token when the server runs in demo mode); not
+    /// needed with a client certificate the server maps to a principal.
     #[arg(long, env = "TIDIG_TOKEN", hide_env_values = true)]
-    pub token: String,
+    pub token: Option<String>,
+    /// The CA that signed the server's certificate (PEM), for an https:// server.
+    #[arg(long, env = "TIDIG_CA")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Your client certificate (PEM), for servers that take client certificates.
+    #[arg(long, env = "TIDIG_CERT", requires = "key")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "TIDIG_KEY", requires = "cert")]
+    pub key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub call: ClientCall,
 }
@@ -221,8 +236,23 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
         ClientCall::Watch { count } => Call::Watch { count },
         ClientCall::Export { id } => Call::Export { id },
     };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+    };
+    if a.token.is_none() && a.cert.is_none() {
+        anyhow::bail!("no credentials: pass --token (or TIDIG_TOKEN) or --cert and --key");
+    }
+    let caller = server::client::Caller {
+        server: a.server.clone(),
+        token: a.token.clone(),
+        ca_pem: a.ca.as_deref().map(read).transpose()?,
+        identity_pem: match (&a.cert, &a.key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            _ => None,
+        },
+    };
     let human = !json_out;
-    let answer = server::client::call(&a.server, &a.token, call, |event| {
+    let answer = server::client::call(&caller, call, |event| {
         if human {
             println!(
                 "new: {} {} {} {:.3}",

@@ -45,7 +45,11 @@ impl CaseworkerApi {
     /// The caller, or UNAUTHENTICATED, recorded in the audit trail like any refusal.
     async fn caller<T>(&self, request: &Request<T>, op: Operation) -> Result<Principal, Status> {
         let now = self.app.clock().now().timestamp();
-        match self.auth.authenticate(request.metadata(), now) {
+        let certs = request.peer_certs();
+        match self
+            .auth
+            .authenticate(request.metadata(), certs.as_deref().map(Vec::as_slice), now)
+        {
             Ok(p) => Ok(p),
             Err(reason) => {
                 let record = Record::new(

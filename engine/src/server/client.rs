@@ -1,10 +1,12 @@
-//! The client side of the contract, for `tidig client`: one call with a bearer token,
-//! its answer as a JSON object (the command line prints it or renders it).
+//! The client side of the contract, for `tidig client`: one call with a bearer token or
+//! a client certificate, its answer as a JSON object (the command line prints it or
+//! renders it).
 
 use serde_json::{json, Value};
 
 use super::proto;
 use super::proto::caseworker_service_client::CaseworkerServiceClient;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use crate::domain::DecisionOutcome;
 
 /// One call of the caseworker service.
@@ -37,6 +39,61 @@ pub enum Call {
     },
 }
 
+/// Where and as whom to call.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    /// The server's URL: `http://…`, or `https://…` with `ca_pem`.
+    pub server: String,
+    /// Bearer token (a JWT, or a demo token when the server runs in demo mode).
+    pub token: Option<String>,
+    /// The CA that signed the server's certificate (PEM): the call goes over TLS.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The client's certificate and private key (PEM), for servers that take client
+    /// certificates (mTLS).
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Caller {
+    async fn connect(&self) -> Result<CaseworkerServiceClient<Channel>, ClientError> {
+        let connect = |e: tonic::transport::Error| {
+            use std::error::Error as _;
+            // The transport error's own text is terse ("transport error"); its source
+            // says what went wrong (refused, certificate, handshake).
+            let mut text = e.to_string();
+            let mut source = e.source();
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            ClientError::Connect(text)
+        };
+        let mut endpoint = Channel::from_shared(self.server.clone())
+            .map_err(|e| ClientError::Connect(format!("`{}`: {e}", self.server)))?;
+        let https = self.server.starts_with("https://");
+        if https || self.ca_pem.is_some() || self.identity_pem.is_some() {
+            let Some(ca) = &self.ca_pem else {
+                return Err(ClientError::Connect(
+                    "TLS needs the CA that signed the server's certificate (--ca)".into(),
+                ));
+            };
+            if !https {
+                return Err(ClientError::Connect(format!(
+                    "`{}`: a TLS call needs an https:// server URL",
+                    self.server
+                )));
+            }
+            let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+            if let Some((cert, key)) = &self.identity_pem {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint.tls_config(tls).map_err(connect)?;
+        }
+        Ok(CaseworkerServiceClient::new(
+            endpoint.connect().await.map_err(connect)?,
+        ))
+    }
+}
+
 /// Why a call did not answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -58,12 +115,14 @@ fn status(s: tonic::Status) -> ClientError {
     }
 }
 
-fn authorized<T>(token: &str, message: T) -> Result<tonic::Request<T>, ClientError> {
+fn authorized<T>(token: Option<&str>, message: T) -> Result<tonic::Request<T>, ClientError> {
     let mut r = tonic::Request::new(message);
-    let value = format!("Bearer {token}")
-        .parse()
-        .map_err(|_| ClientError::Token)?;
-    r.metadata_mut().insert("authorization", value);
+    if let Some(token) = token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Token)?;
+        r.metadata_mut().insert("authorization", value);
+    }
     Ok(r)
 }
 
@@ -114,17 +173,15 @@ fn outcome(o: DecisionOutcome) -> proto::DecisionOutcome {
     }
 }
 
-/// Makes `call` on `server` as the bearer of `token`; a watch passes each new
-/// suggestion to `on_event` as it arrives.
+/// Makes `call` as `caller`; a watch passes each new suggestion to `on_event` as it
+/// arrives.
 pub async fn call(
-    server: &str,
-    token: &str,
+    caller: &Caller,
     call: Call,
     mut on_event: impl FnMut(&Value),
 ) -> Result<Value, ClientError> {
-    let mut c = CaseworkerServiceClient::connect(server.to_string())
-        .await
-        .map_err(|e| ClientError::Connect(e.to_string()))?;
+    let mut c = caller.connect().await?;
+    let token = caller.token.as_deref();
     Ok(match call {
         Call::List {
             page_size,

@@ -76,6 +76,7 @@ pub async fn serve(
             tonic_health::ServingStatus::Serving,
         )
         .await;
+    let tls = auth.tls().cloned();
     let (stop_watches, watches_stopped) = tokio::sync::watch::channel(false);
     let caseworker = proto::caseworker_service_server::CaseworkerServiceServer::new(
         caseworker::CaseworkerApi::new(app, auth, watches_stopped),
@@ -103,7 +104,11 @@ pub async fn serve(
     let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
         .build_v1alpha()
         .map_err(|e| ServeError::Reflection(e.to_string()))?;
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    builder
         .add_service(caseworker)
         .add_service(health_service)
         .add_service(reflection_v1)
