@@ -621,10 +621,7 @@ impl Settings {
                     );
                 }
                 if !seen.insert(subject.clone()) {
-                    return bad(
-                        &field("subject"),
-                        format!("`{subject}` is mapped twice"),
-                    );
+                    return bad(&field("subject"), format!("`{subject}` is mapped twice"));
                 }
                 if crate::principal::Role::parse(&c.role).is_none() {
                     return bad(
@@ -959,6 +956,51 @@ mod tests {
         std::fs::write(&p, "[service.jwt]\njwks = \"k.json\"\n").unwrap();
         let err = Settings::load(Some(&p)).unwrap_err();
         assert!(format!("{err:#}").contains("issuer"), "{err:#}");
+    }
+
+    #[test]
+    fn client_certificate_mappings_are_validated_with_the_offending_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tidig.toml");
+        let tls = "[service.tls]\ncert = \"s.crt\"\nkey = \"s.key\"\n";
+        let client = |role: &str, unit: &str| {
+            format!(
+                "[[service.tls.clients]]\nsubject = \" CN=a ,O=b\"\nrole = \"{role}\"\n\
+                 unit = \"{unit}\"\npurpose = \"case-handling\"\n"
+            )
+        };
+        let unit = "family-services-central";
+        let ca = "client_ca = \"ca.crt\"\n";
+        for (text, field) in [
+            (
+                format!("{tls}{}", client("caseworker", unit)),
+                "service.tls.clients",
+            ),
+            (
+                format!("{tls}{ca}{}", client("boss", unit)),
+                "service.tls.clients[0].role",
+            ),
+            (
+                format!("{tls}{ca}{}", client("caseworker", "nowhere")),
+                "service.tls.clients[0].unit",
+            ),
+            (
+                format!(
+                    "{tls}{ca}{}{}",
+                    client("caseworker", unit),
+                    client("dpo", unit).replace("CN=a ,O=b", "CN=a, O=b")
+                ),
+                "service.tls.clients[1].subject",
+            ),
+        ] {
+            std::fs::write(&p, &text).unwrap();
+            let err = Settings::load(Some(&p)).unwrap_err();
+            assert!(format!("{err:#}").contains(field), "{field}: {err:#}");
+        }
+        std::fs::write(&p, format!("{tls}{ca}{}", client("caseworker", unit))).unwrap();
+        let s = Settings::load(Some(&p)).unwrap();
+        let c = &s.service.tls.unwrap().clients[0];
+        assert_eq!(normalize_subject(&c.subject), "CN=a, O=b");
     }
 
     #[test]

@@ -228,3 +228,88 @@ async fn replicas_decide_once_a_run_elsewhere_reaches_a_watcher_and_sigterm_drai
         assert_eq!(v["ok"], true, "{backend}: {v}");
     }
 }
+
+/// A fresh CA (rcgen) and certificates it signs: `server.crt`/`.key` for localhost and
+/// 127.0.0.1, and for each of `clients` `<cn>.crt`/`.key` with subject `CN=<cn>,
+/// O=Test Municipality`; `ca.crt` is the CA.
+fn certificates(dir: &Path, clients: &[&str]) {
+    use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    std::fs::write(dir.join("ca.crt"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    for (name, sans) in std::iter::once(("server", vec!["localhost", "127.0.0.1"]))
+        .chain(clients.iter().map(|c| (*c, vec![])))
+    {
+        let mut p =
+            CertificateParams::new(sans.into_iter().map(String::from).collect::<Vec<_>>()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, name);
+        p.distinguished_name
+            .push(DnType::OrganizationName, "Test Municipality");
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+}
+
+#[test]
+fn tidig_client_calls_a_tls_server_with_a_client_certificate_it_maps() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certificates(d, &["case-system-central", "case-system-unknown"]);
+    let settings = SETTINGS.replace("demo = true", "demo = false")
+        + "[service.tls]\ncert = \"server.crt\"\nkey = \"server.key\"\nclient_ca = \"ca.crt\"\n\
+           [[service.tls.clients]]\nsubject = \"CN=case-system-central, O=Test Municipality\"\n\
+           role = \"caseworker\"\nunit = \"family-services-central\"\npurpose = \"case-handling\"\n";
+    std::fs::write(d.join("tidig.toml"), settings).unwrap();
+    let mut child = command(d, &["--json", "serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("not the start line ({e}): {line:?}"));
+    assert_eq!(
+        (&v["tls"], &v["client_certificates"], &v["demo"]),
+        (&true.into(), &1.into(), &false.into()),
+        "{v}"
+    );
+    let server = Server {
+        child,
+        url: format!(
+            "https://localhost:{}",
+            v["listening"].as_str().unwrap().rsplit(':').next().unwrap()
+        ),
+    };
+    let client = |cn: &str, extra: &[&str]| {
+        let (crt, key) = (format!("{cn}.crt"), format!("{cn}.key"));
+        let mut args = vec!["--json", "client", "--server", &server.url];
+        args.extend_from_slice(extra);
+        args.extend(["--cert", &crt, "--key", &key, "list"]);
+        tidig(d, &args)
+    };
+    let ok = client("case-system-central", &["--ca", "ca.crt"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let answer: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert!(answer["suggestions"].is_array(), "{answer}");
+    let unknown = client("case-system-unknown", &["--ca", "ca.crt"]);
+    assert!(!unknown.status.success());
+    let err = stderr(&unknown);
+    assert!(
+        err.contains("Unauthenticated")
+            && err.contains("`CN=case-system-unknown, O=Test Municipality` is not mapped"),
+        "{err}"
+    );
+    let no_ca = client("case-system-central", &[]);
+    assert!(!no_ca.status.success());
+    assert!(stderr(&no_ca).contains("--ca"), "{}", stderr(&no_ca));
+    let (status, err) = server.terminate();
+    assert!(status.success(), "{err}");
+}

@@ -778,7 +778,11 @@ async fn client_certificates_authenticate_as_their_mapped_principal_and_nothing_
         )
     };
     assert!(plaintext.await.is_err(), "plaintext: a call went through");
-    assert_eq!(audit_size(&store).await, size, "a failed handshake was recorded");
+    assert_eq!(
+        audit_size(&store).await,
+        size,
+        "a failed handshake was recorded"
+    );
     served.stop().await;
 
     // With tokens accepted too, a client certificate is optional and a request's token
@@ -828,5 +832,8 @@ async fn client_certificates_authenticate_as_their_mapped_principal_and_nothing_
         ..tls
     });
     let refused = Authenticator::from_settings(&tls_only).unwrap_err();
-    assert!(matches!(refused, server::AuthSetupError::NoMethod), "{refused}");
+    assert!(
+        matches!(refused, server::AuthSetupError::NoMethod),
+        "{refused}"
+    );
 }

@@ -144,8 +144,8 @@ impl Authenticator {
                             path: format!("clients `{subject}`"),
                             reason,
                         };
-                        let role =
-                            Role::parse(&c.role).ok_or_else(|| invalid(format!("role `{}`", c.role)))?;
+                        let role = Role::parse(&c.role)
+                            .ok_or_else(|| invalid(format!("role `{}`", c.role)))?;
                         let mut p = Principal::new(
                             c.id.as_deref().unwrap_or(&subject),
                             role,

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 
 use super::proto;
 use super::proto::caseworker_service_client::CaseworkerServiceClient;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use crate::domain::DecisionOutcome;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// One call of the caseworker service.
 #[derive(Clone, Debug)]
