@@ -112,7 +112,7 @@ impl App {
         mut record: Record,
     ) -> Result<AccessPass, EngineError> {
         record.subject = target.subject.clone();
-        let decision = self.access().decide(&AccessRequest {
+        let decision = self.decide_access(&AccessRequest {
             caller: caller_facts(by),
             operation,
             target_unit: target.unit.clone(),

@@ -1,9 +1,12 @@
 //! The application core: one `App` per process, opened once, shared by the command line
 //! and (later) the gRPC server. Every use case in `pipeline` takes `&App`.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use tidig_connectors::edge::EdgeConfig;
 use tidig_connectors::social::CodeTable;
-use tidig_governance::access::AccessPolicy;
+
+use tidig_governance::access::{AccessPolicy, AccessRequest};
 use tidig_governance::RulePack;
 
 use crate::audit::Audit;
@@ -27,15 +30,37 @@ pub struct App {
     audit: Audit,
     /// Who may call which operation of the service (deny by default).
     access: AccessPolicy,
-    /// The rule pack's decisions on what readers may see, kept between reads (a decision
-    /// depends only on its request, and the pack is fixed for the process).
-    view_memo: std::sync::Arc<std::sync::Mutex<ViewMemo>>,
+    /// What the service asks on every call and may remember for the process.
+    memo: std::sync::Arc<Memo>,
 }
 
-type ViewMemo = std::collections::HashMap<tidig_governance::Request, tidig_governance::Decision>;
+/// Answers kept between calls. Each is a pure function of its key for the process's
+/// lifetime, so remembering one never changes an answer.
+#[derive(Debug, Default)]
+struct Memo {
+    /// The rule pack's decisions on what readers may see (the pack is fixed for the
+    /// process).
+    view: Mutex<HashMap<tidig_governance::Request, tidig_governance::Decision>>,
+    /// The access policy's decisions (the policy is fixed for the process).
+    access: Mutex<HashMap<AccessRequest, tidig_governance::Decision>>,
+    /// Suggestions' unit and pseudonym by id: written once with the suggestion and never
+    /// changed, so a listed or checked suggestion needs no read to be checked again.
+    targets: Mutex<HashMap<String, (String, String)>>,
+}
 
-/// At most this many remembered view decisions (viewers × features × deployments).
-const VIEW_MEMO_MAX: usize = 65_536;
+/// At most this many remembered answers of each kind; past it the memo starts over.
+const MEMO_MAX: usize = 65_536;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn bounded<K, V>(map: &mut HashMap<K, V>) -> &mut HashMap<K, V> {
+    if map.len() >= MEMO_MAX {
+        map.clear();
+    }
+    map
+}
 
 fn access_policy() -> AccessPolicy {
     // The built-in policy is validated by the governance tests; a failure here is a
@@ -60,7 +85,7 @@ impl App {
             clock,
             audit,
             access: access_policy(),
-            view_memo: Default::default(),
+            memo: Default::default(),
         })
     }
 
@@ -75,7 +100,7 @@ impl App {
             clock,
             audit,
             access: access_policy(),
-            view_memo: Default::default(),
+            memo: Default::default(),
         }
     }
 
@@ -99,7 +124,7 @@ impl App {
             clock: self.clock,
             audit: self.audit.clone(),
             access: self.access.clone(),
-            view_memo: Default::default(),
+            memo: Default::default(),
         }
     }
 
@@ -140,14 +165,39 @@ impl App {
         &self,
         f: impl FnOnce(&mut tidig_governance::Evaluator<'_>) -> T,
     ) -> T {
-        let mut memo = self.view_memo.lock().unwrap_or_else(|p| p.into_inner());
-        if memo.len() > VIEW_MEMO_MAX {
-            memo.clear();
-        }
-        let mut ev = tidig_governance::Evaluator::with_memo(&self.pack, std::mem::take(&mut *memo));
+        let mut memo = lock(&self.memo.view);
+        let mut ev =
+            tidig_governance::Evaluator::with_memo(&self.pack, std::mem::take(bounded(&mut memo)));
         let out = f(&mut ev);
         *memo = ev.into_memo();
         out
+    }
+
+    /// The access policy's decision on `request` (remembered: the policy is fixed).
+    pub fn decide_access(&self, request: &AccessRequest) -> tidig_governance::Decision {
+        if let Some(d) = lock(&self.memo.access).get(request) {
+            return d.clone();
+        }
+        let d = self.access.decide(request);
+        bounded(&mut lock(&self.memo.access)).insert(request.clone(), d.clone());
+        d
+    }
+
+    /// A suggestion's unit and pseudonym, when this process has seen them.
+    pub(crate) fn known_target(&self, id: &str) -> Option<(String, String)> {
+        lock(&self.memo.targets).get(id).cloned()
+    }
+
+    /// Remembers suggestions' units and pseudonyms (`(id, unit, pseudonym)`), which never
+    /// change once written.
+    pub(crate) fn remember_targets<'a>(
+        &self,
+        targets: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) {
+        let mut memo = lock(&self.memo.targets);
+        for (id, unit, pseudonym) in targets {
+            bounded(&mut memo).insert(id.to_string(), (unit.to_string(), pseudonym.to_string()));
+        }
     }
 
     /// The edge (pseudonym and vault keys, ID rules) for ingesting, with the keys loaded

@@ -109,18 +109,24 @@ async fn before_check<T>(app: &App, record: &Record, result: Result<T>) -> Resul
 
 /// A suggestion's target for the access check; unknown ids are NOT_FOUND.
 async fn target(app: &App, id: &str) -> Result<Target> {
-    let t = app
-        .store()
-        .suggestion_target(id)
-        .await?
-        .ok_or_else(|| EngineError::NotFound {
-            what: "suggestion",
-            id: id.to_string(),
-        })?;
+    let (unit, pseudonym) =
+        match app.known_target(id) {
+            Some(known) => known,
+            None => {
+                let t = app.store().suggestion_target(id).await?.ok_or_else(|| {
+                    EngineError::NotFound {
+                        what: "suggestion",
+                        id: id.to_string(),
+                    }
+                })?;
+                app.remember_targets([(id, t.unit.as_str(), t.pseudonym.as_str())]);
+                (t.unit, t.pseudonym)
+            }
+        };
     Ok(Target {
-        unit: t.unit,
-        suggestion: Some(t.id),
-        subject: Some(t.pseudonym),
+        unit,
+        suggestion: Some(id.to_string()),
+        subject: Some(pseudonym),
     })
 }
 
@@ -227,6 +233,10 @@ pub async fn list_suggestions(
         .store()
         .open_page(&pass, &today, after.as_ref(), limit + 1)
         .await?;
+    app.remember_targets(
+        rows.iter()
+            .map(|r| (r.id.as_str(), r.unit.as_str(), r.pseudonym.as_str())),
+    );
     let next_page_token = if rows.len() > limit {
         rows.truncate(limit);
         rows.last()

@@ -99,7 +99,7 @@ pub enum DecideResult {
 }
 
 const SUMMARY_COLUMNS: &str =
-    "s.id, p.pseudonym, s.unit, s.score, s.band, s.created_at, s.expires_at";
+    "s.id, s.pseudonym, s.unit, s.score, s.band, s.created_at, s.expires_at";
 
 type SummaryTuple = (String, String, String, f64, String, String, String);
 
@@ -127,8 +127,7 @@ impl Store {
         let rows: Vec<(String, String)> = fetch_all!(
             self,
             (String, String),
-            "SELECT s.unit, p.pseudonym FROM suggestions s JOIN persons p ON p.id = s.person_id \
-             WHERE s.id = $1",
+            "SELECT s.unit, s.pseudonym FROM suggestions s WHERE s.id = $1",
             id
         );
         Ok(rows
@@ -159,7 +158,7 @@ impl Store {
             id: String::new(),
         });
         let sql = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM suggestions s JOIN persons p ON p.id = s.person_id \
+            "SELECT {SUMMARY_COLUMNS} FROM suggestions s \
              WHERE s.unit = $1 AND s.status = 'open' AND s.expires_at > $2 \
                AND ($3 OR s.band < $4 \
                  OR (s.band = $4 AND s.score < $5) \
@@ -194,7 +193,6 @@ impl Store {
     ) -> Result<Vec<(i64, SuggestionSummaryRow)>, StoreError> {
         let sql = format!(
             "SELECT {SUMMARY_COLUMNS}, s.write_seq FROM suggestions s \
-             JOIN persons p ON p.id = s.person_id \
              WHERE s.unit = $1 AND s.write_seq > $2 AND s.status = 'open' AND s.expires_at > $3 \
              ORDER BY s.write_seq LIMIT $4"
         );
@@ -224,7 +222,7 @@ impl Store {
             return Ok(None);
         };
         let sql = format!(
-            "SELECT {STORED_COLUMNS} FROM suggestions s JOIN persons p ON p.id = s.person_id \
+            "SELECT {STORED_COLUMNS} FROM suggestions s \
              WHERE s.id = $1"
         );
         let rows: Vec<StoredRow> = fetch_all!(self, StoredRow, &sql, id);

@@ -253,11 +253,8 @@ impl Store {
         drop(lock);
         migrated.map_err(StoreError::Migrate)?;
         // Long scans (verifying the audit trail) hand rows over in bigger batches.
-        // Readers map the database file: every commit (an audit entry is one) makes the
-        // other connections drop their page caches, and a mapped page is read back
-        // without a copy.
         let read = pool(SQLITE_READERS)
-            .connect_with(opts.row_buffer_size(1024).pragma("mmap_size", "268435456"))
+            .connect_with(opts.row_buffer_size(1024))
             .await
             .map_err(StoreError::Connect)?;
         Ok(Store::Sqlite(SqlitePools { write, read }))

@@ -175,8 +175,9 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO suggestions (id, as_of, person_id, unit, score, band, factors, \
                      interventions, rule_trace, model_id, rules_version, feature_set_version, \
-                     created_at, expires_at, status, write_seq) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                     created_at, expires_at, status, write_seq, pseudonym) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                     (SELECT pseudonym FROM persons WHERE id = $3))",
                 )
                 .bind(s.id)
                 .bind(run.day)
@@ -226,7 +227,7 @@ impl Store {
     /// The open suggestions of a date with their pseudonyms, highest score first.
     pub async fn open_suggestions(&self, day: i64) -> Result<Vec<StoredSuggestion>, StoreError> {
         let sql = format!(
-            "SELECT {STORED_COLUMNS} FROM suggestions s JOIN persons p ON p.id = s.person_id \
+            "SELECT {STORED_COLUMNS} FROM suggestions s \
              WHERE s.as_of = $1 AND s.status = $2 ORDER BY s.score DESC, s.person_id"
         );
         let rows: Vec<StoredRow> =
@@ -235,10 +236,11 @@ impl Store {
     }
 }
 
-/// The columns of a [`StoredSuggestion`] (suggestion `s` joined with its person `p`).
+/// The columns of a [`StoredSuggestion`] (from suggestion `s`, which carries its
+/// person's pseudonym).
 pub(super) const STORED_COLUMNS: &str = "s.id, s.as_of, s.person_id, s.unit, s.score, s.band, \
      s.factors, s.interventions, s.rule_trace, s.model_id, s.rules_version, \
-     s.feature_set_version, s.expires_at, s.status, p.pseudonym, s.created_at";
+     s.feature_set_version, s.expires_at, s.status, s.pseudonym, s.created_at";
 
 pub(super) type StoredRow = (
     String,

@@ -1,0 +1,13 @@
+-- A person's pseudonym beside each of their suggestions (a pseudonym never changes once
+-- its person is stored), so a unit's queue is read from one index alone: no visit to
+-- the suggestion's row or to `persons` per listed suggestion. It matters because every
+-- commit (each audited call is one) makes SQLite's other connections drop their page
+-- caches: a listing that reads 3 index pages instead of some 50 table pages does 3
+-- reads after each.
+ALTER TABLE suggestions ADD COLUMN pseudonym TEXT;
+UPDATE suggestions
+   SET pseudonym = (SELECT p.pseudonym FROM persons p WHERE p.id = suggestions.person_id);
+
+DROP INDEX suggestions_unit_queue;
+CREATE INDEX suggestions_unit_queue
+    ON suggestions (unit, status, band DESC, score DESC, created_at, id, expires_at, pseudonym);
