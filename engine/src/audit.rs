@@ -48,6 +48,8 @@ struct Inner {
     clock: crate::clock::Clock,
     /// Records nothing: only `tidig bench serve`'s baseline (what the trail costs).
     off: bool,
+    /// What the service reads, kept while the trail shows nothing changed it.
+    cache: crate::read_cache::ReadCache,
 }
 
 /// The audit log of one store, shared by every operation of the process.
@@ -84,6 +86,7 @@ impl Audit {
                 last_checkpoint: Mutex::new(Instant::now()),
                 clock,
                 off: false,
+                cache: crate::read_cache::ReadCache::new(true),
             }),
         }
     }
@@ -94,11 +97,17 @@ impl Audit {
         let mut audit = Audit::new(store, None, Duration::from_secs(3600), clock);
         if let Some(inner) = Arc::get_mut(&mut audit.inner) {
             inner.off = true;
+            inner.cache = crate::read_cache::ReadCache::new(false);
         }
         audit
     }
 
     /// Whether this log records nothing (a benchmark's baseline).
+    /// The service's read cache, which this log's writer keeps honest.
+    pub fn read_cache(&self) -> &crate::read_cache::ReadCache {
+        &self.inner.cache
+    }
+
     pub fn is_off(&self) -> bool {
         self.inner.off
     }
@@ -280,6 +289,10 @@ async fn writer(audit: Audit, mut rx: mpsc::UnboundedReceiver<Job>) {
             batch.drain(..).map(|j| (j.record, j.done)).unzip();
         match audit.inner.store.audit_append(&records).await {
             Ok(seqs) => {
+                // Before any waiter reads: the cache has seen every entry up to these.
+                if let (Some(first), Some(last)) = (seqs.first(), seqs.last()) {
+                    audit.inner.cache.advance(*first, last + 1);
+                }
                 for (w, s) in waiters.into_iter().zip(seqs) {
                     let _ = w.send(Ok(s));
                 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod pipeline;
 pub mod principal;
 pub mod progress;
+pub mod read_cache;
 pub mod server;
 pub mod settings;
 pub mod store;

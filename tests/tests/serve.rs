@@ -837,3 +837,96 @@ async fn client_certificates_authenticate_as_their_mapped_principal_and_nothing_
         "{refused}"
     );
 }
+
+/// Two servers on one store are two processes to each other: what one decides, the
+/// other's next read shows, although it had just read (and may keep) the same
+/// suggestion and page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_through_one_server_shows_in_the_others_next_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    for (backend, store) in scored(dir.path(), "coherence").await {
+        let (a, b) = (
+            start(&store, settings(&keys)).await,
+            start(&store, settings(&keys)).await,
+        );
+        let (mut ca, mut cb) = (a.client().await, b.client().await);
+        let me = caseworker(CENTRAL);
+        let first_page = |c: &mut Client| {
+            let mut c = c.clone();
+            let me = me.clone();
+            async move {
+                c.list_suggestions(as_(&me, list_request()))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .suggestions
+            }
+        };
+        let status = |c: &mut Client, id: String| {
+            let mut c = c.clone();
+            let me = me.clone();
+            async move {
+                c.get_suggestion(as_(&me, proto::GetSuggestionRequest { id }))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .suggestion
+                    .unwrap()
+                    .status
+            }
+        };
+        for round in 0..3 {
+            // A reads the page and the suggestion twice (the second read may be kept).
+            let listed = first_page(&mut ca).await;
+            let id = listed[0].id.clone();
+            for _ in 0..2 {
+                assert_eq!(first_page(&mut ca).await, listed, "{backend} {round}");
+                assert_eq!(
+                    status(&mut ca, id.clone()).await,
+                    proto::SuggestionStatus::Open as i32
+                );
+            }
+            // B decides it; A's next reads show the decision.
+            cb.record_decision(as_(
+                &me,
+                proto::RecordDecisionRequest {
+                    suggestion_id: id.clone(),
+                    outcome: proto::DecisionOutcome::Accepted as i32,
+                    reason_code: "support-offered".into(),
+                    note: String::new(),
+                    idempotency_key: format!("coherence-{round}"),
+                },
+            ))
+            .await
+            .unwrap();
+            assert_eq!(
+                status(&mut ca, id.clone()).await,
+                proto::SuggestionStatus::Decided as i32,
+                "{backend} {round}: A still shows the decided suggestion open"
+            );
+            let after = first_page(&mut ca).await;
+            assert!(
+                after.iter().all(|s| s.id != id),
+                "{backend} {round}: A still lists the decided suggestion"
+            );
+            // And A's own decision shows in A's next listing at once.
+            let own = after[0].id.clone();
+            ca.record_decision(as_(
+                &me,
+                proto::RecordDecisionRequest {
+                    suggestion_id: own.clone(),
+                    outcome: proto::DecisionOutcome::Declined as i32,
+                    reason_code: "not-in-scope".into(),
+                    note: String::new(),
+                    idempotency_key: format!("coherence-own-{round}"),
+                },
+            ))
+            .await
+            .unwrap();
+            assert!(first_page(&mut ca).await.iter().all(|s| s.id != own));
+        }
+        a.stop().await;
+        b.stop().await;
+    }
+}

@@ -7,6 +7,7 @@
 //! an allowed read; a decision's entry commits with the decision, and an attempt that
 //! changes nothing is recorded with its reason.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -23,6 +24,7 @@ use crate::domain::{Band, DecisionOutcome, SuggestionStatus};
 use crate::error::EngineError;
 use crate::pipeline::decide::{view_for, Factor, StoredFactor, Suggested, TraceEntry};
 use crate::principal::Principal;
+use crate::read_cache::PageQuery;
 use crate::store::{DecideResult, DecisionInput, PageKey, SuggestionSummaryRow};
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -229,10 +231,22 @@ pub async fn list_suggestions(
         page_size
     } as usize;
     let today = app.clock().today().to_string();
-    let mut rows = app
-        .store()
-        .open_page(&pass, &today, after.as_ref(), limit + 1)
-        .await?;
+    let cache = app.audit().read_cache();
+    let query = PageQuery::new(pass.unit(), &today, after.as_ref(), limit + 1);
+    let page = match cache.page(&pass, &query) {
+        Some(page) => page,
+        None => {
+            let epoch = cache.begin(&pass);
+            let page = Arc::new(
+                app.store()
+                    .open_page(&pass, &today, after.as_ref(), limit + 1)
+                    .await?,
+            );
+            cache.fill_page(epoch, query, page.clone());
+            page
+        }
+    };
+    let mut rows = page.to_vec();
     app.remember_targets(
         rows.iter()
             .map(|r| (r.id.as_str(), r.unit.as_str(), r.pseudonym.as_str())),
@@ -273,11 +287,21 @@ pub async fn get_suggestion(app: &App, by: &Principal, id: &str) -> Result<Sugge
 
 /// The pass's suggestion as its principal may see it.
 async fn view(app: &App, pass: &AccessPass) -> Result<SuggestionView> {
-    let s = app
-        .store()
-        .suggestion(pass)
-        .await?
-        .ok_or_else(|| EngineError::internal("a checked suggestion vanished"))?;
+    let cache = app.audit().read_cache();
+    let s = match cache.row(pass) {
+        Some(row) => row,
+        None => {
+            let epoch = cache.begin(pass);
+            let row = Arc::new(
+                app.store()
+                    .suggestion(pass)
+                    .await?
+                    .ok_or_else(|| EngineError::internal("a checked suggestion vanished"))?,
+            );
+            cache.fill_row(epoch, row.clone());
+            row
+        }
+    };
     let explanation: Vec<StoredFactor> = serde_json::from_str(&s.factors_json)?;
     let stored_trace: Vec<TraceEntry> = serde_json::from_str(&s.trace_json)?;
     let by = pass.principal();
@@ -307,21 +331,21 @@ async fn view(app: &App, pass: &AccessPass) -> Result<SuggestionView> {
         .collect();
     Ok(SuggestionView {
         summary: SuggestionSummaryRow {
-            id: s.id,
-            pseudonym: s.pseudonym,
-            unit: s.unit,
+            id: s.id.clone(),
+            pseudonym: s.pseudonym.clone(),
+            unit: s.unit.clone(),
             score: s.score,
             band: s.band,
-            created_at: s.created_at,
-            expires_at: s.expires_at,
+            created_at: s.created_at.clone(),
+            expires_at: s.expires_at.clone(),
         },
         status: s.status,
         factors,
         interventions,
         rule_trace,
-        model_id: s.model_id,
-        rules_version: s.rules_version,
-        feature_set_version: s.feature_set_version,
+        model_id: s.model_id.clone(),
+        rules_version: s.rules_version.clone(),
+        feature_set_version: s.feature_set_version.clone(),
     })
 }
 
@@ -424,12 +448,20 @@ pub async fn record_decision(
     };
     match result {
         Err(e) => refused(e.into()).await,
-        Ok(DecideResult::Recorded { id, at, audit_seq }) => Ok(DecisionRecorded {
-            id,
-            at,
-            audit_seq,
-            repeated: false,
-        }),
+        Ok(DecideResult::Recorded { id, at, audit_seq }) => {
+            // Before the answer: the decider's next read no longer finds it open.
+            if let Some(suggestion) = pass.suggestion() {
+                app.audit()
+                    .read_cache()
+                    .declare(audit_seq, pass.unit(), suggestion);
+            }
+            Ok(DecisionRecorded {
+                id,
+                at,
+                audit_seq,
+                repeated: false,
+            })
+        }
         Ok(DecideResult::Repeated { id, at, audit_seq }) => {
             let mut again = rec.with(json!({"decision": id, "repeated": true}));
             again.subject = pass.subject().map(str::to_string);
