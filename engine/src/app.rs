@@ -46,7 +46,18 @@ struct Memo {
     /// Suggestions' unit and pseudonym by id: written once with the suggestion and never
     /// changed, so a listed or checked suggestion needs no read to be checked again.
     targets: Mutex<HashMap<String, (String, String)>>,
+    /// Readers' views of stored rows, by the row's address and the viewer's facts. The
+    /// weak reference keeps the address from being reused and says whether the row is
+    /// still the one the read cache holds.
+    views: Mutex<HashMap<(usize, ViewerKey), RememberedView>>,
 }
+
+/// What decides a reader's view of a suggestion: unit, role, health authority.
+pub(crate) type ViewerKey = (String, String, bool);
+type RememberedView = (
+    std::sync::Weak<crate::store::StoredSuggestion>,
+    std::sync::Arc<crate::pipeline::casework::SuggestionView>,
+);
 
 /// At most this many remembered answers of each kind; past it the memo starts over.
 const MEMO_MAX: usize = 65_536;
@@ -181,6 +192,33 @@ impl App {
         let d = self.access.decide(request);
         bounded(&mut lock(&self.memo.access)).insert(request.clone(), d.clone());
         d
+    }
+
+    /// `viewer`'s view of `row`, made by `make` unless it was made for this very row
+    /// before (a view is a function of the row, the viewer, and the pack and settings,
+    /// which are fixed for the process).
+    pub(crate) fn view_of<E>(
+        &self,
+        row: &std::sync::Arc<crate::store::StoredSuggestion>,
+        viewer: ViewerKey,
+        make: impl FnOnce() -> Result<crate::pipeline::casework::SuggestionView, E>,
+    ) -> Result<std::sync::Arc<crate::pipeline::casework::SuggestionView>, E> {
+        let key = (std::sync::Arc::as_ptr(row) as usize, viewer);
+        if let Some((weak, view)) = lock(&self.memo.views).get(&key) {
+            if weak
+                .upgrade()
+                .is_some_and(|r| std::sync::Arc::ptr_eq(&r, row))
+            {
+                return Ok(view.clone());
+            }
+        }
+        let view = std::sync::Arc::new(make()?);
+        // Only a row someone else holds (the read cache) can be met again.
+        if std::sync::Arc::strong_count(row) > 1 {
+            bounded(&mut lock(&self.memo.views))
+                .insert(key, (std::sync::Arc::downgrade(row), view.clone()));
+        }
+        Ok(view)
     }
 
     /// A suggestion's unit and pseudonym, when this process has seen them.

@@ -25,7 +25,7 @@ use crate::error::EngineError;
 use crate::pipeline::decide::{view_for, Factor, StoredFactor, Suggested, TraceEntry};
 use crate::principal::Principal;
 use crate::read_cache::PageQuery;
-use crate::store::{DecideResult, DecisionInput, PageKey, SuggestionSummaryRow};
+use crate::store::{DecideResult, DecisionInput, PageKey, StoredSuggestion, SuggestionSummaryRow};
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -242,15 +242,15 @@ pub async fn list_suggestions(
                     .open_page(&pass, &today, after.as_ref(), limit + 1)
                     .await?,
             );
+            app.remember_targets(
+                page.iter()
+                    .map(|r| (r.id.as_str(), r.unit.as_str(), r.pseudonym.as_str())),
+            );
             cache.fill_page(epoch, query, page.clone());
             page
         }
     };
     let mut rows = page.to_vec();
-    app.remember_targets(
-        rows.iter()
-            .map(|r| (r.id.as_str(), r.unit.as_str(), r.pseudonym.as_str())),
-    );
     let next_page_token = if rows.len() > limit {
         rows.truncate(limit);
         rows.last()
@@ -302,21 +302,33 @@ async fn view(app: &App, pass: &AccessPass) -> Result<SuggestionView> {
             row
         }
     };
-    let explanation: Vec<StoredFactor> = serde_json::from_str(&s.factors_json)?;
-    let stored_trace: Vec<TraceEntry> = serde_json::from_str(&s.trace_json)?;
     let by = pass.principal();
     let viewer = ViewerFacts {
         unit: by.unit.clone().unwrap_or_default(),
         role: by.role.as_str().to_string(),
         health_authority: by.health_authority,
     };
+    let key = (
+        viewer.unit.clone(),
+        viewer.role.clone(),
+        viewer.health_authority,
+    );
+    let view = app.view_of(&s, key, || view_as(app, &s, &viewer))?;
+    Ok((*view).clone())
+}
+
+/// `viewer`'s view of the stored suggestion `s`: its explanation and rule trace as the
+/// rules let this viewer see them.
+fn view_as(app: &App, s: &StoredSuggestion, viewer: &ViewerFacts) -> Result<SuggestionView> {
+    let explanation: Vec<StoredFactor> = serde_json::from_str(&s.factors_json)?;
+    let stored_trace: Vec<TraceEntry> = serde_json::from_str(&s.trace_json)?;
     let settings = app.settings();
     let (factors, interventions, rule_trace) = app.with_view_evaluator(|ev| {
         view_for(
             ev,
             &settings.deployment,
             &settings.scoring.catalogue,
-            &viewer,
+            viewer,
             &explanation,
             &stored_trace,
         )
