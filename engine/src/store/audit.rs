@@ -298,25 +298,33 @@ macro_rules! impl_append {
                 let (entries, range) = prepare(head_from(size, last, frontier)?, records);
                 let last = entries.last().map(|e| e.leaf).unwrap_or_default();
                 let packed = range.packed();
-                // With `merged`, the inserts and the head update go to the database as one
-                // query of several statements: one hand-over to SQLite's connection
-                // thread instead of one per statement.
+                // The inserts and the head update go to the database together: on SQLite
+                // (`merged`) as one query of several statements, one hand-over to its
+                // connection thread; on PostgreSQL, which takes one statement per query
+                // with parameters, the last insert and the update as one statement (the
+                // insert in a `WITH`), after any earlier chunks of a large batch.
                 let mut query = sqlx::QueryBuilder::<$db>::new("");
                 let mut start = 0;
                 for size in insert_sizes(entries.len()) {
                     let chunk = &entries[start..start + size];
                     start += size;
+                    if !$merged && start == entries.len() {
+                        query.push("WITH inserted AS (");
+                    }
                     query.push($insert);
                     query.push_values(chunk, |mut row, e| {
                         row.push_bind(e.seq as i64)
                             .push_bind(&e.text)
                             .push_bind(&e.leaf[..]);
                     });
-                    if !$merged {
+                    if $merged {
+                        query.push("; ");
+                    } else if start < entries.len() {
                         query.build().execute(&mut *self).await?;
                         query.reset();
                     } else {
-                        query.push("; ");
+                        // The last insert and the head update in one statement.
+                        query.push(" RETURNING 1) ");
                     }
                 }
                 query

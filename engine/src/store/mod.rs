@@ -197,8 +197,11 @@ impl Store {
                 .map_err(StoreError::Connect)?
                 .log_statements(log::LevelFilter::Off)
                 .log_slow_statements(log::LevelFilter::Off, Duration::from_secs(60));
+            // No ping before every acquire (a round trip per statement): a connection the
+            // server closed fails its next statement, and the pool replaces it.
             let pool = PgPoolOptions::new()
                 .max_connections(8)
+                .test_before_acquire(false)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts)
                 .await
