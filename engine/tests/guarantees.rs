@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{command, dump, pg, tidig};
+use common::{command, dump, pg, quickstart, tidig};
 use tidig_engine::store::Store;
 
 mod common;
@@ -168,21 +168,7 @@ async fn concurrent_scores_in_one_week_never_exceed_a_units_capacity() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for (backend, url) in fresh(d, "capacity").await {
-        let q = tidig(
-            d,
-            &[
-                "--db",
-                &url,
-                "--json",
-                "quickstart",
-                "--persons",
-                "6000",
-                "--out",
-                "s",
-                "--no-serve",
-            ],
-        );
-        assert!(q.status.success(), "{backend}: {}", text(&q));
+        quickstart(d, Some(&url));
         std::fs::write(d.join("tidig.toml"), capped_settings(10)).unwrap();
         // Three ISO weeks, each scored by two processes at once on two of its dates.
         for (a, b) in [
@@ -445,20 +431,7 @@ fn the_impatient_operators_small_cases() {
 
     // A trained model: its trainer cannot approve it under another spelling of their
     // name, and an id prefix is never a pattern.
-    let q = tidig(
-        d,
-        &[
-            "--json",
-            "quickstart",
-            "--persons",
-            "6000",
-            "--out",
-            "s",
-            "--no-serve",
-        ],
-    );
-    assert!(q.status.success(), "{}", text(&q));
-    let v: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
+    let v = quickstart(d, None);
     let active = v["model"]["id"].as_str().unwrap().to_string();
     std::fs::write(
         d.join("tidig.toml"),

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use common::{command, pg, stderr, tidig};
+use common::{command, pg, quickstart, stderr, tidig};
 use tidig_engine::server::proto;
 use tidig_engine::server::proto::caseworker_service_client::CaseworkerServiceClient;
 use tonic::Code;
@@ -51,21 +51,26 @@ struct Server {
     url: String,
 }
 
-fn spawn_server(dir: &Path, db: &str) -> Server {
-    let mut child = command(
-        dir,
-        &["--db", db, "--json", "serve", "--listen", "127.0.0.1:0"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+/// `tidig [args] --json serve --listen 127.0.0.1:0` in `dir`, and its start line.
+fn spawn_serve(dir: &Path, args: &[&str]) -> (Child, serde_json::Value) {
+    let mut all = args.to_vec();
+    all.extend(["--json", "serve", "--listen", "127.0.0.1:0"]);
+    let mut child = command(dir, &all)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line)
+    let v = serde_json::from_str(&line)
         .unwrap_or_else(|e| panic!("not the start line ({e}): {line:?}"));
+    (child, v)
+}
+
+fn spawn_server(dir: &Path, db: &str) -> Server {
+    let (child, v) = spawn_serve(dir, &["--db", db]);
     assert_eq!(v["demo"], true);
     Server {
         child,
@@ -106,23 +111,8 @@ async fn replicas_decide_once_a_run_elsewhere_reaches_a_watcher_and_sigterm_drai
         urls.push(("postgres", pg.create_database("serve").await.unwrap()));
     }
     for (backend, db) in urls {
-        let q = tidig(
-            d,
-            &[
-                "--db",
-                &db,
-                "--json",
-                "quickstart",
-                "--persons",
-                "6000",
-                "--out",
-                "s",
-                "--no-serve",
-            ],
-        );
-        assert!(q.status.success(), "{backend}: {}", stderr(&q));
-        let q: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
-        assert!(q["serving"].is_null());
+        let q = quickstart(d, Some(&db));
+        assert!(q["serving"].is_null(), "{backend}");
 
         // Two replicas on the one store.
         let (one, two) = (spawn_server(d, &db), spawn_server(d, &db));
@@ -265,17 +255,7 @@ fn tidig_client_calls_a_tls_server_with_a_client_certificate_it_maps() {
            [[service.tls.clients]]\nsubject = \"CN=case-system-central, O=Test Municipality\"\n\
            role = \"caseworker\"\nunit = \"family-services-central\"\npurpose = \"case-handling\"\n";
     std::fs::write(d.join("tidig.toml"), settings).unwrap();
-    let mut child = command(d, &["--json", "serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|e| panic!("not the start line ({e}): {line:?}"));
+    let (child, v) = spawn_serve(d, &[]);
     assert_eq!(
         (&v["tls"], &v["client_certificates"], &v["demo"]),
         (&true.into(), &1.into(), &false.into()),

@@ -39,6 +39,30 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
+/// The whole pipeline on a small synthetic town (`tidig [--db DB] --json quickstart
+/// --persons 6000 --out s --no-serve` in `dir`): its JSON object, once it succeeded.
+pub fn quickstart(dir: &Path, db: Option<&str>) -> serde_json::Value {
+    let mut args = db.map_or(Vec::new(), |db| vec!["--db", db]);
+    args.extend([
+        "--json",
+        "quickstart",
+        "--persons",
+        "6000",
+        "--out",
+        "s",
+        "--no-serve",
+    ]);
+    let out = tidig(dir, &args);
+    assert!(
+        out.status.success(),
+        "quickstart {args:?}: status {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Every table but the run log (whose `unchanged` rows legitimately grow), without
 /// volatile columns.
 pub async fn dump(url: &str) -> Vec<String> {
