@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use common::{dump, stderr, tidig};
+use common::{dump, stderr, tidig, QUICKSTART};
 use tidig_engine::testkit::pgtemp::TempPostgres;
 
 mod common;
@@ -281,15 +281,7 @@ fn rule_packs_are_checked_and_tested_through_the_cli() {
 fn quickstart_runs_the_whole_pipeline_and_a_rerun_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let args = [
-        "--json",
-        "quickstart",
-        "--persons",
-        "6000",
-        "--out",
-        "s",
-        "--no-serve",
-    ];
+    let args = QUICKSTART;
     let first = tidig(d, &args);
     assert!(first.status.success(), "{}", stderr(&first));
     let v: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();

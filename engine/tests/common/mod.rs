@@ -39,19 +39,21 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-/// The whole pipeline on a small synthetic town (`tidig [--db DB] --json quickstart
-/// --persons 6000 --out s --no-serve` in `dir`): its JSON object, once it succeeded.
+/// The quickstart on a small synthetic town, ending without serving.
+pub const QUICKSTART: [&str; 7] = [
+    "--json",
+    "quickstart",
+    "--persons",
+    "6000",
+    "--out",
+    "s",
+    "--no-serve",
+];
+
+/// `tidig [--db DB] QUICKSTART…` in `dir`: its JSON object, once it succeeded.
 pub fn quickstart(dir: &Path, db: Option<&str>) -> serde_json::Value {
     let mut args = db.map_or(Vec::new(), |db| vec!["--db", db]);
-    args.extend([
-        "--json",
-        "quickstart",
-        "--persons",
-        "6000",
-        "--out",
-        "s",
-        "--no-serve",
-    ]);
+    args.extend(QUICKSTART);
     let out = tidig(dir, &args);
     assert!(
         out.status.success(),
