@@ -25,16 +25,26 @@ use tokio::task::JoinHandle;
 
 use crate::error::EngineError;
 use crate::principal::Principal;
-use crate::store::{Store, StoreError, StoredCheckpoint};
+use crate::store::{AuditHead, DecideResult, Decision, Store, StoreError, StoredCheckpoint};
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// The most entries one group commit takes.
 const MAX_BATCH: usize = 4096;
 
-struct Job {
-    record: EncodedRecord,
-    done: oneshot::Sender<Result<u64, String>>,
+/// What the writer's next transaction takes.
+enum Job {
+    /// An entry; answered with its sequence number.
+    Append {
+        record: Box<EncodedRecord>,
+        done: oneshot::Sender<Result<u64, String>>,
+    },
+    /// A caseworker's decision with its entry (the store checks and writes it in the
+    /// batch's transaction); answered with what it came to.
+    Decide {
+        decision: Box<Decision>,
+        done: oneshot::Sender<Result<DecideResult, String>>,
+    },
 }
 
 struct Inner {
@@ -140,10 +150,53 @@ impl Audit {
         };
         let (done, wait) = oneshot::channel();
         queue
-            .send(Job { record, done })
+            .send(Job::Append {
+                record: Box::new(record),
+                done,
+            })
             .map_err(|_| audit_error("the audit writer has stopped"))?;
         match wait.await {
             Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(audit_error(e)),
+            Err(_) => Err(audit_error("the audit writer has stopped")),
+        }
+    }
+
+    /// Records a caseworker's decision with its audit entry: in the writer's next group
+    /// commit (one transaction and one fsync with the entries queued beside it), or in a
+    /// transaction of its own once the writer is closed or when nothing is recorded.
+    /// A recorded decision is evicted from the read cache before this returns.
+    pub async fn decide(&self, decision: Decision) -> Result<DecideResult> {
+        let queue = if self.inner.off { None } else { self.queue() };
+        let Some(queue) = queue else {
+            let (unit, id) = (
+                decision.unit().to_string(),
+                decision.suggestion().to_string(),
+            );
+            let batch = self
+                .inner
+                .store
+                .commit_batch(&[], std::slice::from_ref(&decision))
+                .await?;
+            let result = batch
+                .results
+                .into_iter()
+                .next()
+                .unwrap_or(DecideResult::NotFound);
+            if let DecideResult::Recorded { audit_seq, .. } = &result {
+                self.inner.cache.declare(*audit_seq, &unit, &id);
+            }
+            return Ok(result);
+        };
+        let (done, wait) = oneshot::channel();
+        queue
+            .send(Job::Decide {
+                decision: Box::new(decision),
+                done,
+            })
+            .map_err(|_| audit_error("the audit writer has stopped"))?;
+        match wait.await {
+            Ok(Ok(result)) => Ok(result),
             Ok(Err(e)) => Err(audit_error(e)),
             Err(_) => Err(audit_error("the audit writer has stopped")),
         }
@@ -271,35 +324,98 @@ impl Audit {
 }
 
 /// The group-commit loop: every job queued while the last batch committed goes into the
-/// next transaction.
+/// next transaction. Two decisions on one suggestion, or with one principal's
+/// idempotency key, never share a batch: the later waits for the next, where it sees the
+/// first one's result.
 async fn writer(audit: Audit, mut rx: mpsc::UnboundedReceiver<Job>) {
-    let mut batch: Vec<Job> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
+    // The head the last batch left: the next batch's guess (see `commit`).
+    let mut head: Option<AuditHead> = None;
+    let mut waiting: std::collections::VecDeque<Job> = std::collections::VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match rx.recv().await {
+                Some(j) => waiting.push_back(j),
+                None => break,
+            }
+        }
         // Let callers woken by the last commit queue their next entries before this
         // batch is cut (a yield costs microseconds; a lone caller loses nothing).
         tokio::task::yield_now().await;
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(j) => batch.push(j),
-                Err(_) => break,
+        while let Ok(j) = rx.try_recv() {
+            waiting.push_back(j);
+        }
+        let mut records = Vec::new();
+        let mut appended = Vec::new();
+        let mut decisions = Vec::new();
+        let mut decided = Vec::new();
+        let mut later = std::collections::VecDeque::new();
+        let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut keys: std::collections::HashSet<(String, String)> =
+            std::collections::HashSet::new();
+        while let Some(job) = waiting.pop_front() {
+            if records.len() + decisions.len() >= MAX_BATCH {
+                later.push_back(job);
+                continue;
+            }
+            match job {
+                Job::Append { record, done } => {
+                    records.push(*record);
+                    appended.push(done);
+                }
+                Job::Decide { decision, done } => {
+                    let (by, key) = decision.key();
+                    let key = (by.to_string(), key.to_string());
+                    if taken.contains(decision.suggestion()) || keys.contains(&key) {
+                        later.push_back(Job::Decide { decision, done });
+                        continue;
+                    }
+                    taken.insert(decision.suggestion().to_string());
+                    keys.insert(key);
+                    decisions.push(*decision);
+                    decided.push(done);
+                }
             }
         }
-        let (records, waiters): (Vec<EncodedRecord>, Vec<_>) =
-            batch.drain(..).map(|j| (j.record, j.done)).unzip();
-        match audit.inner.store.audit_append(&records).await {
-            Ok(seqs) => {
-                // Before any waiter reads: the cache has seen every entry up to these.
-                if let (Some(first), Some(last)) = (seqs.first(), seqs.last()) {
-                    audit.inner.cache.advance(*first, last + 1);
+        waiting = later;
+        match commit(&audit.inner.store, &mut head, &records, &decisions).await {
+            Ok((seqs, results)) => {
+                // Before any waiter reads: the cache has evicted what the decisions
+                // changed and seen every entry up to the batch's last.
+                let mut range: Option<(u64, u64)> = None;
+                let mut cover = |seq: u64| {
+                    range = Some(match range {
+                        Some((a, b)) => (a.min(seq), b.max(seq + 1)),
+                        None => (seq, seq + 1),
+                    });
+                };
+                for (d, r) in decisions.iter().zip(&results) {
+                    if let DecideResult::Recorded { audit_seq, .. } = *r {
+                        audit
+                            .inner
+                            .cache
+                            .declare(audit_seq, d.unit(), d.suggestion());
+                        cover(audit_seq);
+                    }
                 }
-                for (w, s) in waiters.into_iter().zip(seqs) {
+                for s in &seqs {
+                    cover(*s);
+                }
+                if let Some((first, end)) = range {
+                    audit.inner.cache.advance(first, end);
+                }
+                for (w, s) in appended.into_iter().zip(seqs) {
                     let _ = w.send(Ok(s));
+                }
+                for (w, r) in decided.into_iter().zip(results) {
+                    let _ = w.send(Ok(r));
                 }
             }
             Err(e) => {
                 let msg = e.to_string();
-                for w in waiters {
+                for w in appended {
+                    let _ = w.send(Err(msg.clone()));
+                }
+                for w in decided {
                     let _ = w.send(Err(msg.clone()));
                 }
             }
@@ -309,6 +425,43 @@ async fn writer(audit: Audit, mut rx: mpsc::UnboundedReceiver<Job>) {
                 tracing::warn!("audit checkpoint not written: {e}");
             }
             audit.index().await;
+        }
+    }
+}
+
+/// Writes one batch. Plain entries go after the head the last batch left in one
+/// statement without a transaction when the store can (PostgreSQL: a round trip instead
+/// of four), and through the locking transaction when it cannot or another writer
+/// appended since. `head` follows what was written; it is forgotten on any error.
+async fn commit(
+    store: &Store,
+    head: &mut Option<AuditHead>,
+    records: &[EncodedRecord],
+    decisions: &[Decision],
+) -> std::result::Result<(Vec<u64>, Vec<DecideResult>), StoreError> {
+    if let (Some(h), true) = (head.as_ref(), decisions.is_empty()) {
+        match store.audit_append_after(h, records).await {
+            Ok(Some((seqs, after))) => {
+                *head = Some(after);
+                return Ok((seqs, Vec::new()));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                *head = None;
+                return Err(e);
+            }
+        }
+    }
+    match store.commit_batch(records, decisions).await {
+        Ok(batch) => {
+            if batch.head.is_some() {
+                *head = batch.head;
+            }
+            Ok((batch.seqs, batch.results))
+        }
+        Err(e) => {
+            *head = None;
+            Err(e)
         }
     }
 }

@@ -172,6 +172,37 @@ async fn replicas_decide_once_a_run_elsewhere_reaches_a_watcher_and_sigterm_drai
             .take(5)
             .all(|s| after.iter().all(|a| a.id != s.id)));
 
+        // Reads through both replicas at once: each replica's writer appends after the
+        // head its last batch left, which the other keeps moving. One gap-free chain
+        // with exactly one entry per call.
+        let verify = || {
+            let o = tidig(d, &["--db", &db, "--json", "audit", "verify"]);
+            assert!(o.status.success(), "{backend}: {}", stderr(&o));
+            serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+        };
+        let entries = |v: &serde_json::Value| v["verify"]["entries"].as_u64().unwrap();
+        let before = entries(&verify());
+        let mut burst = Vec::new();
+        for c in [&c1, &c2] {
+            for task in 0..8 {
+                let (mut c, ids) = (c.clone(), after.clone());
+                burst.push(tokio::spawn(async move {
+                    for i in 0..25 {
+                        let id = ids[(task * 25 + i) % ids.len()].id.clone();
+                        c.get_suggestion(as_(token, proto::GetSuggestionRequest { id }))
+                            .await
+                            .unwrap();
+                    }
+                }));
+            }
+        }
+        for b in burst {
+            b.await.unwrap();
+        }
+        let v = verify();
+        assert_eq!(v["ok"], true, "{backend}: {v}");
+        assert_eq!(entries(&v) - before, 2 * 8 * 25, "{backend}: {v}");
+
         // A watcher on replica one; a scoring run of the next week in another process.
         let mut watch = c1
             .watch_suggestions(as_(token, proto::WatchSuggestionsRequest {}))

@@ -458,11 +458,13 @@ async fn run_plan(url: &str, files: &[PathBuf], runs: usize) -> Dump {
     }
     let store = Store::open(url).await.unwrap();
     let again = load(&store, &e, files).await;
+    // Nothing left to do: every file unchanged, but a part the deal left without a
+    // line, which is ignored as empty each time (nothing in it to load).
     assert!(
-        again
-            .files
-            .iter()
-            .all(|f| f.status == FileStatus::Unchanged),
+        again.files.iter().all(|f| f.status == FileStatus::Unchanged
+            || (f.status == FileStatus::Ignored
+                && f.read == 0
+                && std::fs::read_to_string(&f.file).is_ok_and(|t| t.lines().count() <= 1))),
         "a re-run found work left: {:?}",
         again.files
     );

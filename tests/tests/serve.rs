@@ -930,3 +930,94 @@ async fn a_decision_through_one_server_shows_in_the_others_next_read() {
         b.stop().await;
     }
 }
+
+/// Decisions arriving at once share the audit writer's transactions; what each call is
+/// told must still be what one-at-a-time recording would tell it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decisions_record_one_per_suggestion_and_one_answer_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    for (backend, store) in scored(dir.path(), "batched").await {
+        let before = audit_size(&store).await;
+        let served = start(&store, settings(&keys)).await;
+        let me = caseworker(CENTRAL);
+        let mut c = served.client().await;
+        let listed = list_all(&mut c, &me).await;
+        let listing_calls = listed.len().div_ceil(7).max(1) as u64;
+        let ids: Vec<String> = listed.iter().take(4).map(|s| s.id.clone()).collect();
+        assert_eq!(ids.len(), 4, "{backend}: four open suggestions");
+        let request = |id: &str, key: &str| proto::RecordDecisionRequest {
+            suggestion_id: id.to_string(),
+            outcome: proto::DecisionOutcome::Accepted as i32,
+            reason_code: "support-offered".into(),
+            note: String::new(),
+            idempotency_key: key.to_string(),
+        };
+        // Eight keys on the first suggestion, one request repeated eight times on the
+        // second, and one key on the third and the fourth: all at once.
+        let mut calls = Vec::new();
+        for i in 0..8 {
+            calls.push(("rival", request(&ids[0], &format!("rival-{i}"))));
+            calls.push(("repeat", request(&ids[1], "repeat")));
+        }
+        calls.push(("shared-key", request(&ids[2], "shared")));
+        calls.push(("shared-key", request(&ids[3], "shared")));
+        let running: Vec<_> = calls
+            .iter()
+            .map(|(what, r)| {
+                let mut c = c.clone();
+                let (what, me, r) = (*what, me.clone(), r.clone());
+                tokio::spawn(async move { (what, c.record_decision(as_(&me, r)).await) })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for r in running {
+            answers.push(r.await.unwrap());
+        }
+        let mut ok = std::collections::BTreeMap::<&str, Vec<proto::RecordDecisionResponse>>::new();
+        for (what, answer) in answers {
+            match answer {
+                Ok(r) => ok.entry(what).or_default().push(r.into_inner()),
+                Err(s) => {
+                    assert_eq!(s.code(), Code::AlreadyExists, "{backend} {what}: {s:?}");
+                    if what == "shared-key" {
+                        assert!(s.message().contains("idempotency key"), "{s:?}");
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            ok["rival"].len(),
+            1,
+            "{backend}: one of eight rivals decides"
+        );
+        assert_eq!(ok["shared-key"].len(), 1, "{backend}: one use of a key");
+        let repeats = &ok["repeat"];
+        assert_eq!(
+            repeats.len(),
+            8,
+            "{backend}: a repeated request is answered"
+        );
+        assert!(
+            repeats.iter().all(|r| r == &repeats[0]),
+            "{backend}: every repeat gets the first answer: {repeats:?}"
+        );
+        // The store agrees: the three decided suggestions are gone from the list.
+        let after = list_all(&mut c, &me).await;
+        let gone = ids.iter().filter(|id| after.iter().all(|s| &s.id != *id));
+        assert_eq!(gone.count(), 3, "{backend}");
+        assert_eq!(after.len(), listed.len() - 3, "{backend}");
+        served.stop().await;
+        let calls = listing_calls + calls.len() as u64 + after.len().div_ceil(7).max(1) as u64;
+        assert_eq!(
+            audit_size(&store).await - before,
+            calls,
+            "{backend}: one audit entry per call"
+        );
+        let app = tidig_tests::app(&store);
+        let report = tidig_engine::pipeline::audit::verify(&app, None, None)
+            .await
+            .unwrap();
+        assert!(report.ok, "{backend}: {report:?}");
+    }
+}

@@ -44,12 +44,19 @@ pub struct BenchServeArgs {
     /// Seconds each load runs.
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 32)]
+    /// Concurrent clients (each waits for its answer before its next call, so how
+    /// many calls are in flight: enough to keep both cores busy while batches commit).
+    #[arg(long, default_value_t = 48)]
     pub clients: usize,
     /// HTTP/2 connections the clients share.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
+    /// Of every 20 calls, this many decide (the rest get and list).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub decide_per_20: u32,
+    /// Of every 20 calls, this many get one suggestion (the rest list).
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(0..=20))]
+    pub get_per_20: u32,
     #[arg(long)]
     pub postgres: Option<String>,
     #[arg(long)]
@@ -156,8 +163,8 @@ async fn serve_load(
         connections: a.connections,
         seconds: a.seconds,
         token: token.to_string(),
-        decide_per_20: 1,
-        get_per_20: 9,
+        decide_per_20: a.decide_per_20,
+        get_per_20: a.get_per_20,
         key_prefix: format!(
             "bench-{}-{}",
             if audited { "audited" } else { "baseline" },
@@ -191,6 +198,9 @@ async fn serve_load(
 /// Quickstart's pipeline into each backend (not timed), then the same mixed load through
 /// the real server with JWTs and the audit trail, and without either for comparison.
 pub async fn serve(a: BenchServeArgs, json_out: bool, settings: &Settings) -> Result<()> {
+    if a.decide_per_20 + a.get_per_20 > 20 {
+        bail!("--decide-per-20 and --get-per-20 add up to more than 20 calls");
+    }
     let work = tempfile::tempdir()?;
     let config = work.path().join("tidig.toml");
     std::fs::write(&config, SERVE_BENCH_SETTINGS)?;
@@ -235,14 +245,20 @@ pub async fn serve(a: BenchServeArgs, json_out: bool, settings: &Settings) -> Re
     if let Some(why) = skipped {
         results.push(json!({"backend": "postgres", "skipped": why}));
     }
+    let mix = format!(
+        "list {} : get {} : decide {} of 20",
+        20 - a.decide_per_20 - a.get_per_20,
+        a.get_per_20,
+        a.decide_per_20
+    );
     let out = json!({"clients": a.clients, "connections": a.connections, "seconds": a.seconds,
-                     "mix": "list 10 : get 9 : decide 1 of 20", "results": results});
+                     "mix": mix, "results": results});
     if json_out {
         emit_json!("{out}");
         return Ok(());
     }
     println!(
-        "serve benchmark: {} clients over {} connections, {} s per load, list/get/decide 10:9:1",
+        "serve benchmark: {} clients over {} connections, {} s per load, {mix}",
         a.clients, a.connections, a.seconds
     );
     for r in measured(&out) {

@@ -25,7 +25,9 @@ use crate::error::EngineError;
 use crate::pipeline::decide::{view_for, Factor, StoredFactor, Suggested, TraceEntry};
 use crate::principal::Principal;
 use crate::read_cache::PageQuery;
-use crate::store::{DecideResult, DecisionInput, PageKey, StoredSuggestion, SuggestionSummaryRow};
+use crate::store::{
+    DecideResult, Decision, DecisionInput, PageKey, StoredSuggestion, SuggestionSummaryRow,
+};
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -448,10 +450,10 @@ pub async fn record_decision(
         at: &at,
         today: &today,
     };
-    let result = app
-        .store()
-        .record_decision(&pass, &input, json!({"decision": id}))
-        .await;
+    let result = match Decision::new(&pass, &input, json!({"decision": id})) {
+        Some(decision) => app.audit().decide(decision).await,
+        None => Ok(DecideResult::NotFound),
+    };
     let refused = |e: EngineError| async {
         let mut rec = rec.clone().with_outcome(outcome_of(&e));
         rec.subject = pass.subject().map(str::to_string);
@@ -459,21 +461,15 @@ pub async fn record_decision(
         Err(e)
     };
     match result {
-        Err(e) => refused(e.into()).await,
-        Ok(DecideResult::Recorded { id, at, audit_seq }) => {
-            // Before the answer: the decider's next read no longer finds it open.
-            if let Some(suggestion) = pass.suggestion() {
-                app.audit()
-                    .read_cache()
-                    .declare(audit_seq, pass.unit(), suggestion);
-            }
-            Ok(DecisionRecorded {
-                id,
-                at,
-                audit_seq,
-                repeated: false,
-            })
-        }
+        Err(e) => refused(e).await,
+        // The audit writer evicted it from the read cache before answering: the
+        // decider's next read no longer finds it open.
+        Ok(DecideResult::Recorded { id, at, audit_seq }) => Ok(DecisionRecorded {
+            id,
+            at,
+            audit_seq,
+            repeated: false,
+        }),
         Ok(DecideResult::Repeated { id, at, audit_seq }) => {
             let mut again = rec.with(json!({"decision": id, "repeated": true}));
             again.subject = pass.subject().map(str::to_string);

@@ -279,23 +279,47 @@ pub(crate) trait AppendAudit {
     }
 
     /// Appends records encoded ahead (outside the lock) in order.
-    async fn append_encoded(&mut self, records: &[EncodedRecord]) -> Result<Vec<u64>, StoreError>;
+    async fn append_encoded(&mut self, records: &[EncodedRecord]) -> Result<Vec<u64>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let head = self.lock_audit_head().await?;
+        Ok(self.append_after(head, records).await?.0)
+    }
+
+    /// Reads the log's head, locking it until the transaction ends (PostgreSQL's row
+    /// lock; SQLite's write transaction holds the lock already). Whoever holds it
+    /// appends next.
+    async fn lock_audit_head(&mut self) -> Result<AuditHead, StoreError>;
+
+    /// Appends `records` after `head`, which this transaction locked and nothing has
+    /// appended to since; returns their sequence numbers and the head after them.
+    async fn append_after(
+        &mut self,
+        head: AuditHead,
+        records: &[EncodedRecord],
+    ) -> Result<(Vec<u64>, AuditHead), StoreError>;
 }
 
 macro_rules! impl_append {
     ($conn:ty, $db:ty, $insert:expr, $lock:expr, merged: $merged:expr) => {
         impl AppendAudit for $conn {
-            async fn append_encoded(
-                &mut self,
-                records: &[EncodedRecord],
-            ) -> Result<Vec<u64>, StoreError> {
-                if records.is_empty() {
-                    return Ok(Vec::new());
-                }
-                crate::testkit_hooks::audit_fault()?;
+            async fn lock_audit_head(&mut self) -> Result<AuditHead, StoreError> {
                 let (size, last, frontier): (i64, Vec<u8>, Vec<u8>) =
                     sqlx::query_as($lock).fetch_one(&mut *self).await?;
-                let (entries, range) = prepare(head_from(size, last, frontier)?, records);
+                head_from(size, last, frontier)
+            }
+
+            async fn append_after(
+                &mut self,
+                head: AuditHead,
+                records: &[EncodedRecord],
+            ) -> Result<(Vec<u64>, AuditHead), StoreError> {
+                if records.is_empty() {
+                    return Ok((Vec::new(), head));
+                }
+                crate::testkit_hooks::audit_fault()?;
+                let (entries, range) = prepare(head, records);
                 let last = entries.last().map(|e| e.leaf).unwrap_or_default();
                 let packed = range.packed();
                 // The inserts and the head update go to the database together: on SQLite
@@ -336,7 +360,15 @@ macro_rules! impl_append {
                     .push_bind(&packed)
                     .push(" WHERE id = 1");
                 query.build().execute(&mut *self).await?;
-                Ok(entries.iter().map(|e| e.seq).collect())
+                let seqs = entries.iter().map(|e| e.seq).collect();
+                Ok((
+                    seqs,
+                    AuditHead {
+                        size: range.size(),
+                        last_hash: last,
+                        range,
+                    },
+                ))
             }
         }
     };
@@ -362,6 +394,70 @@ impl_append!(
 );
 
 impl Store {
+    /// Appends `records` right after `head` in one statement, without a transaction or
+    /// a lock, if the log's head is still `head` (the group-commit writer's guess: the
+    /// head its last batch left). `None` when another writer appended since (or on
+    /// SQLite, whose single writer gains nothing): nothing was written, take the
+    /// locking path. Otherwise the sequence numbers and the new head, durable.
+    ///
+    /// The statement moves the head only `WHERE size = <head's size>` and inserts the
+    /// entries only if it moved; PostgreSQL re-checks that condition on the newest row
+    /// version when a concurrent append committed first, so two writers never both
+    /// append after one head.
+    pub async fn audit_append_after(
+        &self,
+        head: &AuditHead,
+        records: &[EncodedRecord],
+    ) -> Result<Option<(Vec<u64>, AuditHead)>, StoreError> {
+        let Store::Postgres(pool) = self else {
+            return Ok(None);
+        };
+        if records.is_empty() || records.len() > ROWS_PER_INSERT {
+            return Ok(None);
+        }
+        crate::testkit_hooks::audit_fault()?;
+        let (entries, range) = prepare(head.clone(), records);
+        let last = entries.last().map(|e| e.leaf).unwrap_or_default();
+        let packed = range.packed();
+        let mut query = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+            "WITH moved AS (UPDATE audit_head SET size = ",
+        );
+        query
+            .push_bind(range.size() as i64)
+            .push(", last_hash = ")
+            .push_bind(&last[..])
+            .push(", frontier = ")
+            .push_bind(&packed)
+            .push(" WHERE id = 1 AND size = ")
+            .push_bind(head.size as i64)
+            .push(" RETURNING 1) INSERT INTO audit_log (seq, entry, leaf_hash) SELECT v.seq, v.entry, v.leaf FROM (");
+        query.push_values(&entries, |mut row, e| {
+            row.push_bind(e.seq as i64)
+                .push_bind(&e.text)
+                .push_bind(&e.leaf[..]);
+        });
+        query.push(") AS v (seq, entry, leaf) WHERE EXISTS (SELECT 1 FROM moved)");
+        let inserted = query.build().execute(pool).await?.rows_affected();
+        if inserted == 0 {
+            return Ok(None);
+        }
+        if inserted != entries.len() as u64 {
+            return Err(StoreError::Corrupt {
+                what: "audit append",
+                value: format!("{inserted} of {} entries inserted", entries.len()),
+            });
+        }
+        let seqs = entries.iter().map(|e| e.seq).collect();
+        Ok(Some((
+            seqs,
+            AuditHead {
+                size: range.size(),
+                last_hash: last,
+                range,
+            },
+        )))
+    }
+
     /// Appends `records` in one transaction of their own (group commit: the caller
     /// batches concurrent appends); durable when this returns.
     pub async fn audit_append(&self, records: &[EncodedRecord]) -> Result<Vec<u64>, StoreError> {

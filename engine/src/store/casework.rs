@@ -7,6 +7,7 @@ use super::{AppendAudit, Store, StoreError};
 use crate::access::AccessPass;
 use crate::domain::{Band, DecisionOutcome, SuggestionStatus};
 use crate::store::StoredSuggestion;
+use tidig_governance::audit::EncodedRecord;
 
 /// What the access check needs about a suggestion: no personal data but the pseudonym
 /// (which the audit entry names).
@@ -96,6 +97,78 @@ pub enum DecideResult {
         expires_at: String,
     },
     NotFound,
+}
+
+/// What a group commit wrote.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// The records' sequence numbers, in order.
+    pub seqs: Vec<u64>,
+    /// What each decision came to, in the order given.
+    pub results: Vec<DecideResult>,
+    /// The log's head after the batch; `None` when it appended nothing.
+    pub head: Option<super::AuditHead>,
+}
+
+/// A decision ready to record, owned so that it can wait in the audit writer's queue.
+/// Only an access pass for a suggestion makes one.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    suggestion: String,
+    unit: String,
+    by: String,
+    auth: &'static str,
+    /// The pass's audit entry; `None` when the app records nothing (a benchmark's
+    /// baseline).
+    record: Option<EncodedRecord>,
+    id: String,
+    outcome: DecisionOutcome,
+    reason_code: String,
+    note: String,
+    idempotency_key: String,
+    request_digest: String,
+    at: String,
+    today: String,
+}
+
+impl Decision {
+    /// The decision `d` on the pass's suggestion, its audit entry carrying `details`;
+    /// `None` when the pass names no suggestion.
+    pub fn new(
+        pass: &AccessPass,
+        d: &DecisionInput<'_>,
+        details: serde_json::Value,
+    ) -> Option<Decision> {
+        let by = pass.principal();
+        Some(Decision {
+            suggestion: pass.suggestion()?.to_string(),
+            unit: pass.unit().to_string(),
+            by: by.id().to_string(),
+            auth: by.auth.as_str(),
+            record: pass.pending_record(details).map(EncodedRecord::new),
+            id: d.id.to_string(),
+            outcome: d.outcome,
+            reason_code: d.reason_code.to_string(),
+            note: d.note.to_string(),
+            idempotency_key: d.idempotency_key.to_string(),
+            request_digest: d.request_digest.to_string(),
+            at: d.at.to_string(),
+            today: d.today.to_string(),
+        })
+    }
+
+    pub fn suggestion(&self) -> &str {
+        &self.suggestion
+    }
+
+    pub fn unit(&self) -> &str {
+        &self.unit
+    }
+
+    /// Who decides and with which idempotency key (unique per principal).
+    pub fn key(&self) -> (&str, &str) {
+        (&self.by, &self.idempotency_key)
+    }
 }
 
 const SUMMARY_COLUMNS: &str =
@@ -247,103 +320,145 @@ impl Store {
         Ok(rows.into_iter().next())
     }
 
-    /// Records a decision on the pass's suggestion with the pass's audit entry, in one
-    /// transaction: the suggestion must be open and unexpired and undecided, unless this
-    /// is the same request repeated. Writes are serialised (`BEGIN IMMEDIATE` on
-    /// SQLite, a row lock on PostgreSQL), and the unique keys are the backstop.
-    pub async fn record_decision(
+    /// One write transaction for a group commit: `decisions` first, each with its own
+    /// audit entry, then the `records`. The audit entries of the batch are one
+    /// contiguous range starting at the head the transaction locked.
+    ///
+    /// A decision is recorded only on an open, unexpired, undecided suggestion, unless it
+    /// is the same request repeated. Writes are serialised (`BEGIN IMMEDIATE` on SQLite;
+    /// on PostgreSQL row locks on the suggestions, taken in id order, then the audit
+    /// head, and the decision rows are inserted only under the head's lock), and the
+    /// unique keys are the backstop: a decision that meets one is answered as already
+    /// decided, and the rest of the batch commits. Two decisions of one batch must not
+    /// name the same suggestion or the same principal's idempotency key (the audit
+    /// writer defers the later one to the next batch).
+    pub async fn commit_batch(
         &self,
-        pass: &AccessPass,
-        d: &DecisionInput<'_>,
-        details: serde_json::Value,
-    ) -> Result<DecideResult, StoreError> {
-        let Some(suggestion) = pass.suggestion() else {
-            return Ok(DecideResult::NotFound);
-        };
-        // None only when the app records nothing (a benchmark's baseline).
-        let record = pass.pending_record(details);
-        let by = pass.principal();
+        records: &[EncodedRecord],
+        decisions: &[Decision],
+    ) -> Result<Batch, StoreError> {
         let postgres = self.backend() == super::Backend::Postgres;
         let lock_sql = if postgres {
             "SELECT status, expires_at FROM suggestions WHERE id = $1 FOR UPDATE"
         } else {
             "SELECT status, expires_at FROM suggestions WHERE id = $1"
         };
+        let mut order: Vec<usize> = (0..decisions.len()).collect();
+        order.sort_by(|a, b| decisions[*a].suggestion.cmp(&decisions[*b].suggestion));
         let result = in_write_tx!(self, |tx| {
-            let row: Option<(String, String)> = sqlx::query_as(lock_sql)
-                .bind(suggestion)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let earlier: Option<(String, String, String, String, i64, String)> = sqlx::query_as(
-                "SELECT id, decided_by, idempotency_key, decided_at, audit_seq, request_digest \
-                 FROM decisions WHERE suggestion_id = $1 OR (decided_by = $2 AND idempotency_key = $3)",
-            )
-            .bind(suggestion)
-            .bind(by.id())
-            .bind(d.idempotency_key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match (row, earlier) {
-                (None, _) => DecideResult::NotFound,
-                (_, Some((id, who, key, at, seq, digest))) => {
-                    if who == by.id() && key == d.idempotency_key && digest == d.request_digest {
-                        DecideResult::Repeated {
-                            id,
-                            at,
-                            audit_seq: seq as u64,
-                        }
-                    } else {
-                        DecideResult::AlreadyDecided {
-                            by_key: who == by.id() && key == d.idempotency_key,
+            let mut new_head = None;
+            let mut results: Vec<DecideResult> = vec![DecideResult::NotFound; decisions.len()];
+            // The decisions that may be recorded, in id order.
+            let mut open: Vec<usize> = Vec::new();
+            for &i in &order {
+                let d = &decisions[i];
+                let row: Option<(String, String)> = sqlx::query_as(lock_sql)
+                    .bind(&d.suggestion)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let earlier: Option<(String, String, String, String, i64, String)> =
+                    sqlx::query_as(
+                        "SELECT id, decided_by, idempotency_key, decided_at, audit_seq, \
+                         request_digest FROM decisions \
+                         WHERE suggestion_id = $1 OR (decided_by = $2 AND idempotency_key = $3)",
+                    )
+                    .bind(&d.suggestion)
+                    .bind(&d.by)
+                    .bind(&d.idempotency_key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                results[i] = match (row, earlier) {
+                    (None, _) => DecideResult::NotFound,
+                    (_, Some((id, who, key, at, seq, digest))) => {
+                        let by_key = who == d.by && key == d.idempotency_key;
+                        if by_key && digest == d.request_digest {
+                            DecideResult::Repeated {
+                                id,
+                                at,
+                                audit_seq: seq as u64,
+                            }
+                        } else {
+                            DecideResult::AlreadyDecided { by_key }
                         }
                     }
-                }
-                (Some((status, expires_at)), None) => {
-                    let status =
-                        SuggestionStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
-                            what: "suggestion status",
-                            value: status.clone(),
+                    (Some((status, expires_at)), None) => {
+                        let status = SuggestionStatus::parse(&status).ok_or_else(|| {
+                            StoreError::Corrupt {
+                                what: "suggestion status",
+                                value: status.clone(),
+                            }
                         })?;
-                    if status != SuggestionStatus::Open {
-                        DecideResult::NotOpen { status }
-                    } else if expires_at.as_str() <= d.today {
-                        DecideResult::Expired { expires_at }
-                    } else {
-                        let seq = match &record {
-                            Some(r) => tx.append_audit(std::slice::from_ref(r)).await?[0],
-                            None => 0,
-                        };
-                        sqlx::query(
-                            "INSERT INTO decisions (id, suggestion_id, unit, outcome, reason_code, note, \
-                             decided_by, decided_auth, idempotency_key, request_digest, decided_at, audit_seq) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                        )
-                        .bind(d.id)
-                        .bind(suggestion)
-                        .bind(pass.unit())
-                        .bind(d.outcome.as_str())
-                        .bind(d.reason_code)
-                        .bind(d.note)
-                        .bind(by.id())
-                        .bind(by.auth.as_str())
-                        .bind(d.idempotency_key)
-                        .bind(d.request_digest)
-                        .bind(d.at)
-                        .bind(seq as i64)
+                        if status != SuggestionStatus::Open {
+                            DecideResult::NotOpen { status }
+                        } else if expires_at.as_str() <= d.today.as_str() {
+                            DecideResult::Expired { expires_at }
+                        } else {
+                            open.push(i);
+                            continue;
+                        }
+                    }
+                };
+            }
+            let mut seqs = Vec::new();
+            if !open.is_empty() || !records.is_empty() {
+                let head = tx.lock_audit_head().await?;
+                let mut next = head.size;
+                let mut entries: Vec<EncodedRecord> = Vec::new();
+                for &i in &open {
+                    let d = &decisions[i];
+                    let seq = if d.record.is_some() { next } else { 0 };
+                    let inserted = sqlx::query(
+                        "INSERT INTO decisions (id, suggestion_id, unit, outcome, reason_code, \
+                         note, decided_by, decided_auth, idempotency_key, request_digest, \
+                         decided_at, audit_seq) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&d.id)
+                    .bind(&d.suggestion)
+                    .bind(&d.unit)
+                    .bind(d.outcome.as_str())
+                    .bind(&d.reason_code)
+                    .bind(&d.note)
+                    .bind(&d.by)
+                    .bind(d.auth)
+                    .bind(&d.idempotency_key)
+                    .bind(&d.request_digest)
+                    .bind(&d.at)
+                    .bind(seq as i64)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if inserted == 0 {
+                        results[i] = DecideResult::AlreadyDecided { by_key: true };
+                        continue;
+                    }
+                    sqlx::query("UPDATE suggestions SET status = $1 WHERE id = $2")
+                        .bind(SuggestionStatus::Decided.as_str())
+                        .bind(&d.suggestion)
                         .execute(&mut *tx)
                         .await?;
-                        sqlx::query("UPDATE suggestions SET status = $1 WHERE id = $2")
-                            .bind(SuggestionStatus::Decided.as_str())
-                            .bind(suggestion)
-                            .execute(&mut *tx)
-                            .await?;
-                        DecideResult::Recorded {
-                            id: d.id.to_string(),
-                            at: d.at.to_string(),
-                            audit_seq: seq,
-                        }
+                    if let Some(r) = &d.record {
+                        entries.push(r.clone());
+                        next += 1;
                     }
+                    results[i] = DecideResult::Recorded {
+                        id: d.id.clone(),
+                        at: d.at.clone(),
+                        audit_seq: seq,
+                    };
                 }
+                let decided = entries.len();
+                entries.extend_from_slice(records);
+                let (all, after) = tx.append_after(head, &entries).await?;
+                seqs = all;
+                seqs.drain(..decided);
+                new_head = Some(after);
+            }
+            Batch {
+                seqs,
+                results,
+                head: new_head,
             }
         });
         Ok(result)

@@ -21,7 +21,9 @@ use sqlx::ConnectOptions;
 
 pub(crate) use audit::AppendAudit;
 pub use audit::{AuditFilter, AuditHead, AuditRow, AuditRowRef, StoredCheckpoint};
-pub use casework::{DecideResult, DecisionInput, PageKey, SuggestionSummaryRow, SuggestionTarget};
+pub use casework::{
+    DecideResult, Decision, DecisionInput, PageKey, SuggestionSummaryRow, SuggestionTarget,
+};
 pub use features::{BuildRecord, EventRow, StoredVector, VectorRow};
 pub use ingest::{Batch, IngestTx, RunCounts, RunRecord, WriteOutcome};
 pub use inspect::{StoreCounts, AUDIT_TABLES, TABLES};
