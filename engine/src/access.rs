@@ -97,7 +97,11 @@ pub fn caller_facts(p: &Principal) -> CallerFacts {
 
 /// The audit action a call of `op` records.
 pub fn action(op: Operation) -> String {
-    format!("casework.{}", op.as_str())
+    let service = match op {
+        Operation::StopScoring | Operation::ResumeScoring => "oversight",
+        _ => "casework",
+    };
+    format!("{service}.{}", op.as_str())
 }
 
 impl App {

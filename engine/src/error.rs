@@ -86,6 +86,15 @@ pub enum Precondition {
         suggestion: String,
         status: crate::domain::SuggestionStatus,
     },
+    #[error(
+        "scoring is stopped (since {since}, by {by}: {reason}); a data-protection officer \
+         resumes it (`tidig client resume-scoring`)"
+    )]
+    ScoringStopped {
+        since: String,
+        by: String,
+        reason: String,
+    },
     #[error("suggestion `{suggestion}` expired on {expires_at} and can no longer be decided")]
     Expired {
         suggestion: String,

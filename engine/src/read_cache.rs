@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::access::AccessPass;
-use crate::store::{PageKey, StoredSuggestion, SuggestionSummaryRow};
+use crate::store::{PageKey, ScoringSwitch, StoredSuggestion, SuggestionSummaryRow};
 
 /// At most this many suggestions and pages are kept; past it the cache starts over.
 const MAX_ROWS: usize = 65_536;
@@ -66,12 +66,15 @@ struct State {
     declared: BTreeSet<u64>,
     rows: HashMap<String, Arc<StoredSuggestion>>,
     pages: HashMap<PageQuery, Arc<Vec<SuggestionSummaryRow>>>,
+    /// The stop switch as stored (`Some(None)`: never used).
+    switch: Option<Option<ScoringSwitch>>,
 }
 
 impl State {
     fn clear(&mut self) {
         self.rows.clear();
         self.pages.clear();
+        self.switch = None;
         self.epoch += 1;
     }
 }
@@ -156,6 +159,21 @@ impl ReadCache {
         }
         self.begin(pass)?;
         self.state().pages.get(query).cloned()
+    }
+
+    /// The stop switch, when kept (`Some(None)`: never used).
+    pub(crate) fn switch(&self, pass: &AccessPass) -> Option<Option<ScoringSwitch>> {
+        self.begin(pass)?;
+        self.state().switch.clone()
+    }
+
+    /// Keeps the stop switch read since `epoch` (a change to it is another process's
+    /// entry or this process's own transaction, both of which empty the cache).
+    pub(crate) fn fill_switch(&self, epoch: Option<u64>, switch: Option<ScoringSwitch>) {
+        let mut s = self.state();
+        if epoch == Some(s.epoch) {
+            s.switch = Some(switch);
+        }
     }
 
     /// Keeps a suggestion read since `epoch`, unless something was evicted meanwhile.

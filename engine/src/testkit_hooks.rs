@@ -33,3 +33,25 @@ pub fn audit_fault() -> Result<(), crate::store::StoreError> {
 pub fn audit_fault() -> Result<(), crate::store::StoreError> {
     Ok(())
 }
+
+/// Hold a scoring run just before the transaction that writes its suggestions
+/// (`TIDIG_PAUSE_BEFORE_SCORE_WRITE=<file>`): the run creates `<file>.reached` and goes
+/// on once `<file>` exists (at most two minutes). The stop-switch test stops scoring
+/// while a run is held there.
+#[cfg(feature = "testkit")]
+pub async fn pause_before_score_write() {
+    let Some(gate) = std::env::var_os("TIDIG_PAUSE_BEFORE_SCORE_WRITE") else {
+        return;
+    };
+    let gate = std::path::PathBuf::from(gate);
+    let mut reached = gate.clone().into_os_string();
+    reached.push(".reached");
+    let _ = std::fs::write(&reached, b"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !gate.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(not(feature = "testkit"))]
+pub async fn pause_before_score_write() {}

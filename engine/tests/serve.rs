@@ -324,3 +324,175 @@ fn tidig_client_calls_a_tls_server_with_a_client_certificate_it_maps() {
     let (status, err) = server.terminate();
     assert!(status.success(), "{err}");
 }
+
+/// The stop switch through one replica reaches the other replica's answers, refuses a
+/// new run and halts a run that was about to write; resuming lets runs write again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stop_switch_reaches_every_replica_and_a_run_about_to_write() {
+    use tidig_engine::server::proto::oversight_service_client::OversightServiceClient;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tidig.toml"), SETTINGS).unwrap();
+    let mut urls = vec![(
+        "sqlite",
+        format!("sqlite://{}", d.join("stop.db").display()),
+    )];
+    if let Some(pg) = pg() {
+        urls.push(("postgres", pg.create_database("stop").await.unwrap()));
+    }
+    for (backend, db) in urls {
+        quickstart(d, Some(&db));
+        let (one, two) = (spawn_server(d, &db), spawn_server(d, &db));
+        let mut oversight = OversightServiceClient::connect(one.url.clone())
+            .await
+            .unwrap();
+        let mut cw = CaseworkerServiceClient::connect(two.url.clone())
+            .await
+            .unwrap();
+        let token = "demo-caseworker-family-services-central";
+        let list = |mut c: CaseworkerServiceClient<tonic::transport::Channel>| async move {
+            c.list_suggestions(as_(token, proto::ListSuggestionsRequest::default()))
+                .await
+                .unwrap()
+                .into_inner()
+        };
+        let before = list(cw.clone()).await;
+        assert!(
+            !before.scoring_stopped && before.scoring.is_none(),
+            "{backend}"
+        );
+        let stop = |reason: &str| proto::StopScoringRequest {
+            reason: reason.into(),
+        };
+
+        // Only the data-protection officer switches, and only with a reason.
+        for who in [token, "demo-auditor", "demo-researcher"] {
+            let e = oversight
+                .stop_scoring(as_(who, stop("not mine to stop")))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::PermissionDenied, "{backend} {who}: {e:?}");
+            assert!(e.message().contains("access."), "{e:?}");
+        }
+        let e = oversight
+            .stop_scoring(as_("demo-dpo", stop("  ")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("reason"), "{e:?}");
+
+        // A run held just before its writing transaction; the DPO stops scoring
+        // through replica one meanwhile; the run then writes nothing.
+        let gate = d.join(format!("gate-{backend}"));
+        let held = command(
+            d,
+            &["--db", &db, "--json", "score", "--as-of", "2026-01-08"],
+        )
+        .env("TIDIG_PAUSE_BEFORE_SCORE_WRITE", &gate)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+        let reached = d.join(format!("gate-{backend}.reached"));
+        let waited = std::time::Instant::now();
+        while !reached.exists() {
+            assert!(
+                waited.elapsed() < Duration::from_secs(120),
+                "{backend}: the run never reached its write"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r = oversight
+            .stop_scoring(as_("demo-dpo", stop("model drift under review")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.changed, "{backend}");
+        assert!(r.state.as_ref().unwrap().stopped);
+        std::fs::write(&gate, b"").unwrap();
+        let out = held.wait_with_output().unwrap();
+        assert!(!out.status.success(), "{backend}: the held run wrote");
+        assert!(
+            stderr(&out).contains("scoring is stopped"),
+            "{backend}: {}",
+            stderr(&out)
+        );
+
+        // Replica two says so in its answers, and its list is what it was.
+        let after = list(cw.clone()).await;
+        assert!(after.scoring_stopped, "{backend}");
+        let state = after.scoring.unwrap();
+        assert_eq!(state.reason, "model drift under review");
+        assert_eq!(state.switched_by, "demo-dpo");
+        assert!(state.since.is_some());
+        assert_eq!(after.suggestions, before.suggestions, "{backend}");
+        let got = cw
+            .get_suggestion(as_(
+                token,
+                proto::GetSuggestionRequest {
+                    id: before.suggestions[0].id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.scoring.unwrap().reason, "model drift under review");
+        // A new run refuses at once; a second stop changes nothing.
+        let o = tidig(d, &["--db", &db, "score", "--as-of", "2026-01-08"]);
+        assert!(!o.status.success(), "{backend}");
+        assert!(stderr(&o).contains("scoring is stopped"), "{}", stderr(&o));
+        let again = oversight
+            .stop_scoring(as_("demo-dpo", stop("still under review")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!again.changed);
+        assert_eq!(again.state.unwrap().reason, "model drift under review");
+
+        // Resumed through replica two: runs write again.
+        let mut oversight_two = OversightServiceClient::connect(two.url.clone())
+            .await
+            .unwrap();
+        let r = oversight_two
+            .resume_scoring(as_(
+                "demo-dpo",
+                proto::ResumeScoringRequest {
+                    reason: "review done".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.changed && !r.state.unwrap().stopped, "{backend}");
+        let o = tidig(d, &["--db", &db, "score", "--as-of", "2026-01-08"]);
+        assert!(o.status.success(), "{backend}: {}", stderr(&o));
+        let resumed = list(cw.clone()).await;
+        assert!(!resumed.scoring_stopped && resumed.scoring.is_none());
+        // Every stop call is in the trail, refused ones included (three refused by the
+        // access policy, one malformed, the stop, the second stop).
+        let q = tidig(
+            d,
+            &[
+                "--db",
+                &db,
+                "--json",
+                "audit",
+                "query",
+                "--action",
+                "oversight.stop_scoring",
+                "--page-size",
+                "100",
+            ],
+        );
+        assert!(q.status.success(), "{backend}: {}", stderr(&q));
+        let q: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
+        assert_eq!(q["entries"].as_array().unwrap().len(), 6, "{backend}: {q}");
+
+        let (status, err) = one.terminate();
+        assert!(status.success(), "{backend}: {err}");
+        let (status, err) = two.terminate();
+        assert!(status.success(), "{backend}: {err}");
+        let v = tidig(d, &["--db", &db, "--json", "audit", "verify"]);
+        assert!(v.status.success(), "{backend}: {}", stderr(&v));
+    }
+}

@@ -12,12 +12,20 @@ use prost_types::source_code_info::Location;
 use prost_types::{FileDescriptorProto, FileDescriptorSet};
 use tidig_engine::server::{self, proto};
 
-fn contract() -> FileDescriptorProto {
+/// The contract's own files (the set also holds the imported well-known types).
+fn contract() -> Vec<FileDescriptorProto> {
     let set = FileDescriptorSet::decode(proto::FILE_DESCRIPTOR_SET).unwrap();
-    set.file
+    let files: Vec<FileDescriptorProto> = set
+        .file
         .into_iter()
-        .find(|f| f.name() == "tidig/v1/caseworker.proto")
-        .expect("the caseworker contract is in the descriptor set")
+        .filter(|f| f.name().starts_with("tidig/"))
+        .collect();
+    let names: Vec<&str> = files.iter().map(|f| f.name()).collect();
+    assert_eq!(
+        names,
+        ["tidig/v1/caseworker.proto", "tidig/v1/oversight.proto"]
+    );
+    files
 }
 
 /// The leading comment at a descriptor path (see descriptor.proto's `SourceCodeInfo`).
@@ -32,7 +40,41 @@ fn comment<'a>(locations: &'a [Location], path: &[i32]) -> Option<&'a str> {
 
 #[test]
 fn the_contract_follows_its_conventions_and_documents_everything() {
-    let file = contract();
+    let files = contract();
+    let mut used = std::collections::HashSet::new();
+    let mut undocumented = Vec::new();
+    for file in &files {
+        conventions(file, &mut used, &mut undocumented);
+    }
+    assert_eq!(undocumented, Vec::<String>::new(), "undocumented");
+    let methods = |f: &FileDescriptorProto| -> Vec<String> {
+        f.service[0]
+            .method
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect()
+    };
+    assert_eq!(
+        methods(&files[0]),
+        [
+            "ListSuggestions",
+            "GetSuggestion",
+            "RecordDecision",
+            "Reidentify",
+            "WatchSuggestions",
+            "ExportRiskAssessment"
+        ]
+    );
+    assert_eq!(methods(&files[1]), ["StopScoring", "ResumeScoring"]);
+}
+
+/// One file's conventions; `used` carries the request and response messages already
+/// taken by a method of any file.
+fn conventions(
+    file: &FileDescriptorProto,
+    used: &mut std::collections::HashSet<String>,
+    undocumented: &mut Vec<String>,
+) {
     assert_eq!(file.package(), "tidig.v1");
     let locations = &file.source_code_info.as_ref().unwrap().location;
     let mut undocumented = Vec::new();
@@ -67,7 +109,6 @@ fn the_contract_follows_its_conventions_and_documents_everything() {
     }
     // Services (6) and methods (2): one request and one response message per method,
     // named after it, used by no other method.
-    let mut used = std::collections::HashSet::new();
     for (i, s) in file.service.iter().enumerate() {
         if comment(locations, &[6, i as i32]).is_none() {
             undocumented.push(format!("service {}", s.name()));
@@ -82,19 +123,6 @@ fn the_contract_follows_its_conventions_and_documents_everything() {
             assert!(used.insert(m.output_type().to_string()));
         }
     }
-    assert_eq!(undocumented, Vec::<String>::new(), "undocumented");
-    let methods: Vec<&str> = file.service[0].method.iter().map(|m| m.name()).collect();
-    assert_eq!(
-        methods,
-        [
-            "ListSuggestions",
-            "GetSuggestion",
-            "RecordDecision",
-            "Reidentify",
-            "WatchSuggestions",
-            "ExportRiskAssessment"
-        ]
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,10 +169,9 @@ async fn health_and_reflection_answer_stock_clients() {
         async move { health.check(request).await.unwrap().into_inner().status() }
     };
     assert_eq!(status("").await, ServingStatus::Serving);
-    assert_eq!(
-        status(proto::CASEWORKER_SERVICE).await,
-        ServingStatus::Serving
-    );
+    for service in [proto::CASEWORKER_SERVICE, proto::OVERSIGHT_SERVICE] {
+        assert_eq!(status(service).await, ServingStatus::Serving, "{service}");
+    }
     let unknown = health
         .check(HealthCheckRequest {
             service: "no.such.Service".into(),
@@ -174,10 +201,9 @@ async fn health_and_reflection_answer_stock_clients() {
             panic!("not a service list: {answer:?}");
         };
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        assert!(
-            names.iter().any(|n| n == proto::CASEWORKER_SERVICE),
-            "{names:?}"
-        );
+        for service in [proto::CASEWORKER_SERVICE, proto::OVERSIGHT_SERVICE] {
+            assert!(names.iter().any(|n| n == service), "{names:?}");
+        }
         assert!(
             names.iter().any(|n| n == "grpc.health.v1.Health"),
             "{names:?}"

@@ -27,7 +27,7 @@ pub const ACCESS_GOLDEN: &str = include_str!("../access/golden.json");
 /// The rule id a refusal names when no rule permits the request.
 pub const DEFAULT_DENY: &str = "access.default-deny";
 
-/// An operation of the caseworker service, as the policy names it.
+/// An operation of the caseworker or oversight service, as the policy names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Operation {
@@ -37,6 +37,8 @@ pub enum Operation {
     Reidentify,
     WatchSuggestions,
     ExportRiskAssessment,
+    StopScoring,
+    ResumeScoring,
 }
 
 impl Operation {
@@ -47,6 +49,8 @@ impl Operation {
         Operation::Reidentify,
         Operation::WatchSuggestions,
         Operation::ExportRiskAssessment,
+        Operation::StopScoring,
+        Operation::ResumeScoring,
     ];
 
     /// The Cedar action id, and the name the audit trail records.
@@ -58,6 +62,8 @@ impl Operation {
             Operation::Reidentify => "reidentify",
             Operation::WatchSuggestions => "watch_suggestions",
             Operation::ExportRiskAssessment => "export_risk_assessment",
+            Operation::StopScoring => "stop_scoring",
+            Operation::ResumeScoring => "resume_scoring",
         }
     }
 }

@@ -34,7 +34,7 @@ fn the_golden_cases_get_their_decisions() {
 }
 
 #[test]
-fn only_a_caseworker_of_the_unit_acting_for_case_handling_is_allowed_anything() {
+fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed() {
     let policy = AccessPolicy::builtin().unwrap();
     let roles = ["caseworker", "dpo", "auditor", "researcher", "operator"];
     let purposes = ["case-handling", "oversight", "research", "operations"];
@@ -46,12 +46,15 @@ fn only_a_caseworker_of_the_unit_acting_for_case_handling_is_allowed_anything() 
                 for &op in Operation::ALL {
                     for target in ["north", "south"] {
                         let (ok, rules) = decide(&policy, &c, op, target);
+                        let switch =
+                            matches!(op, Operation::StopScoring | Operation::ResumeScoring);
                         let caseworker = role == "caseworker"
                             && purpose == "case-handling"
-                            && unit == Some(target);
+                            && unit == Some(target)
+                            && !switch;
                         let dpo = role == "dpo"
                             && purpose == "oversight"
-                            && op == Operation::GetSuggestion;
+                            && (op == Operation::GetSuggestion || switch);
                         assert_eq!(ok, caseworker || dpo, "{c:?} {op:?} on {target}");
                         if ok {
                             allowed += 1;
@@ -68,9 +71,9 @@ fn only_a_caseworker_of_the_unit_acting_for_case_handling_is_allowed_anything() 
             }
         }
     }
-    // 6 operations for the one matching caseworker claim set, the DPO's reads of two units
-    // with and without a unit claim.
-    assert_eq!(allowed, 6 + 4);
+    // 6 operations for the one matching caseworker claim set; the DPO's reads and both
+    // switch operations, on two targets, with and without a unit claim.
+    assert_eq!(allowed, 6 + 3 * 2 * 2);
 }
 
 #[test]

@@ -18,6 +18,7 @@ use tidig_engine::pipeline::registry::{activate, approve};
 use tidig_engine::pipeline::score::score;
 use tidig_engine::pipeline::train::train;
 use tidig_engine::server::proto::caseworker_service_client::CaseworkerServiceClient;
+use tidig_engine::server::proto::oversight_service_client::OversightServiceClient;
 use tidig_engine::server::{self, proto, Authenticator};
 use tidig_engine::settings::{ScoringSettings, Settings};
 use tidig_engine::store::Store;
@@ -156,6 +157,12 @@ async fn start(store: &Store, settings: Settings) -> Served {
 impl Served {
     async fn client(&self) -> Client {
         CaseworkerServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    async fn oversight(&self) -> OversightServiceClient<Channel> {
+        OversightServiceClient::connect(format!("http://{}", self.addr))
             .await
             .unwrap()
     }
@@ -424,17 +431,27 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
         ("demo-auditor", None),
         ("demo-researcher", None),
     ];
-    let methods = ["list", "get", "decide", "reidentify", "watch", "export"];
+    let methods = [
+        "list",
+        "get",
+        "decide",
+        "reidentify",
+        "watch",
+        "export",
+        "stop",
+        "resume",
+    ];
+    let mut oversight = served.oversight().await;
     let mut table = Vec::new();
     for (token, unit) in roles {
         for method in methods {
             for own in [true, false] {
-                let target = if own {
-                    own_left.next().unwrap()
-                } else {
-                    other_left.next().unwrap()
+                let switch = matches!(method, "stop" | "resume");
+                let id = match (switch, own) {
+                    (true, _) => String::new(),
+                    (false, true) => own_left.next().unwrap().id.clone(),
+                    (false, false) => other_left.next().unwrap().id.clone(),
                 };
-                let id = target.id.clone();
                 let code = match method {
                     "list" => c
                         .list_suggestions(as_(token, proto::ListSuggestionsRequest::default()))
@@ -482,6 +499,27 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                         .await
                         .map(drop)
                         .err(),
+                    // The whole deployment's: "own"/"other" ask the same.
+                    "stop" => oversight
+                        .stop_scoring(as_(
+                            token,
+                            proto::StopScoringRequest {
+                                reason: "matrix".into(),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "resume" => oversight
+                        .resume_scoring(as_(
+                            token,
+                            proto::ResumeScoringRequest {
+                                reason: "matrix".into(),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
                     _ => c
                         .export_risk_assessment(as_(
                             token,
@@ -510,10 +548,11 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
         .flat_map(|(token, unit)| {
             methods.iter().flat_map(move |method| {
                 [true, false].into_iter().map(move |own| {
-                    let caseworker = unit.is_some();
+                    let switch = matches!(*method, "stop" | "resume");
+                    let caseworker = unit.is_some() && !switch;
                     let unit_wide = matches!(*method, "list" | "watch");
                     let allowed = (caseworker && (own || unit_wide))
-                        || (*token == "demo-dpo" && *method == "get");
+                        || (*token == "demo-dpo" && (*method == "get" || switch));
                     let code = if allowed {
                         Code::Ok
                     } else {

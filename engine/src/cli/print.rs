@@ -311,6 +311,32 @@ pub fn print_golden(report: &tidig_governance::golden::GoldenReport, json: bool)
 /// A `tidig client` answer for people (the JSON object is what `--json` prints).
 pub fn print_client_answer(a: &serde_json::Value) {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let stop = &a["scoring"];
+    if stop["stopped"] == true {
+        println!(
+            "SCORING IS STOPPED since {} by {}: {}",
+            s(&stop["since"]),
+            s(&stop["switched_by"]),
+            s(&stop["reason"])
+        );
+    }
+    if a.get("changed").is_some() {
+        if stop["stopped"] != true {
+            println!(
+                "scoring runs (since {} by {}: {})",
+                s(&stop["since"]),
+                s(&stop["switched_by"]),
+                s(&stop["reason"])
+            );
+        }
+        if a["changed"] != true {
+            println!(
+                "(it was so already; recorded as audit entry {})",
+                a["audit_seq"]
+            );
+        }
+        return;
+    }
     if let Some(list) = a["suggestions"].as_array() {
         println!(
             "{:<32}  {:<33}  {:<8}  {:>5}  expires",

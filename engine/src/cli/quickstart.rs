@@ -234,6 +234,14 @@ fn demo_calls(
             call(&cw, "watch"),
         ),
         (
+            "the data-protection officer stops scoring everywhere (EU AI Act Art 14)".into(),
+            call("demo-dpo", "stop-scoring --reason 'model under review'"),
+        ),
+        (
+            "and resumes it".into(),
+            call("demo-dpo", "resume-scoring --reason 'review done'"),
+        ),
+        (
             "every call above is in the audit trail".into(),
             format!("{tidig} audit verify"),
         ),

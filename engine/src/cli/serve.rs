@@ -196,6 +196,18 @@ pub enum ClientCall {
     },
     /// A suggestion as a FHIR R4 RiskAssessment (JSON).
     Export { id: String },
+    /// Stop scoring everywhere (data-protection officer; EU AI Act Art 14).
+    StopScoring {
+        /// Why (recorded, and shown to caseworkers).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resume scoring (data-protection officer).
+    ResumeScoring {
+        /// Why it may run again.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// Runs one call and prints its answer (the JSON object with `--json`).
@@ -235,6 +247,8 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
         ClientCall::Reidentify { id, purpose } => Call::Reidentify { id, purpose },
         ClientCall::Watch { count } => Call::Watch { count },
         ClientCall::Export { id } => Call::Export { id },
+        ClientCall::StopScoring { reason } => Call::StopScoring { reason },
+        ClientCall::ResumeScoring { reason } => Call::ResumeScoring { reason },
     };
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))

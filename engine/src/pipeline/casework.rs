@@ -26,7 +26,8 @@ use crate::pipeline::decide::{view_for, Factor, StoredFactor, Suggested, TraceEn
 use crate::principal::Principal;
 use crate::read_cache::PageQuery;
 use crate::store::{
-    DecideResult, Decision, DecisionInput, PageKey, StoredSuggestion, SuggestionSummaryRow,
+    DecideResult, Decision, DecisionInput, PageKey, ScoringSwitch, StoredSuggestion,
+    SuggestionSummaryRow,
 };
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
@@ -43,8 +44,15 @@ pub struct Page {
     pub suggestions: Vec<SuggestionSummaryRow>,
     /// Empty on the last page.
     pub next_page_token: String,
-    /// The stop switch holds scoring: what is listed was written before.
-    pub scoring_stopped: bool,
+    /// The stop switch, while it holds scoring: what is listed was written before.
+    pub scoring_stop: Option<ScoringSwitch>,
+}
+
+/// A suggestion as its reader may see it, and the stop switch while it holds scoring.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shown {
+    pub view: SuggestionView,
+    pub scoring_stop: Option<ScoringSwitch>,
 }
 
 /// A suggestion as one reader may see it.
@@ -264,12 +272,38 @@ pub async fn list_suggestions(
     Ok(Page {
         suggestions: rows,
         next_page_token,
-        scoring_stopped: app.settings().deployment.stopped,
+        scoring_stop: scoring_stop(app, &pass).await?,
     })
 }
 
+/// The stop switch while it holds scoring: the deployment settings' (`[deployment]
+/// stopped = true`) or the store's (`StopScoring`), kept in the read cache.
+pub(crate) async fn scoring_stop(app: &App, pass: &AccessPass) -> Result<Option<ScoringSwitch>> {
+    if app.settings().deployment.stopped {
+        return Ok(Some(ScoringSwitch {
+            stopped: true,
+            reason: "stopped in the deployment settings ([deployment] stopped = true)".into(),
+            by: "configuration".into(),
+            auth: "configuration".into(),
+            at: String::new(),
+            audit_seq: 0,
+        }));
+    }
+    let cache = app.audit().read_cache();
+    let switch = match cache.switch(pass) {
+        Some(kept) => kept,
+        None => {
+            let epoch = cache.begin(pass);
+            let switch = app.store().scoring_switch().await?;
+            cache.fill_switch(epoch, switch.clone());
+            switch
+        }
+    };
+    Ok(switch.filter(|s| s.stopped))
+}
+
 /// `GetSuggestion`: the suggestion in full, shown as the rules decide for `by`.
-pub async fn get_suggestion(app: &App, by: &Principal, id: &str) -> Result<SuggestionView> {
+pub async fn get_suggestion(app: &App, by: &Principal, id: &str) -> Result<Shown> {
     let rec = record(app, by, Operation::GetSuggestion, json!({"suggestion": id}));
     let target = before_check(
         app,
@@ -284,7 +318,10 @@ pub async fn get_suggestion(app: &App, by: &Principal, id: &str) -> Result<Sugge
     let pass = app
         .check_access(by, Operation::GetSuggestion, target, rec)
         .await?;
-    view(app, &pass).await
+    Ok(Shown {
+        view: view(app, &pass).await?,
+        scoring_stop: scoring_stop(app, &pass).await?,
+    })
 }
 
 /// The pass's suggestion as its principal may see it.

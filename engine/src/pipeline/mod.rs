@@ -8,7 +8,9 @@
 //! * `score` — the batch shell around `decide`, the pure per-person decision;
 //! * `card` — the model card and its plots;
 //! * `rules` — rule packs from disk and the facts the rules see;
-//! * `audit` — verify, checkpoint, prove, query and export the audit trail.
+//! * `audit` — verify, checkpoint, prove, query and export the audit trail;
+//! * `casework` — the caseworker service's use cases;
+//! * `oversight` — the data-protection officer's (the stop switch).
 
 pub mod audit;
 pub mod card;
@@ -16,6 +18,7 @@ pub mod casework;
 pub mod decide;
 pub mod features;
 pub mod ingest;
+pub mod oversight;
 pub mod registry;
 pub mod rules;
 pub mod score;

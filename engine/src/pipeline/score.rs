@@ -26,7 +26,10 @@ use crate::pipeline::decide::{
 use crate::pipeline::features::{build, load_vectors};
 use crate::principal::Principal;
 use crate::progress::Quiet;
-use crate::store::{Capacity, ScoringRunRecord, StoredSuggestion, SuggestionRow, WriteCounts};
+use crate::store::{
+    Capacity, ScoringRunRecord, ScoringSwitch, StoredSuggestion, SuggestionRow, WriteCounts,
+    Written,
+};
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -179,6 +182,16 @@ pub async fn score(
     app.audited(record, result).await
 }
 
+/// The refusal of a run while scoring is stopped.
+fn stopped(stop: &ScoringSwitch) -> EngineError {
+    Precondition::ScoringStopped {
+        since: stop.at.clone(),
+        by: stop.by.clone(),
+        reason: tidig_connectors::redact::scrub(&stop.reason).into_owned(),
+    }
+    .into()
+}
+
 async fn score_inner(
     app: &App,
     by: &Principal,
@@ -192,6 +205,11 @@ async fn score_inner(
         &app.settings().scoring,
     );
     let mut t = Timings::default();
+    // Stopped: refuse before any work (and again inside the writing transaction, which
+    // a stop arriving meanwhile reaches).
+    if let Some(stop) = app.store().scoring_switch().await?.filter(|s| s.stopped) {
+        return Err(stopped(&stop));
+    }
     let Some(active) = crate::pipeline::registry::active(app).await? else {
         return Err(Precondition::NoActiveModel.into());
     };
@@ -393,7 +411,8 @@ async fn score_inner(
         })
         .collect::<Result<Vec<_>>>()?;
     let at = app.clock().stamp();
-    let counts = app
+    crate::testkit_hooks::pause_before_score_write().await;
+    let written = app
         .store()
         .write_suggestions(
             &ScoringRunRecord {
@@ -419,6 +438,10 @@ async fn score_inner(
             },
         )
         .await?;
+    let counts = match written {
+        Written::Suggestions(counts) => counts,
+        Written::Stopped(stop) => return Err(stopped(&stop)),
+    };
     drop(rows);
     report.apply(&counts, &out);
     let kept: HashSet<&str> = counts.kept.iter().map(String::as_str).collect();

@@ -18,7 +18,7 @@ use crate::domain::{Band, DecisionOutcome, SuggestionStatus};
 use crate::error::EngineError;
 use crate::pipeline::casework::{self, DecisionRequest, SuggestionView};
 use crate::principal::Principal;
-use crate::store::SuggestionSummaryRow;
+use crate::store::{ScoringSwitch, SuggestionSummaryRow};
 
 /// The service's state: the application core, who may call, and the shutdown signal
 /// that ends open watches.
@@ -42,34 +42,40 @@ impl CaseworkerApi {
         }
     }
 
-    /// The caller, or UNAUTHENTICATED, recorded in the audit trail like any refusal.
     async fn caller<T>(&self, request: &Request<T>, op: Operation) -> Result<Principal, Status> {
-        let now = self.app.clock().now().timestamp();
-        let certs = request.peer_certs();
-        match self
-            .auth
-            .authenticate(request.metadata(), certs.as_deref().map(Vec::as_slice), now)
-        {
-            Ok(p) => Ok(p),
-            Err(reason) => {
-                let record = Record::new(
-                    self.app.clock().stamp(),
-                    Actor {
-                        id: "anonymous".into(),
-                        role: "none".into(),
-                        unit: None,
-                        auth: "none".into(),
-                    },
-                    "unknown",
-                    &crate::access::action(op),
-                )
-                .with_outcome(Outcome::Failed {
-                    error: "unauthenticated".into(),
-                    reason: reason.clone(),
-                });
-                self.app.audit().append(record).await.map_err(status)?;
-                Err(Status::unauthenticated(reason))
-            }
+        caller(&self.app, &self.auth, request, op).await
+    }
+}
+
+/// The caller, or UNAUTHENTICATED, recorded in the audit trail like any refusal.
+pub(super) async fn caller<T>(
+    app: &App,
+    auth: &Authenticator,
+    request: &Request<T>,
+    op: Operation,
+) -> Result<Principal, Status> {
+    let now = app.clock().now().timestamp();
+    let certs = request.peer_certs();
+    match auth.authenticate(request.metadata(), certs.as_deref().map(Vec::as_slice), now) {
+        Ok(p) => Ok(p),
+        Err(reason) => {
+            let record = Record::new(
+                app.clock().stamp(),
+                Actor {
+                    id: "anonymous".into(),
+                    role: "none".into(),
+                    unit: None,
+                    auth: "none".into(),
+                },
+                "unknown",
+                &crate::access::action(op),
+            )
+            .with_outcome(Outcome::Failed {
+                error: "unauthenticated".into(),
+                reason: reason.clone(),
+            });
+            app.audit().append(record).await.map_err(status)?;
+            Err(Status::unauthenticated(reason))
         }
     }
 }
@@ -108,6 +114,16 @@ fn timestamp(text: &str) -> Option<Timestamp> {
         seconds: t.timestamp(),
         nanos: t.timestamp_subsec_nanos() as i32,
     })
+}
+
+/// The stop switch as the contract shows it.
+pub(super) fn scoring_state(s: &ScoringSwitch) -> proto::ScoringState {
+    proto::ScoringState {
+        stopped: s.stopped,
+        reason: s.reason.clone(),
+        since: timestamp(&s.at),
+        switched_by: s.by.clone(),
+    }
 }
 
 fn band(b: Band) -> proto::Band {
@@ -219,7 +235,8 @@ impl proto::caseworker_service_server::CaseworkerService for CaseworkerApi {
         Ok(Response::new(proto::ListSuggestionsResponse {
             suggestions: page.suggestions.into_iter().map(summary).collect(),
             next_page_token: page.next_page_token,
-            scoring_stopped: page.scoring_stopped,
+            scoring_stopped: page.scoring_stop.is_some(),
+            scoring: page.scoring_stop.as_ref().map(scoring_state),
         }))
     }
 
@@ -229,11 +246,12 @@ impl proto::caseworker_service_server::CaseworkerService for CaseworkerApi {
     ) -> Result<Response<proto::GetSuggestionResponse>, Status> {
         let by = self.caller(&request, Operation::GetSuggestion).await?;
         let r = request.into_inner();
-        let view = casework::get_suggestion(&self.app, &by, &r.id)
+        let shown = casework::get_suggestion(&self.app, &by, &r.id)
             .await
             .map_err(status)?;
         Ok(Response::new(proto::GetSuggestionResponse {
-            suggestion: Some(suggestion(view)),
+            scoring: shown.scoring_stop.as_ref().map(scoring_state),
+            suggestion: Some(suggestion(shown.view)),
         }))
     }
 

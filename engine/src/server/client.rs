@@ -6,10 +6,11 @@ use serde_json::{json, Value};
 
 use super::proto;
 use super::proto::caseworker_service_client::CaseworkerServiceClient;
+use super::proto::oversight_service_client::OversightServiceClient;
 use crate::domain::DecisionOutcome;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-/// One call of the caseworker service.
+/// One call of the caseworker or oversight service.
 #[derive(Clone, Debug)]
 pub enum Call {
     List {
@@ -37,6 +38,13 @@ pub enum Call {
     Export {
         id: String,
     },
+    /// The oversight service's stop switch.
+    StopScoring {
+        reason: String,
+    },
+    ResumeScoring {
+        reason: String,
+    },
 }
 
 /// Where and as whom to call.
@@ -54,7 +62,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    async fn connect(&self) -> Result<CaseworkerServiceClient<Channel>, ClientError> {
+    async fn connect(&self) -> Result<Channel, ClientError> {
         let connect = |e: tonic::transport::Error| {
             use std::error::Error as _;
             // The transport error's own text is terse ("transport error"); its source
@@ -88,9 +96,7 @@ impl Caller {
             }
             endpoint = endpoint.tls_config(tls).map_err(connect)?;
         }
-        Ok(CaseworkerServiceClient::new(
-            endpoint.connect().await.map_err(connect)?,
-        ))
+        endpoint.connect().await.map_err(connect)
     }
 }
 
@@ -180,7 +186,8 @@ pub async fn call(
     call: Call,
     mut on_event: impl FnMut(&Value),
 ) -> Result<Value, ClientError> {
-    let mut c = caller.connect().await?;
+    let channel = caller.connect().await?;
+    let mut c = CaseworkerServiceClient::new(channel.clone());
     let token = caller.token.as_deref();
     Ok(match call {
         Call::List {
@@ -202,6 +209,7 @@ pub async fn call(
                 "suggestions": r.suggestions.into_iter().map(summary).collect::<Vec<_>>(),
                 "next_page_token": r.next_page_token,
                 "scoring_stopped": r.scoring_stopped,
+                "scoring": r.scoring.map(scoring),
             })
         }
         Call::Get { id } => {
@@ -210,7 +218,11 @@ pub async fn call(
                 .await
                 .map_err(status)?
                 .into_inner();
-            suggestion(r.suggestion.unwrap_or_default())
+            let mut s = suggestion(r.suggestion.unwrap_or_default());
+            if let Some(stop) = r.scoring {
+                s["scoring"] = scoring(stop);
+            }
+            s
         }
         Call::Decide {
             id,
@@ -278,5 +290,25 @@ pub async fn call(
             serde_json::from_str(&r.resource_json)
                 .map_err(|e| ClientError::Answer(e.to_string()))?
         }
+        Call::StopScoring { reason } => {
+            let r = OversightServiceClient::new(channel)
+                .stop_scoring(authorized(token, proto::StopScoringRequest { reason })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"scoring": r.state.map(scoring), "changed": r.changed, "audit_seq": r.audit_seq})
+        }
+        Call::ResumeScoring { reason } => {
+            let r = OversightServiceClient::new(channel)
+                .resume_scoring(authorized(token, proto::ResumeScoringRequest { reason })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"scoring": r.state.map(scoring), "changed": r.changed, "audit_seq": r.audit_seq})
+        }
     })
+}
+
+fn scoring(s: proto::ScoringState) -> Value {
+    json!({"stopped": s.stopped, "reason": s.reason, "since": time(s.since), "switched_by": s.switched_by})
 }

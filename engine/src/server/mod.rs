@@ -12,6 +12,7 @@ pub mod auth;
 pub mod caseworker;
 pub mod client;
 pub mod load;
+pub mod oversight;
 
 pub use auth::{AuthSetupError, Authenticator};
 
@@ -28,6 +29,9 @@ pub mod proto {
 
     /// The caseworker service's full name, as health checks and reflection know it.
     pub const CASEWORKER_SERVICE: &str = "tidig.v1.CaseworkerService";
+
+    /// The oversight service's full name.
+    pub const OVERSIGHT_SERVICE: &str = "tidig.v1.OversightService";
 }
 
 /// Why the server could not run.
@@ -70,14 +74,16 @@ pub async fn serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    health
-        .set_service_status(
-            proto::CASEWORKER_SERVICE,
-            tonic_health::ServingStatus::Serving,
-        )
-        .await;
+    for service in [proto::CASEWORKER_SERVICE, proto::OVERSIGHT_SERVICE] {
+        health
+            .set_service_status(service, tonic_health::ServingStatus::Serving)
+            .await;
+    }
     let tls = auth.tls().cloned();
     let (stop_watches, watches_stopped) = tokio::sync::watch::channel(false);
+    let oversight = proto::oversight_service_server::OversightServiceServer::new(
+        oversight::OversightApi::new(app.clone(), auth.clone()),
+    );
     let caseworker = proto::caseworker_service_server::CaseworkerServiceServer::new(
         caseworker::CaseworkerApi::new(app, auth, watches_stopped),
     );
@@ -86,12 +92,11 @@ pub async fn serve(
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
-        health
-            .set_service_status(
-                proto::CASEWORKER_SERVICE,
-                tonic_health::ServingStatus::NotServing,
-            )
-            .await;
+        for service in [proto::CASEWORKER_SERVICE, proto::OVERSIGHT_SERVICE] {
+            health
+                .set_service_status(service, tonic_health::ServingStatus::NotServing)
+                .await;
+        }
         let _ = stop_watches.send(true);
     };
     let reflection = |b: tonic_reflection::server::Builder<'static>| {
@@ -110,6 +115,7 @@ pub async fn serve(
     }
     builder
         .add_service(caseworker)
+        .add_service(oversight)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -101,7 +101,7 @@ pub enum DecideResult {
 
 /// What a group commit wrote.
 #[derive(Clone, Debug)]
-pub struct Batch {
+pub struct Committed {
     /// The records' sequence numbers, in order.
     pub seqs: Vec<u64>,
     /// What each decision came to, in the order given.
@@ -336,7 +336,7 @@ impl Store {
         &self,
         records: &[EncodedRecord],
         decisions: &[Decision],
-    ) -> Result<Batch, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let postgres = self.backend() == super::Backend::Postgres;
         let lock_sql = if postgres {
             "SELECT status, expires_at FROM suggestions WHERE id = $1 FOR UPDATE"
@@ -455,7 +455,7 @@ impl Store {
                 seqs.drain(..decided);
                 new_head = Some(after);
             }
-            Batch {
+            Committed {
                 seqs,
                 results,
                 head: new_head,

@@ -22,14 +22,18 @@ use sqlx::ConnectOptions;
 pub(crate) use audit::AppendAudit;
 pub use audit::{AuditFilter, AuditHead, AuditRow, AuditRowRef, StoredCheckpoint};
 pub use casework::{
-    DecideResult, Decision, DecisionInput, PageKey, SuggestionSummaryRow, SuggestionTarget,
+    Committed, DecideResult, Decision, DecisionInput, PageKey, SuggestionSummaryRow,
+    SuggestionTarget,
 };
 pub use features::{BuildRecord, EventRow, StoredVector, VectorRow};
 pub use ingest::{Batch, IngestTx, RunCounts, RunRecord, WriteOutcome};
 pub use inspect::{StoreCounts, AUDIT_TABLES, TABLES};
 pub use population::{PersonDates, Residence};
 pub use registry::{ModelRow, NewModel, Transition, TransitionOutcome};
-pub use suggestions::{Capacity, ScoringRunRecord, StoredSuggestion, SuggestionRow, WriteCounts};
+pub use suggestions::{
+    Capacity, ScoringRunRecord, StoredSuggestion, SuggestionRow, WriteCounts, Written,
+};
+pub use switch::{ScoringSwitch, SwitchChange};
 
 /// Runs `$body` (which uses `$tx`) in one write transaction on either backend and
 /// commits it, evaluating to the body's value; on SQLite the transaction takes the write
@@ -102,6 +106,7 @@ mod inspect;
 mod population;
 mod registry;
 mod suggestions;
+mod switch;
 
 /// Holds an exclusive lock on `<db>-lock` while migrations run; none for in-memory stores.
 async fn migration_lock(db_path: &str) -> Result<Option<std::fs::File>, StoreError> {

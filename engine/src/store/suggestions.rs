@@ -59,7 +59,7 @@ pub struct Capacity {
 }
 
 /// The PostgreSQL advisory lock key that serialises suggestion writes ("tidig-sc").
-const SCORE_LOCK: i64 = 0x7469_6469_672d_7363;
+pub(super) const SCORE_LOCK: i64 = 0x7469_6469_672d_7363;
 
 /// A stored suggestion with its person's pseudonym; explanation parts as JSON text.
 #[derive(Clone, Debug)]
@@ -83,8 +83,16 @@ pub struct StoredSuggestion {
     pub created_at: String,
 }
 
+/// What a scoring run's write came to.
+#[derive(Debug)]
+pub enum Written {
+    Suggestions(WriteCounts),
+    /// Scoring was stopped when the run came to write: it wrote nothing.
+    Stopped(super::ScoringSwitch),
+}
+
 impl Store {
-    /// Writes one date's suggestions in one transaction. `rows` are candidates in
+    /// Writes one date's suggestions in one transaction, unless scoring is stopped. `rows` are candidates in
     /// priority order (highest need first); each unit takes them up to its weekly
     /// capacity, counting the open suggestions of the week's other dates as they stand
     /// inside this transaction, so two runs at once can never exceed it together (writes
@@ -99,7 +107,7 @@ impl Store {
         capacity: &Capacity,
         report: impl FnOnce(&WriteCounts) -> String,
         audit: impl FnOnce(&WriteCounts) -> Record,
-    ) -> Result<WriteCounts, StoreError> {
+    ) -> Result<Written, StoreError> {
         let mut counts = WriteCounts::default();
         let mut report = Some(report);
         let mut audit = Some(audit);
@@ -110,6 +118,16 @@ impl Store {
                     .bind(SCORE_LOCK)
                     .execute(&mut *tx)
                     .await?;
+            }
+            // The stop switch, under the lock its changes take: stopped now means
+            // nothing is written.
+            let switch: Option<super::switch::SwitchRow> =
+                sqlx::query_as(super::switch::SWITCH_SQL)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(stop) = switch.map(super::switch::switch).filter(|s| s.stopped) {
+                tx.rollback().await?;
+                return Ok(Written::Stopped(stop));
             }
             let used: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT unit, COUNT(*) FROM suggestions WHERE as_of >= $1 AND as_of < $2 \
@@ -221,7 +239,7 @@ impl Store {
                 tx.append_audit(&[record]).await?;
             }
         });
-        Ok(counts)
+        Ok(Written::Suggestions(counts))
     }
 
     /// The open suggestions of a date with their pseudonyms, highest score first.
