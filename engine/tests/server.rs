@@ -3,7 +3,6 @@
 
 #![expect(
     clippy::unwrap_used,
-    clippy::expect_used,
     reason = "test helpers: a failure here is a test failure"
 )]
 
@@ -77,7 +76,6 @@ fn conventions(
 ) {
     assert_eq!(file.package(), "tidig.v1");
     let locations = &file.source_code_info.as_ref().unwrap().location;
-    let mut undocumented = Vec::new();
     // Messages (4) and their fields (2).
     for (i, m) in file.message_type.iter().enumerate() {
         if comment(locations, &[4, i as i32]).is_none() {
