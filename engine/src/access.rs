@@ -6,8 +6,9 @@
 //!   [`EngineError::PermissionDenied`].
 //! - An allowed read appends its `allowed` entry before the pass exists, so nothing is
 //!   read before the trail says who read it.
-//! - An allowed change (a decision) carries its record in the pass; the change's own
-//!   transaction appends it, so the decision and its entry commit together.
+//! - An allowed change (a decision, the stop switch, an objection) carries its record in
+//!   the pass; the change's own transaction appends it, so the change and its entry
+//!   commit together.
 
 use serde_json::json;
 use tidig_governance::access::{AccessRequest, CallerFacts, Operation, DEFAULT_DENY};
@@ -97,9 +98,10 @@ pub fn caller_facts(p: &Principal) -> CallerFacts {
 
 /// The audit action a call of `op` records.
 pub fn action(op: Operation) -> String {
-    let service = match op {
-        Operation::StopScoring | Operation::ResumeScoring => "oversight",
-        _ => "casework",
+    let service = if op.is_oversight() {
+        "oversight"
+    } else {
+        "casework"
     };
     format!("{service}.{}", op.as_str())
 }
@@ -141,7 +143,9 @@ impl App {
                 },
                 by.purpose,
                 operation.as_str().replace('_', " "),
-                if target.unit.is_empty() {
+                if target.unit.is_empty() && operation.is_oversight() {
+                    "(an oversight operation)".to_string()
+                } else if target.unit.is_empty() {
                     "without a unit".to_string()
                 } else {
                     format!("in unit `{}`", target.unit)
@@ -162,7 +166,7 @@ impl App {
         let record = record.with(json!({"access_rules": decision.rules}));
         let entry = if self.audit().is_off() {
             Entry::Written(0)
-        } else if operation == Operation::RecordDecision {
+        } else if operation.is_change() {
             Entry::Pending(Box::new(record))
         } else {
             Entry::Written(self.audit().append(record).await?)

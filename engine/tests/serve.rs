@@ -409,6 +409,8 @@ async fn the_stop_switch_reaches_every_replica_and_a_run_about_to_write() {
             .into_inner();
         assert!(r.changed, "{backend}");
         assert!(r.state.as_ref().unwrap().stopped);
+        // Its entry was written by the transaction that stopped scoring.
+        assert!(r.audit_seq > 0);
         std::fs::write(&gate, b"").unwrap();
         let out = held.wait_with_output().unwrap();
         assert!(!out.status.success(), "{backend}: the held run wrote");

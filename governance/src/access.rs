@@ -39,6 +39,9 @@ pub enum Operation {
     ExportRiskAssessment,
     StopScoring,
     ResumeScoring,
+    RegisterObjection,
+    WithdrawObjection,
+    ListObjections,
 }
 
 impl Operation {
@@ -51,7 +54,36 @@ impl Operation {
         Operation::ExportRiskAssessment,
         Operation::StopScoring,
         Operation::ResumeScoring,
+        Operation::RegisterObjection,
+        Operation::WithdrawObjection,
+        Operation::ListObjections,
     ];
+
+    /// Whether the operation belongs to the oversight service (the rest are the
+    /// caseworker's).
+    pub fn is_oversight(self) -> bool {
+        matches!(
+            self,
+            Operation::StopScoring
+                | Operation::ResumeScoring
+                | Operation::RegisterObjection
+                | Operation::WithdrawObjection
+                | Operation::ListObjections
+        )
+    }
+
+    /// Whether the operation changes the store: its audit entry is then appended by the
+    /// transaction that makes the change, not before.
+    pub fn is_change(self) -> bool {
+        matches!(
+            self,
+            Operation::RecordDecision
+                | Operation::StopScoring
+                | Operation::ResumeScoring
+                | Operation::RegisterObjection
+                | Operation::WithdrawObjection
+        )
+    }
 
     /// The Cedar action id, and the name the audit trail records.
     pub fn as_str(self) -> &'static str {
@@ -64,6 +96,9 @@ impl Operation {
             Operation::ExportRiskAssessment => "export_risk_assessment",
             Operation::StopScoring => "stop_scoring",
             Operation::ResumeScoring => "resume_scoring",
+            Operation::RegisterObjection => "register_objection",
+            Operation::WithdrawObjection => "withdraw_objection",
+            Operation::ListObjections => "list_objections",
         }
     }
 }

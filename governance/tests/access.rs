@@ -48,14 +48,20 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                         let (ok, rules) = decide(&policy, &c, op, target);
                         let switch =
                             matches!(op, Operation::StopScoring | Operation::ResumeScoring);
+                        let register = op.is_oversight() && !switch;
                         let caseworker = role == "caseworker"
                             && purpose == "case-handling"
                             && unit == Some(target)
-                            && !switch;
+                            && !op.is_oversight();
                         let dpo = role == "dpo"
                             && purpose == "oversight"
-                            && (op == Operation::GetSuggestion || switch);
-                        assert_eq!(ok, caseworker || dpo, "{c:?} {op:?} on {target}");
+                            && (op == Operation::GetSuggestion || op.is_oversight());
+                        let operator = role == "operator" && purpose == "operations" && register;
+                        assert_eq!(
+                            ok,
+                            caseworker || dpo || operator,
+                            "{c:?} {op:?} on {target}"
+                        );
                         if ok {
                             allowed += 1;
                             assert_eq!(rules.len(), 1, "{rules:?}");
@@ -71,9 +77,10 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
             }
         }
     }
-    // 6 operations for the one matching caseworker claim set; the DPO's reads and both
-    // switch operations, on two targets, with and without a unit claim.
-    assert_eq!(allowed, 6 + 3 * 2 * 2);
+    // 6 operations for the one matching caseworker claim set; the DPO's reads and the 5
+    // oversight operations, and the operator's 3 register operations, on two targets,
+    // with and without a unit claim.
+    assert_eq!(allowed, 6 + 6 * 2 * 2 + 3 * 2 * 2);
 }
 
 #[test]

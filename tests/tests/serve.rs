@@ -1060,3 +1060,181 @@ async fn concurrent_decisions_record_one_per_suggestion_and_one_answer_per_key()
         assert!(report.ok, "{backend}: {report:?}");
     }
 }
+
+/// An objection registered through the oversight service withdraws the person's open
+/// suggestions at once, and keeps them out of the next scoring and training runs;
+/// withdrawing it lets them back in. The national ID is never echoed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_objection_withdraws_open_suggestions_and_excludes_the_person_from_scoring_and_training()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    for (backend, store) in scored(dir.path(), "objection").await {
+        let before = audit_size(&store).await;
+        let served = start(&store, settings(&keys)).await;
+        let me = caseworker(CENTRAL);
+        let mut c = served.client().await;
+        let mut o = served.oversight().await;
+        let listed = list_all(&mut c, &me).await;
+        let target = listed[0].clone();
+        let national_id = c
+            .reidentify(as_(
+                &me,
+                proto::ReidentifyRequest {
+                    suggestion_id: target.id.clone(),
+                    purpose: "objection received by phone".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .national_id;
+        let register = |reference: &str| proto::RegisterObjectionRequest {
+            national_id: national_id.clone(),
+            reference: reference.into(),
+        };
+        // Only the data-protection officer keeps the register.
+        let e = o
+            .register_objection(as_(&me, register("DPO-1")))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{backend}");
+        assert!(!e.message().contains(&national_id));
+        let r = o
+            .register_objection(as_("demo-dpo", register("DPO-2026-17")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(r.changed, "{backend}");
+        assert_eq!(r.pseudonym, target.pseudonym);
+        assert!(
+            r.withdrawn_suggestions.contains(&target.id),
+            "{backend}: {r:?}"
+        );
+        let again = o
+            .register_objection(as_("demo-dpo", register("DPO-2026-17b")))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!again.changed && again.withdrawn_suggestions.is_empty());
+        // A malformed ID is refused without being echoed.
+        let e = o
+            .register_objection(as_(
+                "demo-dpo",
+                proto::RegisterObjectionRequest {
+                    national_id: "010101-123X".into(),
+                    reference: "DPO-x".into(),
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("national_id") && !e.message().contains("010101"));
+
+        // Gone from the caseworker's list at once; shown as withdrawn.
+        let after = list_all(&mut c, &me).await;
+        assert!(
+            after.iter().all(|s| s.pseudonym != target.pseudonym),
+            "{backend}"
+        );
+        let got = c
+            .get_suggestion(as_(
+                &me,
+                proto::GetSuggestionRequest {
+                    id: target.id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .suggestion
+            .unwrap();
+        assert_eq!(got.status, proto::SuggestionStatus::Withdrawn as i32);
+        let register_list = o
+            .list_objections(as_("demo-dpo", proto::ListObjectionsRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .objections;
+        assert_eq!(register_list.len(), 1, "{backend}");
+        assert_eq!(register_list[0].pseudonym, target.pseudonym);
+        assert_eq!(register_list[0].reference, "DPO-2026-17");
+        assert_eq!(register_list[0].registered_by, "demo-dpo");
+        assert!(register_list[0].withdrawn_at.is_none());
+
+        // The next scoring run names them nowhere; training counts the objection.
+        let app =
+            tidig_tests::app_with(&store, settings(&keys), tidig_tests::default_pack().clone());
+        let set = child_family().unwrap();
+        let (_, suggestions) = score(&app, &operator("scorer"), &set, date("2026-01-08"))
+            .await
+            .unwrap();
+        assert!(!suggestions.is_empty(), "{backend}");
+        let objectors = store.objectors().await.unwrap();
+        assert_eq!(objectors.len(), 1, "{backend}");
+        assert!(
+            suggestions
+                .iter()
+                .all(|s| !objectors.contains(&s.person_id)),
+            "{backend}: an objector was scored"
+        );
+        let lenient = Gate {
+            min_demographic_parity_ratio: 0.0,
+            max_equalized_odds_difference: 1.0,
+            min_auc: 0.0,
+            ..Gate::default()
+        };
+        let trained = train(
+            &app,
+            &operator("alice"),
+            &set,
+            date("2026-01-01"),
+            &train_options(0.05, lenient, None),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            trained.artifact.cohort["objections registered"], 1,
+            "{backend}"
+        );
+
+        // Withdrawn: the register keeps the record, and the person may be scored again.
+        let w = o
+            .withdraw_objection(as_(
+                "demo-dpo",
+                proto::WithdrawObjectionRequest {
+                    national_id: national_id.clone(),
+                    reference: "DPO-2026-17 withdrawn by the person".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(w.changed, "{backend}");
+        let register_list = o
+            .list_objections(as_("demo-dpo", proto::ListObjectionsRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .objections;
+        assert!(register_list[0].withdrawn_at.is_some(), "{backend}");
+        assert_eq!(store.objectors().await.unwrap().len(), 0, "{backend}");
+        app.audit().close().await.unwrap();
+        served.stop().await;
+
+        // Every oversight call above is one entry; none holds the national ID.
+        let app = tidig_tests::app(&store);
+        let report = tidig_engine::pipeline::audit::verify(&app, None, None)
+            .await
+            .unwrap();
+        assert!(report.ok, "{backend}: {report:?}");
+        let head = audit_size(&store).await;
+        for seq in before..head {
+            let e = store.audit_entry(seq).await.unwrap().unwrap().entry;
+            assert!(
+                !e.contains(&national_id),
+                "{backend}: entry {seq} holds the ID"
+            );
+        }
+    }
+}

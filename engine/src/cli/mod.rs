@@ -96,6 +96,9 @@ pub enum Command {
     /// The tamper-evident audit trail: verify, checkpoint, prove, query, export.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The objection register (GDPR Art 21): add, withdraw, list.
+    #[command(subcommand)]
+    Objections(ObjectionsCommand),
     /// Row counts of the store and its last ingest runs.
     Status,
     /// Serve the caseworker gRPC service (health and reflection included).
@@ -164,6 +167,29 @@ pub enum ModelsCommand {
     },
     /// Retire a model: it is never used for scoring again.
     Retire { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ObjectionsCommand {
+    /// Register a person's objection: from now on they are not scored or trained on, and
+    /// their open suggestions are withdrawn.
+    Add {
+        /// The person's national ID (or pseudonym); `-` reads it from standard input, so
+        /// that it stays out of the shell's history and the process list.
+        person: String,
+        /// The data-protection office's reference for the request.
+        #[arg(long)]
+        reference: String,
+    },
+    /// Withdraw a person's objection.
+    Withdraw {
+        /// The person's national ID (or pseudonym); `-` reads it from standard input.
+        person: String,
+        #[arg(long)]
+        reference: String,
+    },
+    /// The register, newest first (pseudonyms only).
+    List,
 }
 
 #[derive(Debug, Subcommand)]
@@ -476,6 +502,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keys(KeysCommand::Generate) => keys(&ctx),
         Command::Keys(KeysCommand::Verifier) => verifier_key(&ctx),
         Command::Audit(a) => audit::run(&ctx, a).await,
+        Command::Objections(o) => objections(&ctx, o).await,
         Command::Status => status(&ctx).await,
         Command::Serve(a) => serve::serve(&ctx, a).await,
         Command::Client(a) => serve::client(ctx.json, a).await,
@@ -598,6 +625,80 @@ async fn train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
     )
     .await?);
     print_train(&report, ctx.json);
+    Ok(())
+}
+
+/// A person argument, or one line of standard input for `-`.
+pub(crate) fn person_arg(person: String) -> Result<String> {
+    if person != "-" {
+        return Ok(person);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the person's national ID from standard input")?;
+    Ok(line.trim().to_string())
+}
+
+async fn objections(ctx: &Ctx, o: ObjectionsCommand) -> Result<()> {
+    use pipeline::oversight;
+    let by = ctx.principal()?;
+    let change = match o {
+        ObjectionsCommand::Add { person, reference } => {
+            let person = person_arg(person)?;
+            with_app!(ctx, |app| oversight::register_objection(
+                &app, &by, &person, &reference
+            )
+            .await?)
+        }
+        ObjectionsCommand::Withdraw { person, reference } => {
+            let person = person_arg(person)?;
+            with_app!(ctx, |app| oversight::withdraw_objection(
+                &app, &by, &person, &reference
+            )
+            .await?)
+        }
+        ObjectionsCommand::List => {
+            let rows = with_app!(ctx, |app| oversight::list_objections(&app, &by).await?);
+            if ctx.json {
+                emit_json!("{}", json!({"ok": true, "objections": rows}));
+                return Ok(());
+            }
+            if rows.is_empty() {
+                println!("(no objections registered)");
+            }
+            for r in rows {
+                let state = match &r.withdrawn_at {
+                    Some(at) => format!(
+                        "withdrawn {at} by {} ({})",
+                        r.withdrawn_by.as_deref().unwrap_or_default(),
+                        r.withdrawn_reference.as_deref().unwrap_or_default()
+                    ),
+                    None => "applies".into(),
+                };
+                println!(
+                    "{}  registered {} by {} ({})  {state}",
+                    r.pseudonym, r.registered_at, r.registered_by, r.reference
+                );
+            }
+            return Ok(());
+        }
+    };
+    if ctx.json {
+        emit_json!("{}", json!({"ok": true, "objection": change}));
+    } else if change.changed {
+        println!(
+            "{}: done (audit entry {}); {} open suggestion(s) withdrawn",
+            change.pseudonym,
+            change.audit_seq,
+            change.withdrawn_suggestions.len()
+        );
+    } else {
+        println!(
+            "{}: it was so already (recorded as audit entry {})",
+            change.pseudonym, change.audit_seq
+        );
+    }
     Ok(())
 }
 

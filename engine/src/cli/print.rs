@@ -337,6 +337,48 @@ pub fn print_client_answer(a: &serde_json::Value) {
         }
         return;
     }
+    if let Some(o) = a.get("objection") {
+        if o["changed"] == true {
+            println!(
+                "{}: done (audit entry {}); {} open suggestion(s) withdrawn",
+                s(&o["pseudonym"]),
+                o["audit_seq"],
+                o["withdrawn_suggestions"].as_array().map_or(0, Vec::len)
+            );
+        } else {
+            println!(
+                "{}: it was so already (recorded as audit entry {})",
+                s(&o["pseudonym"]),
+                o["audit_seq"]
+            );
+        }
+        return;
+    }
+    if let Some(list) = a["objections"].as_array() {
+        for o in list {
+            let state = if o["withdrawn_at"].is_string() {
+                format!(
+                    "withdrawn {} by {} ({})",
+                    s(&o["withdrawn_at"]),
+                    s(&o["withdrawn_by"]),
+                    s(&o["withdrawn_reference"])
+                )
+            } else {
+                "applies".into()
+            };
+            println!(
+                "{}  registered {} by {} ({})  {state}",
+                s(&o["pseudonym"]),
+                s(&o["registered_at"]),
+                s(&o["registered_by"]),
+                s(&o["reference"])
+            );
+        }
+        if list.is_empty() {
+            println!("(no objections registered)");
+        }
+        return;
+    }
     if let Some(list) = a["suggestions"].as_array() {
         println!(
             "{:<32}  {:<33}  {:<8}  {:>5}  expires",

@@ -208,6 +208,22 @@ pub enum ClientCall {
         #[arg(long)]
         reason: String,
     },
+    /// Register a person's objection (data-protection officer; GDPR Art 21).
+    RegisterObjection {
+        /// The national ID (or pseudonym); `-` reads it from standard input.
+        person: String,
+        #[arg(long)]
+        reference: String,
+    },
+    /// Withdraw a person's objection (data-protection officer).
+    WithdrawObjection {
+        /// The national ID (or pseudonym); `-` reads it from standard input.
+        person: String,
+        #[arg(long)]
+        reference: String,
+    },
+    /// The objection register (data-protection officer).
+    ListObjections,
 }
 
 /// Runs one call and prints its answer (the JSON object with `--json`).
@@ -249,6 +265,15 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
         ClientCall::Export { id } => Call::Export { id },
         ClientCall::StopScoring { reason } => Call::StopScoring { reason },
         ClientCall::ResumeScoring { reason } => Call::ResumeScoring { reason },
+        ClientCall::RegisterObjection { person, reference } => Call::RegisterObjection {
+            person: super::person_arg(person)?,
+            reference,
+        },
+        ClientCall::WithdrawObjection { person, reference } => Call::WithdrawObjection {
+            person: super::person_arg(person)?,
+            reference,
+        },
+        ClientCall::ListObjections => Call::ListObjections,
     };
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))

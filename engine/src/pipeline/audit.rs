@@ -567,7 +567,7 @@ pub struct QueryPage {
 
 /// The pseudonym a `--person` value stands for: a pseudonym as given, or a national ID
 /// pseudonymized now (never echoed, never stored).
-fn person_pseudonym(app: &App, person: &str) -> Result<String> {
+pub(crate) fn person_pseudonym(app: &App, field: &str, person: &str) -> Result<String> {
     let p = person.trim();
     if p.len() == 33 && p.starts_with('p') && p[1..].bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(p.to_ascii_lowercase());
@@ -575,7 +575,7 @@ fn person_pseudonym(app: &App, person: &str) -> Result<String> {
     let edge = app.edge()?;
     let id = parse_id(edge.country, p, &edge.id_rules).map_err(|_| {
         EngineError::invalid(
-            "--person",
+            field,
             format!(
                 "not a pseudonym (p + 32 hex) nor a valid {} national ID (the value is not shown)",
                 edge.country.code()
@@ -635,7 +635,7 @@ pub async fn query(app: &App, by: &Principal, q: &Query) -> Result<QueryPage> {
             subject: q
                 .person
                 .as_deref()
-                .map(|p| person_pseudonym(app, p))
+                .map(|p| person_pseudonym(app, "--person", p))
                 .transpose()?,
         };
         record = record.clone().with(json!({

@@ -8,7 +8,7 @@ use crate::access::Target;
 use crate::app::App;
 use crate::error::EngineError;
 use crate::principal::Principal;
-use crate::store::SwitchChange;
+use crate::store::{ObjectionChange, ObjectionRow, SwitchChange};
 
 type Result<T, E = EngineError> = std::result::Result<T, E>;
 
@@ -63,4 +63,99 @@ async fn switch(
         .map_err(EngineError::from);
     // A failed change wrote nothing, its entry included: record the failure.
     app.audited(rec, result).await
+}
+
+/// The longest objection reference.
+pub const MAX_REFERENCE_CHARS: usize = 200;
+
+/// `RegisterObjection` (GDPR Art 21): from now on the person is not scored or trained
+/// on, and their open suggestions are withdrawn. `person` is a national ID (or the
+/// pseudonym), pseudonymized here and never echoed or stored.
+pub async fn register_objection(
+    app: &App,
+    by: &Principal,
+    person: &str,
+    reference: &str,
+) -> Result<ObjectionChange> {
+    objection(
+        app,
+        by,
+        Operation::RegisterObjection,
+        true,
+        person,
+        reference,
+    )
+    .await
+}
+
+/// `WithdrawObjection`: the person may be scored and trained on again.
+pub async fn withdraw_objection(
+    app: &App,
+    by: &Principal,
+    person: &str,
+    reference: &str,
+) -> Result<ObjectionChange> {
+    objection(
+        app,
+        by,
+        Operation::WithdrawObjection,
+        false,
+        person,
+        reference,
+    )
+    .await
+}
+
+async fn objection(
+    app: &App,
+    by: &Principal,
+    op: Operation,
+    active: bool,
+    person: &str,
+    reference: &str,
+) -> Result<ObjectionChange> {
+    let reference = tidig_connectors::redact::scrub(reference.trim()).into_owned();
+    let rec = app
+        .record(by, &crate::access::action(op))
+        .with(json!({"reference": reference}));
+    let checked = (|| {
+        let chars = reference.chars().count();
+        if chars == 0 || chars > MAX_REFERENCE_CHARS || reference.chars().any(char::is_control) {
+            return Err(EngineError::invalid(
+                "reference",
+                format!(
+                    "required: 1..={MAX_REFERENCE_CHARS} characters without control characters"
+                ),
+            ));
+        }
+        crate::pipeline::audit::person_pseudonym(app, "national_id", person)
+    })();
+    let pseudonym = app.audited(rec.clone(), checked).await?;
+    let target = Target {
+        unit: String::new(),
+        suggestion: None,
+        subject: Some(pseudonym),
+    };
+    let pass = app.check_access(by, op, target, rec.clone()).await?;
+    let at = app.clock().stamp();
+    let result = app
+        .store()
+        .set_objection(&pass, active, &reference, &at)
+        .await
+        .map_err(EngineError::from);
+    app.audited(rec, result).await
+}
+
+/// `ListObjections`: the register, newest first (pseudonyms only).
+pub async fn list_objections(app: &App, by: &Principal) -> Result<Vec<ObjectionRow>> {
+    let op = Operation::ListObjections;
+    let rec = app.record(by, &crate::access::action(op));
+    let target = Target {
+        unit: String::new(),
+        suggestion: None,
+        subject: None,
+    };
+    // An allowed read's entry is written by the check, before anything is read.
+    let pass = app.check_access(by, op, target, rec).await?;
+    Ok(app.store().objections(&pass).await?)
 }

@@ -101,7 +101,7 @@ pub fn status(e: EngineError) -> Status {
 }
 
 /// A stored RFC 3339 stamp or a `YYYY-MM-DD` date (midnight UTC) as a protobuf time.
-fn timestamp(text: &str) -> Option<Timestamp> {
+pub(super) fn timestamp(text: &str) -> Option<Timestamp> {
     let t = chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&chrono::Utc))
         .ok()

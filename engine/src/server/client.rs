@@ -45,6 +45,15 @@ pub enum Call {
     ResumeScoring {
         reason: String,
     },
+    RegisterObjection {
+        person: String,
+        reference: String,
+    },
+    WithdrawObjection {
+        person: String,
+        reference: String,
+    },
+    ListObjections,
 }
 
 /// Where and as whom to call.
@@ -306,6 +315,53 @@ pub async fn call(
                 .into_inner();
             json!({"scoring": r.state.map(scoring), "changed": r.changed, "audit_seq": r.audit_seq})
         }
+        Call::RegisterObjection { person, reference } => {
+            let r = OversightServiceClient::new(channel)
+                .register_objection(authorized(
+                    token,
+                    proto::RegisterObjectionRequest {
+                        national_id: person,
+                        reference,
+                    },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"objection": {"pseudonym": r.pseudonym, "changed": r.changed,
+                   "withdrawn_suggestions": r.withdrawn_suggestions, "audit_seq": r.audit_seq}})
+        }
+        Call::WithdrawObjection { person, reference } => {
+            let r = OversightServiceClient::new(channel)
+                .withdraw_objection(authorized(
+                    token,
+                    proto::WithdrawObjectionRequest {
+                        national_id: person,
+                        reference,
+                    },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"objection": {"pseudonym": r.pseudonym, "changed": r.changed,
+                   "withdrawn_suggestions": [], "audit_seq": r.audit_seq}})
+        }
+        Call::ListObjections => {
+            let r = OversightServiceClient::new(channel)
+                .list_objections(authorized(token, proto::ListObjectionsRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"objections": r.objections.into_iter().map(objection).collect::<Vec<_>>()})
+        }
+    })
+}
+
+fn objection(o: proto::Objection) -> Value {
+    json!({
+        "pseudonym": o.pseudonym, "reference": o.reference,
+        "registered_at": time(o.registered_at), "registered_by": o.registered_by,
+        "withdrawn_at": o.withdrawn_at.map(|t| time(Some(t))),
+        "withdrawn_by": o.withdrawn_by, "withdrawn_reference": o.withdrawn_reference,
     })
 }
 

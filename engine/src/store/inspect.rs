@@ -44,6 +44,7 @@ pub const TABLES: &[&str] = &[
     "suggestions",
     "scoring_runs",
     "decisions",
+    "scoring_switch",
 ];
 
 /// The audit trail's tables: a record of what was done, not data; kept apart from

@@ -28,7 +28,7 @@ pub use casework::{
 pub use features::{BuildRecord, EventRow, StoredVector, VectorRow};
 pub use ingest::{Batch, IngestTx, RunCounts, RunRecord, WriteOutcome};
 pub use inspect::{StoreCounts, AUDIT_TABLES, TABLES};
-pub use population::{PersonDates, Residence};
+pub use population::{ObjectionChange, ObjectionRow, PersonDates, Residence};
 pub use registry::{ModelRow, NewModel, Transition, TransitionOutcome};
 pub use suggestions::{
     Capacity, ScoringRunRecord, StoredSuggestion, SuggestionRow, WriteCounts, Written,

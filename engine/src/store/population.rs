@@ -4,7 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Store, StoreError};
+use super::{AppendAudit, Store, StoreError};
+use crate::access::AccessPass;
+use crate::domain::SuggestionStatus;
 
 /// A person's birth and death dates (days since the epoch), where known.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,22 +136,25 @@ impl Store {
         Ok(out)
     }
 
-    /// Persons who objected (GDPR Art 21): never scored, never trained on.
+    /// Persons with an active objection (GDPR Art 21): never scored, never trained on.
     pub async fn objectors(&self) -> Result<HashSet<i64>, StoreError> {
         let ids: Vec<i64> = on_pool!(self, |p| sqlx::query_scalar(
-            "SELECT person_id FROM objections"
+            "SELECT p.id FROM objections o JOIN persons p ON p.pseudonym = o.pseudonym \
+             WHERE o.withdrawn_at IS NULL"
         )
         .fetch_all(p)
         .await?);
         Ok(ids.into_iter().collect())
     }
 
-    /// Registers an objection (idempotent).
+    /// Registers an objection of a stored person without a reference (idempotent): the
+    /// fixture path of tests.
     pub async fn add_objection(&self, person: i64, at: &str) -> Result<(), StoreError> {
         in_write_tx!(self, |tx| {
             sqlx::query(
-                "INSERT INTO objections (person_id, registered_at) VALUES ($1, $2) \
-                 ON CONFLICT (person_id) DO NOTHING",
+                "INSERT INTO objections (pseudonym, reference, registered_at, registered_by, \
+                 audit_seq) SELECT pseudonym, '', $2, '', 0 FROM persons WHERE id = $1 \
+                 ON CONFLICT (pseudonym) DO NOTHING",
             )
             .bind(person)
             .bind(at)
@@ -158,6 +163,124 @@ impl Store {
             .map(|_| ())?
         });
         Ok(())
+    }
+
+    /// Registers (`active`) or withdraws the objection of the pass's person with the
+    /// pass's audit entry, in one transaction. Registering withdraws the person's open
+    /// suggestions (status `withdrawn`; their ids go into the entry); registering an
+    /// active objection or withdrawing none changes nothing but is recorded.
+    pub async fn set_objection(
+        &self,
+        pass: &AccessPass,
+        active: bool,
+        reference: &str,
+        at: &str,
+    ) -> Result<ObjectionChange, StoreError> {
+        let Some(pseudonym) = pass.subject() else {
+            return Err(StoreError::Corrupt {
+                what: "objection pass",
+                value: "names no person".into(),
+            });
+        };
+        let by = pass.principal().id();
+        Ok(in_write_tx!(self, |tx| {
+            let before: Option<(Option<String>,)> =
+                sqlx::query_as("SELECT withdrawn_at FROM objections WHERE pseudonym = $1")
+                    .bind(pseudonym)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let was_active = matches!(before, Some((None,)));
+            let changed = was_active != active;
+            let mut withdrawn: Vec<String> = Vec::new();
+            if changed && active {
+                withdrawn = sqlx::query_scalar(
+                    "UPDATE suggestions SET status = $1 WHERE status = $2 AND person_id IN \
+                     (SELECT id FROM persons WHERE pseudonym = $3) RETURNING id",
+                )
+                .bind(SuggestionStatus::Withdrawn.as_str())
+                .bind(SuggestionStatus::Open.as_str())
+                .bind(pseudonym)
+                .fetch_all(&mut *tx)
+                .await?;
+                withdrawn.sort();
+            }
+            let details = serde_json::json!({
+                "changed": changed,
+                "reference": reference,
+                "withdrawn_suggestions": withdrawn,
+            });
+            let seq = match pass.pending_record(details) {
+                Some(r) => tx.append_audit(std::slice::from_ref(&r)).await?[0],
+                None => 0,
+            };
+            if changed && active {
+                sqlx::query(
+                    "INSERT INTO objections (pseudonym, reference, registered_at, \
+                     registered_by, audit_seq) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (pseudonym) DO UPDATE SET reference = excluded.reference, \
+                     registered_at = excluded.registered_at, \
+                     registered_by = excluded.registered_by, audit_seq = excluded.audit_seq, \
+                     withdrawn_at = NULL, withdrawn_by = NULL, withdrawn_reference = NULL",
+                )
+                .bind(pseudonym)
+                .bind(reference)
+                .bind(at)
+                .bind(by)
+                .bind(seq as i64)
+                .execute(&mut *tx)
+                .await?;
+            } else if changed {
+                sqlx::query(
+                    "UPDATE objections SET withdrawn_at = $2, withdrawn_by = $3, \
+                     withdrawn_reference = $4 WHERE pseudonym = $1",
+                )
+                .bind(pseudonym)
+                .bind(at)
+                .bind(by)
+                .bind(reference)
+                .execute(&mut *tx)
+                .await?;
+            }
+            ObjectionChange {
+                pseudonym: pseudonym.to_string(),
+                changed,
+                withdrawn_suggestions: withdrawn,
+                audit_seq: seq,
+            }
+        }))
+    }
+
+    /// The objection register, newest first. Takes the access check's pass: the
+    /// register is personal data (whoever holds a person's national ID can find them).
+    pub async fn objections(&self, _pass: &AccessPass) -> Result<Vec<ObjectionRow>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = fetch_all!(
+            self,
+            Row,
+            "SELECT pseudonym, reference, registered_at, registered_by, withdrawn_at, \
+             withdrawn_by, withdrawn_reference FROM objections \
+             ORDER BY registered_at DESC, pseudonym"
+        );
+        Ok(rows
+            .into_iter()
+            .map(|r| ObjectionRow {
+                pseudonym: r.0,
+                reference: r.1,
+                registered_at: r.2,
+                registered_by: r.3,
+                withdrawn_at: r.4,
+                withdrawn_by: r.5,
+                withdrawn_reference: r.6,
+            })
+            .collect())
     }
 
     /// Persons with a social-services case of `category` active at `instant` (seconds):
@@ -185,4 +308,29 @@ impl Store {
         });
         Ok(ids.into_iter().collect())
     }
+}
+
+/// What registering or withdrawing an objection came to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectionChange {
+    /// The person's pseudonym.
+    pub pseudonym: String,
+    pub changed: bool,
+    /// The person's suggestions withdrawn by the registration.
+    pub withdrawn_suggestions: Vec<String>,
+    /// The audit entry of this call.
+    pub audit_seq: u64,
+}
+
+/// One objection of the register.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ObjectionRow {
+    pub pseudonym: String,
+    pub reference: String,
+    pub registered_at: String,
+    pub registered_by: String,
+    /// Set once withdrawn; the objection no longer applies.
+    pub withdrawn_at: Option<String>,
+    pub withdrawn_by: Option<String>,
+    pub withdrawn_reference: Option<String>,
 }
