@@ -314,4 +314,37 @@ fn quickstart_runs_the_whole_pipeline_and_a_rerun_changes_nothing() {
     assert_eq!(w["model"]["id"], v["model"]["id"]);
     assert_eq!(w["score"]["unchanged"].as_u64(), Some(written));
     assert_eq!(w["score"]["new"].as_u64(), Some(0));
+
+    // The objection register from the command line: the ID read from standard input,
+    // never echoed; listed by pseudonym; withdrawn with its record kept.
+    let nid = persons.lines().nth(1).unwrap().split(',').next().unwrap();
+    let with_stdin = |args: &[&str]| {
+        use std::io::Write as _;
+        let mut child = common::command(d, args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{nid}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let added = with_stdin(&["--json", "objections", "add", "-", "--reference", "DPO-1"]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let a: serde_json::Value = serde_json::from_slice(&added.stdout).unwrap();
+    assert_eq!(a["objection"]["changed"], true, "{a}");
+    let pseudonym = a["objection"]["pseudonym"].as_str().unwrap().to_string();
+    let withdrawn = with_stdin(&["objections", "withdraw", "-", "--reference", "DPO-1b"]);
+    assert!(withdrawn.status.success(), "{}", stderr(&withdrawn));
+    let listed = tidig(d, &["--json", "objections", "list"]);
+    let l: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let register = l["objections"].as_array().unwrap();
+    assert_eq!(register.len(), 1, "{l}");
+    assert_eq!(register[0]["pseudonym"], pseudonym.as_str());
+    assert_eq!(register[0]["reference"], "DPO-1");
+    assert_eq!(register[0]["withdrawn_reference"], "DPO-1b");
+    for o in [&added, &withdrawn, &listed] {
+        assert!(!String::from_utf8_lossy(&o.stdout).contains(nid));
+        assert!(!stderr(o).contains(nid));
+    }
 }
