@@ -101,9 +101,10 @@ pub enum Command {
     Objections(ObjectionsCommand),
     /// Row counts of the store and its last ingest runs.
     Status,
-    /// Serve the caseworker gRPC service (health and reflection included).
+    /// Serve the caseworker and oversight gRPC services (health and reflection included).
     Serve(serve::ServeArgs),
-    /// Call the caseworker service: list, get, decide, reidentify, watch, export.
+    /// Call the service: list, get, decide, reidentify, watch, export (caseworkers);
+    /// stop-scoring, resume-scoring and the objection register (data-protection officer).
     Client(serve::ClientArgs),
     /// Benchmarks (release build).
     #[command(subcommand)]
