@@ -489,6 +489,28 @@ async fn the_stop_switch_reaches_every_replica_and_a_run_about_to_write() {
         assert!(q.status.success(), "{backend}: {}", stderr(&q));
         let q: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
         assert_eq!(q["entries"].as_array().unwrap().len(), 6, "{backend}: {q}");
+        // The same through the oversight service with `tidig client`, as the auditor.
+        let client = |call: &[&str]| {
+            let mut args = vec![
+                "--json",
+                "client",
+                "--server",
+                &two.url,
+                "--token",
+                "demo-auditor",
+            ];
+            args.extend(call);
+            let o = tidig(d, &args);
+            assert!(o.status.success(), "{backend} {call:?}: {}", stderr(&o));
+            serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+        };
+        let q = client(&["query-audit", "--action", "oversight.stop_scoring"]);
+        assert_eq!(q["entries"].as_array().unwrap().len(), 6, "{backend}: {q}");
+        let v = client(&["verify-audit"]);
+        assert_eq!(v["verify"]["ok"], true, "{backend}: {v}");
+        let seq = q["entries"][0]["seq"].as_u64().unwrap().to_string();
+        let p = client(&["prove", &seq]);
+        assert_eq!(p["proof"]["seq"].to_string(), seq, "{backend}: {p}");
 
         let (status, err) = one.terminate();
         assert!(status.success(), "{backend}: {err}");

@@ -64,7 +64,19 @@ fn the_contract_follows_its_conventions_and_documents_everything() {
             "ExportRiskAssessment"
         ]
     );
-    assert_eq!(methods(&files[1]), ["StopScoring", "ResumeScoring"]);
+    assert_eq!(
+        methods(&files[1]),
+        [
+            "StopScoring",
+            "ResumeScoring",
+            "RegisterObjection",
+            "WithdrawObjection",
+            "ListObjections",
+            "QueryAudit",
+            "VerifyAudit",
+            "ProveInclusion"
+        ]
+    );
 }
 
 /// One file's conventions; `used` carries the request and response messages already

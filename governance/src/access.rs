@@ -42,6 +42,9 @@ pub enum Operation {
     RegisterObjection,
     WithdrawObjection,
     ListObjections,
+    QueryAudit,
+    VerifyAudit,
+    ProveInclusion,
 }
 
 impl Operation {
@@ -57,6 +60,9 @@ impl Operation {
         Operation::RegisterObjection,
         Operation::WithdrawObjection,
         Operation::ListObjections,
+        Operation::QueryAudit,
+        Operation::VerifyAudit,
+        Operation::ProveInclusion,
     ];
 
     /// Whether the operation belongs to the oversight service (the rest are the
@@ -69,6 +75,9 @@ impl Operation {
                 | Operation::RegisterObjection
                 | Operation::WithdrawObjection
                 | Operation::ListObjections
+                | Operation::QueryAudit
+                | Operation::VerifyAudit
+                | Operation::ProveInclusion
         )
     }
 
@@ -99,6 +108,9 @@ impl Operation {
             Operation::RegisterObjection => "register_objection",
             Operation::WithdrawObjection => "withdraw_objection",
             Operation::ListObjections => "list_objections",
+            Operation::QueryAudit => "query_audit",
+            Operation::VerifyAudit => "verify_audit",
+            Operation::ProveInclusion => "prove_inclusion",
         }
     }
 }

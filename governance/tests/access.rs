@@ -48,7 +48,13 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                         let (ok, rules) = decide(&policy, &c, op, target);
                         let switch =
                             matches!(op, Operation::StopScoring | Operation::ResumeScoring);
-                        let register = op.is_oversight() && !switch;
+                        let audit_read = matches!(
+                            op,
+                            Operation::QueryAudit
+                                | Operation::VerifyAudit
+                                | Operation::ProveInclusion
+                        );
+                        let register = op.is_oversight() && !switch && !audit_read;
                         let caseworker = role == "caseworker"
                             && purpose == "case-handling"
                             && unit == Some(target)
@@ -57,9 +63,10 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                             && purpose == "oversight"
                             && (op == Operation::GetSuggestion || op.is_oversight());
                         let operator = role == "operator" && purpose == "operations" && register;
+                        let auditor = role == "auditor" && purpose == "oversight" && audit_read;
                         assert_eq!(
                             ok,
-                            caseworker || dpo || operator,
+                            caseworker || dpo || operator || auditor,
                             "{c:?} {op:?} on {target}"
                         );
                         if ok {
@@ -77,10 +84,10 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
             }
         }
     }
-    // 6 operations for the one matching caseworker claim set; the DPO's reads and the 5
-    // oversight operations, and the operator's 3 register operations, on two targets,
-    // with and without a unit claim.
-    assert_eq!(allowed, 6 + 6 * 2 * 2 + 3 * 2 * 2);
+    // 6 operations for the one matching caseworker claim set; the DPO's reads and the 8
+    // oversight operations, the operator's 3 register operations and the auditor's 3
+    // audit reads, on two targets, with and without a unit claim.
+    assert_eq!(allowed, 6 + 9 * 2 * 2 + 3 * 2 * 2 + 3 * 2 * 2);
 }
 
 #[test]

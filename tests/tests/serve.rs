@@ -134,12 +134,18 @@ struct Served {
 }
 
 async fn start(store: &Store, settings: Settings) -> Served {
-    let app = Arc::new(App::with_store(
-        store.clone(),
-        settings.clone(),
-        tidig_tests::default_pack().clone(),
-        tidig_engine::clock::Clock::fixed_on(tidig_tests::today()),
-    ));
+    // A server signs audit checkpoints, as a deployment with its keys generated does.
+    let signer =
+        tidig_governance::audit::NoteSigner::from_seed(&settings.audit.origin, [11; 32]).unwrap();
+    let app = Arc::new(
+        App::with_store(
+            store.clone(),
+            settings.clone(),
+            tidig_tests::default_pack().clone(),
+            tidig_engine::clock::Clock::fixed_on(tidig_tests::today()),
+        )
+        .with_signer(signer),
+    );
     let auth = Authenticator::from_settings(&settings).unwrap();
     let (listener, addr) = server::bind("127.0.0.1:0").await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -440,13 +446,35 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
         "export",
         "stop",
         "resume",
+        "register",
+        "withdraw",
+        "objections",
+        "query",
+        "verify",
+        "prove",
     ];
+    // The oversight service's methods concern the whole deployment ("own"/"other" ask
+    // the same); objections name the person of the one suggestion that stays open.
+    let deployment_wide = |m: &str| {
+        matches!(
+            m,
+            "stop"
+                | "resume"
+                | "register"
+                | "withdraw"
+                | "objections"
+                | "query"
+                | "verify"
+                | "prove"
+        )
+    };
+    let objector = central[0].pseudonym.clone();
     let mut oversight = served.oversight().await;
     let mut table = Vec::new();
     for (token, unit) in roles {
         for method in methods {
             for own in [true, false] {
-                let switch = matches!(method, "stop" | "resume");
+                let switch = deployment_wide(method);
                 let id = match (switch, own) {
                     (true, _) => String::new(),
                     (false, true) => own_left.next().unwrap().id.clone(),
@@ -520,6 +548,48 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                         .await
                         .map(drop)
                         .err(),
+                    "register" => oversight
+                        .register_objection(as_(
+                            token,
+                            proto::RegisterObjectionRequest {
+                                national_id: objector.clone(),
+                                reference: "matrix".into(),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "withdraw" => oversight
+                        .withdraw_objection(as_(
+                            token,
+                            proto::WithdrawObjectionRequest {
+                                national_id: objector.clone(),
+                                reference: "matrix".into(),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "objections" => oversight
+                        .list_objections(as_(token, proto::ListObjectionsRequest {}))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "query" => oversight
+                        .query_audit(as_(token, proto::QueryAuditRequest::default()))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "verify" => oversight
+                        .verify_audit(as_(token, proto::VerifyAuditRequest {}))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "prove" => oversight
+                        .prove_inclusion(as_(token, proto::ProveInclusionRequest { seq: 0 }))
+                        .await
+                        .map(drop)
+                        .err(),
                     _ => c
                         .export_risk_assessment(as_(
                             token,
@@ -548,11 +618,13 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
         .flat_map(|(token, unit)| {
             methods.iter().flat_map(move |method| {
                 [true, false].into_iter().map(move |own| {
-                    let switch = matches!(*method, "stop" | "resume");
-                    let caseworker = unit.is_some() && !switch;
+                    let oversight = deployment_wide(method);
+                    let audit_read = matches!(*method, "query" | "verify" | "prove");
+                    let caseworker = unit.is_some() && !oversight;
                     let unit_wide = matches!(*method, "list" | "watch");
                     let allowed = (caseworker && (own || unit_wide))
-                        || (*token == "demo-dpo" && (*method == "get" || switch));
+                        || (*token == "demo-dpo" && (*method == "get" || oversight))
+                        || (*token == "demo-auditor" && audit_read);
                     let code = if allowed {
                         Code::Ok
                     } else {
@@ -1236,5 +1308,120 @@ async fn an_objection_withdraws_open_suggestions_and_excludes_the_person_from_sc
                 "{backend}: entry {seq} holds the ID"
             );
         }
+    }
+}
+
+/// The audit trail through the oversight service: the auditor and the data-protection
+/// officer verify it, query it by person (a national ID, never echoed) and get an
+/// inclusion proof anyone can check; others are refused; each call is one entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_trail_is_verified_queried_and_proved_through_the_oversight_service() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    for (backend, store) in scored(dir.path(), "trail").await {
+        let served = start(&store, settings(&keys)).await;
+        let me = caseworker(CENTRAL);
+        let mut c = served.client().await;
+        let mut o = served.oversight().await;
+        let listed = list_all(&mut c, &me).await;
+        let national_id = c
+            .reidentify(as_(
+                &me,
+                proto::ReidentifyRequest {
+                    suggestion_id: listed[0].id.clone(),
+                    purpose: "home visit".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .national_id;
+        let before = audit_size(&store).await;
+        let mut calls = 0u64;
+
+        // Refused for caseworkers and researchers, recorded.
+        for who in [me.as_str(), "demo-researcher"] {
+            let e = o
+                .verify_audit(as_(who, proto::VerifyAuditRequest {}))
+                .await
+                .unwrap_err();
+            assert_eq!(e.code(), Code::PermissionDenied, "{backend} {who}");
+            calls += 1;
+        }
+        // The auditor verifies: OK, with the key that checks the checkpoints.
+        let v = o
+            .verify_audit(as_("demo-auditor", proto::VerifyAuditRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        calls += 1;
+        assert!(v.ok, "{backend}: {v:?}");
+        assert!(v.entries >= before, "{backend}");
+        assert!(v.problem.is_empty() && v.problem_seq.is_none());
+
+        // The DPO finds the re-identification by the person's national ID.
+        let q = o
+            .query_audit(as_(
+                "demo-dpo",
+                proto::QueryAuditRequest {
+                    person: national_id.clone(),
+                    action: "casework.reidentify".into(),
+                    ..proto::QueryAuditRequest::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        calls += 1;
+        assert_eq!(q.entries_json.len(), 1, "{backend}: {q:?}");
+        let entry: Value = serde_json::from_str(&q.entries_json[0]).unwrap();
+        assert_eq!(entry["action"], "casework.reidentify");
+        assert_eq!(entry["subject"], listed[0].pseudonym.as_str());
+        assert!(!q.entries_json[0].contains(&national_id));
+        // A malformed filter is refused naming the field, without echoing the value.
+        let e = o
+            .query_audit(as_(
+                "demo-dpo",
+                proto::QueryAuditRequest {
+                    person: "010101-123X".into(),
+                    ..proto::QueryAuditRequest::default()
+                },
+            ))
+            .await
+            .unwrap_err();
+        calls += 1;
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.message().starts_with("person") && !e.message().contains("010101"));
+
+        // Its inclusion proof checks against the signed checkpoint's root.
+        let seq = entry["seq"].as_u64().unwrap();
+        let p = o
+            .prove_inclusion(as_("demo-auditor", proto::ProveInclusionRequest { seq }))
+            .await
+            .unwrap()
+            .into_inner();
+        calls += 1;
+        assert_eq!(p.entry_json, q.entries_json[0], "{backend}");
+        let leaf = tidig_governance::audit::merkle::leaf_hash(p.entry_json.as_bytes());
+        assert_eq!(leaf.to_vec(), b64(&p.leaf_hash));
+        let proof: Vec<Vec<u8>> = p.proof.iter().map(|h| b64(h)).collect();
+        tidig_governance::audit::merkle::verify_inclusion(
+            seq,
+            p.tree_size,
+            &leaf,
+            &proof,
+            &b64(&p.root),
+        )
+        .unwrap();
+        assert!(p.checkpoint.contains(&format!("\n{}\n", p.tree_size)));
+
+        served.stop().await;
+        assert_eq!(
+            audit_size(&store).await - before,
+            calls,
+            "{backend}: one entry per call"
+        );
     }
 }

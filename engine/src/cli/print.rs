@@ -337,6 +337,28 @@ pub fn print_client_answer(a: &serde_json::Value) {
         }
         return;
     }
+    if let Some(v) = a.get("verify") {
+        if v["ok"] == true {
+            println!(
+                "audit trail OK: {} entries, root {} ({} checkpoints; latest signed size {})",
+                v["entries"],
+                s(&v["root"]),
+                v["checkpoints"],
+                v["latest_checkpoint_size"]
+            );
+        } else {
+            println!(
+                "AUDIT TRAIL NOT OK: {} (entry {})",
+                s(&v["problem"]),
+                v["problem_seq"]
+            );
+        }
+        return;
+    }
+    if a.get("proof").is_some() || a.get("entries").is_some() {
+        println!("{}", serde_json::to_string_pretty(a).unwrap_or_default());
+        return;
+    }
     if let Some(o) = a.get("objection") {
         if o["changed"] == true {
             println!(

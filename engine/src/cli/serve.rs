@@ -224,6 +224,24 @@ pub enum ClientCall {
     },
     /// The objection register (data-protection officer).
     ListObjections,
+    /// Verify the audit trail (data-protection officer, auditor).
+    VerifyAudit,
+    /// Audit entries, oldest first (data-protection officer, auditor).
+    QueryAudit {
+        /// Only entries about this person: national ID or pseudonym; `-` reads it from
+        /// standard input.
+        #[arg(long)]
+        person: Option<String>,
+        /// Only this action (e.g. casework.reidentify).
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// An inclusion proof of one audit entry in the latest signed checkpoint.
+    Prove { seq: u64 },
 }
 
 /// Runs one call and prints its answer (the JSON object with `--json`).
@@ -274,6 +292,19 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
             reference,
         },
         ClientCall::ListObjections => Call::ListObjections,
+        ClientCall::VerifyAudit => Call::VerifyAudit,
+        ClientCall::QueryAudit {
+            person,
+            action,
+            page_size,
+            page_token,
+        } => Call::QueryAudit {
+            person: person.map(super::person_arg).transpose()?,
+            action,
+            page_size,
+            page_token,
+        },
+        ClientCall::Prove { seq } => Call::ProveInclusion { seq },
     };
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))

@@ -20,7 +20,7 @@ use tidig_governance::audit::{
 use crate::app::App;
 use crate::error::EngineError;
 use crate::principal::Principal;
-use crate::store::{AuditFilter, AuditRowRef, StoredCheckpoint};
+use crate::store::{AuditFilter, AuditRow, AuditRowRef, StoredCheckpoint};
 
 /// The first row verification found wrong, kept to say what happened to it.
 struct Scanned {
@@ -503,6 +503,9 @@ pub struct InclusionProof {
     pub root: String,
     pub checkpoint: String,
     pub entry: Value,
+    /// The entry exactly as hashed (its leaf hash is SHA-256 of 0x00 and this).
+    #[serde(skip)]
+    pub entry_text: String,
 }
 
 pub async fn prove(app: &App, seq: u64) -> Result<InclusionProof> {
@@ -543,6 +546,7 @@ pub async fn prove(app: &App, seq: u64) -> Result<InclusionProof> {
         root: B64.encode(&cp.root),
         checkpoint: cp.note,
         entry: serde_json::from_str(&row.entry)?,
+        entry_text: row.entry,
     })
 }
 
@@ -605,46 +609,90 @@ fn time_bound(field: &str, v: &Option<String>) -> Result<Option<String>> {
     ))
 }
 
+/// A query checked: the filter (a person as their pseudonym) and where the page starts.
+/// `flag` names a field as the caller spelled it (`--page-size` or `page_size`).
+pub(crate) fn checked_query(
+    app: &App,
+    q: &Query,
+    flag: fn(&'static str) -> &'static str,
+) -> Result<(AuditFilter, Option<u64>)> {
+    if q.page_size == 0 || q.page_size > 1000 {
+        return Err(EngineError::invalid(flag("page_size"), "must be 1..=1000"));
+    }
+    let after = match &q.page_token {
+        None => None,
+        Some(t) => Some(t.parse::<u64>().map_err(|_| {
+            EngineError::invalid(flag("page_token"), "not a token a query returned")
+        })?),
+    };
+    if let Some(o) = &q.outcome {
+        if !["allowed", "denied", "failed"].contains(&o.as_str()) {
+            return Err(EngineError::invalid(
+                flag("outcome"),
+                format!("`{o}` is not allowed, denied or failed"),
+            ));
+        }
+    }
+    let filter = AuditFilter {
+        from: time_bound(flag("from"), &q.from)?,
+        to: time_bound(flag("to"), &q.to)?,
+        principal: q.principal.clone(),
+        action: q.action.clone(),
+        outcome: q.outcome.clone(),
+        subject: q
+            .person
+            .as_deref()
+            .map(|p| person_pseudonym(app, flag("person"), p))
+            .transpose()?,
+    };
+    Ok((filter, after))
+}
+
+/// What an audit entry records of a query.
+pub(crate) fn query_details(filter: &AuditFilter, after: Option<u64>) -> Value {
+    json!({
+        "filter": {
+            "from": filter.from, "to": filter.to, "principal": filter.principal,
+            "action": filter.action, "outcome": filter.outcome, "subject": filter.subject,
+        },
+        "page_token": after,
+    })
+}
+
+/// One page of `rows` read with `page_size + 1`.
+pub(crate) fn query_page(mut rows: Vec<AuditRow>, page_size: u32) -> Result<QueryPage> {
+    let more = rows.len() > page_size as usize;
+    rows.truncate(page_size as usize);
+    Ok(QueryPage {
+        next_page_token: more
+            .then(|| rows.last().map(|r| r.seq.to_string()))
+            .flatten(),
+        entries: rows
+            .iter()
+            .map(|r| serde_json::from_str(&r.entry))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// The command line's spelling of a query field.
+fn cli_flag(field: &'static str) -> &'static str {
+    match field {
+        "page_size" => "--page-size",
+        "page_token" => "--page-token",
+        "outcome" => "--outcome",
+        "from" => "--from",
+        "to" => "--to",
+        "person" => "--person",
+        other => other,
+    }
+}
+
 /// Entries matching the query, oldest first, one page. Recorded before it returns.
 pub async fn query(app: &App, by: &Principal, q: &Query) -> Result<QueryPage> {
     let mut record = app.record(by, "audit.query");
     let result = async {
-        if q.page_size == 0 || q.page_size > 1000 {
-            return Err(EngineError::invalid("--page-size", "must be 1..=1000"));
-        }
-        let after = match &q.page_token {
-            None => None,
-            Some(t) => Some(t.parse::<u64>().map_err(|_| {
-                EngineError::invalid("--page-token", "not a token this command printed")
-            })?),
-        };
-        if let Some(o) = &q.outcome {
-            if !["allowed", "denied", "failed"].contains(&o.as_str()) {
-                return Err(EngineError::invalid(
-                    "--outcome",
-                    format!("`{o}` is not allowed, denied or failed"),
-                ));
-            }
-        }
-        let filter = AuditFilter {
-            from: time_bound("--from", &q.from)?,
-            to: time_bound("--to", &q.to)?,
-            principal: q.principal.clone(),
-            action: q.action.clone(),
-            outcome: q.outcome.clone(),
-            subject: q
-                .person
-                .as_deref()
-                .map(|p| person_pseudonym(app, "--person", p))
-                .transpose()?,
-        };
-        record = record.clone().with(json!({
-            "filter": {
-                "from": filter.from, "to": filter.to, "principal": filter.principal,
-                "action": filter.action, "outcome": filter.outcome, "subject": filter.subject,
-            },
-            "page_token": after,
-        }));
+        let (filter, after) = checked_query(app, q, cli_flag)?;
+        record = record.clone().with(query_details(&filter, after));
         record.subject = filter.subject.clone();
         let rows = app
             .store()
@@ -653,18 +701,8 @@ pub async fn query(app: &App, by: &Principal, q: &Query) -> Result<QueryPage> {
         Ok(rows)
     }
     .await;
-    let mut rows = app.audited(record.clone(), result).await?;
-    let more = rows.len() > q.page_size as usize;
-    rows.truncate(q.page_size as usize);
-    let page = QueryPage {
-        next_page_token: more
-            .then(|| rows.last().map(|r| r.seq.to_string()))
-            .flatten(),
-        entries: rows
-            .iter()
-            .map(|r| serde_json::from_str(&r.entry))
-            .collect::<Result<_, _>>()?,
-    };
+    let rows = app.audited(record.clone(), result).await?;
+    let page = query_page(rows, q.page_size)?;
     // Durable first: the read is recorded before anything is returned.
     app.audit()
         .append(record.with(json!({"returned": page.entries.len()})))

@@ -7,6 +7,7 @@ use tidig_governance::access::Operation;
 use crate::access::Target;
 use crate::app::App;
 use crate::error::EngineError;
+use crate::pipeline::audit;
 use crate::principal::Principal;
 use crate::store::{ObjectionChange, ObjectionRow, SwitchChange};
 
@@ -158,4 +159,73 @@ pub async fn list_objections(app: &App, by: &Principal) -> Result<Vec<ObjectionR
     // An allowed read's entry is written by the check, before anything is read.
     let pass = app.check_access(by, op, target, rec).await?;
     Ok(app.store().objections(&pass).await?)
+}
+
+/// One page of `QueryAudit`: the entries exactly as the trail hashed them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditPage {
+    pub entries: Vec<String>,
+    pub next_page_token: Option<String>,
+}
+
+/// `QueryAudit`: a page of the entries matching `q` (a person by national ID or
+/// pseudonym, pseudonymized here). The call's entry records the filter and is durable
+/// before anything is read.
+pub async fn query_audit(app: &App, by: &Principal, q: &audit::Query) -> Result<AuditPage> {
+    let op = Operation::QueryAudit;
+    let rec = app.record(by, &crate::access::action(op));
+    let checked = audit::checked_query(app, q, |field| field);
+    let (filter, after) = app.audited(rec.clone(), checked).await?;
+    let target = Target {
+        unit: String::new(),
+        suggestion: None,
+        subject: filter.subject.clone(),
+    };
+    let rec = rec.with(audit::query_details(&filter, after));
+    let _pass = app.check_access(by, op, target, rec).await?;
+    let mut rows = app
+        .store()
+        .audit_query(&filter, after, q.page_size + 1)
+        .await?;
+    let more = rows.len() > q.page_size as usize;
+    rows.truncate(q.page_size as usize);
+    Ok(AuditPage {
+        next_page_token: more
+            .then(|| rows.last().map(|r| r.seq.to_string()))
+            .flatten(),
+        entries: rows.into_iter().map(|r| r.entry).collect(),
+    })
+}
+
+/// `VerifyAudit`: `tidig audit verify`'s report, and the key that checks its signed
+/// checkpoints (none when this deployment has no signing key).
+pub async fn verify_audit(
+    app: &App,
+    by: &Principal,
+) -> Result<(audit::VerifyReport, Option<String>)> {
+    let op = Operation::VerifyAudit;
+    let rec = app.record(by, &crate::access::action(op));
+    let _pass = app.check_access(by, op, deployment(), rec).await?;
+    let verifier = app.audit().verifier();
+    let report = audit::verify(app, verifier.as_ref(), None).await?;
+    Ok((report, verifier.map(|v| v.to_text())))
+}
+
+/// `ProveInclusion`: entry `seq`'s inclusion proof in the latest signed checkpoint.
+pub async fn prove_inclusion(app: &App, by: &Principal, seq: u64) -> Result<audit::InclusionProof> {
+    let op = Operation::ProveInclusion;
+    let rec = app
+        .record(by, &crate::access::action(op))
+        .with(json!({"seq": seq}));
+    let _pass = app.check_access(by, op, deployment(), rec).await?;
+    audit::prove(app, seq).await
+}
+
+/// The target of an operation on the whole deployment (no unit's data, no person).
+fn deployment() -> Target {
+    Target {
+        unit: String::new(),
+        suggestion: None,
+        subject: None,
+    }
 }

@@ -54,6 +54,16 @@ pub enum Call {
         reference: String,
     },
     ListObjections,
+    VerifyAudit,
+    QueryAudit {
+        person: Option<String>,
+        action: Option<String>,
+        page_size: u32,
+        page_token: String,
+    },
+    ProveInclusion {
+        seq: u64,
+    },
 }
 
 /// Where and as whom to call.
@@ -344,6 +354,55 @@ pub async fn call(
                 .into_inner();
             json!({"objection": {"pseudonym": r.pseudonym, "changed": r.changed,
                    "withdrawn_suggestions": [], "audit_seq": r.audit_seq}})
+        }
+        Call::VerifyAudit => {
+            let r = OversightServiceClient::new(channel)
+                .verify_audit(authorized(token, proto::VerifyAuditRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"verify": {"ok": r.ok, "entries": r.entries, "root": r.root,
+                   "checkpoints": r.checkpoints, "latest_checkpoint": r.latest_checkpoint,
+                   "latest_checkpoint_size": r.latest_checkpoint_size,
+                   "verifier_key": r.verifier_key, "problem": r.problem,
+                   "problem_seq": r.problem_seq}})
+        }
+        Call::QueryAudit {
+            person,
+            action,
+            page_size,
+            page_token,
+        } => {
+            let r = OversightServiceClient::new(channel)
+                .query_audit(authorized(
+                    token,
+                    proto::QueryAuditRequest {
+                        person: person.unwrap_or_default(),
+                        action: action.unwrap_or_default(),
+                        page_size,
+                        page_token,
+                        ..proto::QueryAuditRequest::default()
+                    },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let entries = r
+                .entries_json
+                .iter()
+                .map(|e| serde_json::from_str(e).map_err(|e| ClientError::Answer(e.to_string())))
+                .collect::<Result<Vec<Value>, _>>()?;
+            json!({"entries": entries, "next_page_token": r.next_page_token})
+        }
+        Call::ProveInclusion { seq } => {
+            let r = OversightServiceClient::new(channel)
+                .prove_inclusion(authorized(token, proto::ProveInclusionRequest { seq })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"proof": {"seq": seq, "tree_size": r.tree_size, "leaf_hash": r.leaf_hash,
+                   "proof": r.proof, "root": r.root, "checkpoint": r.checkpoint,
+                   "entry": r.entry_json}})
         }
         Call::ListObjections => {
             let r = OversightServiceClient::new(channel)

@@ -125,4 +125,87 @@ impl proto::oversight_service_server::OversightService for OversightApi {
                 .collect(),
         }))
     }
+
+    async fn query_audit(
+        &self,
+        request: Request<proto::QueryAuditRequest>,
+    ) -> Result<Response<proto::QueryAuditResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::QueryAudit).await?;
+        let r = request.into_inner();
+        let text = |s: String| (!s.is_empty()).then_some(s);
+        let q = crate::pipeline::audit::Query {
+            from: r.from.and_then(rfc3339),
+            to: r.to.and_then(rfc3339),
+            principal: text(r.principal),
+            action: text(r.action),
+            outcome: text(r.outcome),
+            person: text(r.person),
+            page_size: if r.page_size == 0 { 100 } else { r.page_size },
+            page_token: text(r.page_token),
+        };
+        let page = oversight::query_audit(&self.app, &by, &q)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::QueryAuditResponse {
+            entries_json: page.entries,
+            next_page_token: page.next_page_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<proto::VerifyAuditRequest>,
+    ) -> Result<Response<proto::VerifyAuditResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::VerifyAudit).await?;
+        let (report, verifier) = oversight::verify_audit(&self.app, &by)
+            .await
+            .map_err(status)?;
+        let latest = report.latest_checkpoint.as_ref();
+        Ok(Response::new(proto::VerifyAuditResponse {
+            ok: report.ok,
+            entries: report.entries,
+            root: report.root.clone(),
+            checkpoints: u32::try_from(report.checkpoints).unwrap_or(u32::MAX),
+            latest_checkpoint: latest.map(|c| c.note.clone()).unwrap_or_default(),
+            latest_checkpoint_size: latest.map_or(0, |c| c.size),
+            verifier_key: verifier.unwrap_or_default(),
+            problem: report
+                .problem
+                .as_ref()
+                .map(|p| {
+                    let kind = serde_json::to_value(p.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    format!("{kind}: {}", p.detail)
+                })
+                .unwrap_or_default(),
+            problem_seq: report.problem.as_ref().and_then(|p| p.seq),
+        }))
+    }
+
+    async fn prove_inclusion(
+        &self,
+        request: Request<proto::ProveInclusionRequest>,
+    ) -> Result<Response<proto::ProveInclusionResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::ProveInclusion).await?;
+        let p = oversight::prove_inclusion(&self.app, &by, request.get_ref().seq)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::ProveInclusionResponse {
+            tree_size: p.tree_size,
+            leaf_hash: p.leaf_hash,
+            proof: p.proof,
+            root: p.root,
+            checkpoint: p.checkpoint,
+            entry_json: p.entry_text,
+        }))
+    }
+}
+
+/// A protobuf time as RFC 3339 (what the query's time bounds take).
+fn rfc3339(t: prost_types::Timestamp) -> Option<String> {
+    let nanos = u32::try_from(t.nanos).ok()?;
+    chrono::DateTime::from_timestamp(t.seconds, nanos)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
