@@ -511,6 +511,28 @@ async fn the_stop_switch_reaches_every_replica_and_a_run_about_to_write() {
         let seq = q["entries"][0]["seq"].as_u64().unwrap().to_string();
         let p = client(&["prove", &seq]);
         assert_eq!(p["proof"]["seq"].to_string(), seq, "{backend}: {p}");
+        // Exported through the service, checked offline with the verifier key.
+        let export = format!("export-{backend}.jsonl");
+        let e = client(&["export-audit", "--out", &export]);
+        assert!(
+            e["export"]["entries"].as_u64().unwrap() > 0,
+            "{backend}: {e}"
+        );
+        let key = tidig(d, &["keys", "verifier"]);
+        assert!(key.status.success(), "{}", stderr(&key));
+        std::fs::write(d.join("verifier.txt"), &key.stdout).unwrap();
+        let v = tidig(
+            d,
+            &[
+                "--json",
+                "audit",
+                "verify-export",
+                &export,
+                "--verifier",
+                "verifier.txt",
+            ],
+        );
+        assert!(v.status.success(), "{backend}: {}", stderr(&v));
 
         let (status, err) = one.terminate();
         assert!(status.success(), "{backend}: {err}");

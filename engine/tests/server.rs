@@ -74,7 +74,8 @@ fn the_contract_follows_its_conventions_and_documents_everything() {
             "ListObjections",
             "QueryAudit",
             "VerifyAudit",
-            "ProveInclusion"
+            "ProveInclusion",
+            "ExportAudit"
         ]
     );
 }

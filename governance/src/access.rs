@@ -45,6 +45,7 @@ pub enum Operation {
     QueryAudit,
     VerifyAudit,
     ProveInclusion,
+    ExportAudit,
 }
 
 impl Operation {
@@ -63,6 +64,7 @@ impl Operation {
         Operation::QueryAudit,
         Operation::VerifyAudit,
         Operation::ProveInclusion,
+        Operation::ExportAudit,
     ];
 
     /// Whether the operation belongs to the oversight service (the rest are the
@@ -78,6 +80,7 @@ impl Operation {
                 | Operation::QueryAudit
                 | Operation::VerifyAudit
                 | Operation::ProveInclusion
+                | Operation::ExportAudit
         )
     }
 
@@ -111,6 +114,7 @@ impl Operation {
             Operation::QueryAudit => "query_audit",
             Operation::VerifyAudit => "verify_audit",
             Operation::ProveInclusion => "prove_inclusion",
+            Operation::ExportAudit => "export_audit",
         }
     }
 }

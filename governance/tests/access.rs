@@ -53,6 +53,7 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                             Operation::QueryAudit
                                 | Operation::VerifyAudit
                                 | Operation::ProveInclusion
+                                | Operation::ExportAudit
                         );
                         let register = op.is_oversight() && !switch && !audit_read;
                         let caseworker = role == "caseworker"
@@ -84,10 +85,10 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
             }
         }
     }
-    // 6 operations for the one matching caseworker claim set; the DPO's reads and the 8
-    // oversight operations, the operator's 3 register operations and the auditor's 3
+    // 6 operations for the one matching caseworker claim set; the DPO's reads and the 9
+    // oversight operations, the operator's 3 register operations and the auditor's 4
     // audit reads, on two targets, with and without a unit claim.
-    assert_eq!(allowed, 6 + 9 * 2 * 2 + 3 * 2 * 2 + 3 * 2 * 2);
+    assert_eq!(allowed, 6 + 10 * 2 * 2 + 3 * 2 * 2 + 4 * 2 * 2);
 }
 
 #[test]

@@ -452,6 +452,7 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
         "query",
         "verify",
         "prove",
+        "export-audit",
     ];
     // The oversight service's methods concern the whole deployment ("own"/"other" ask
     // the same); objections name the person of the one suggestion that stays open.
@@ -466,6 +467,7 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                 | "query"
                 | "verify"
                 | "prove"
+                | "export-audit"
         )
     };
     let objector = central[0].pseudonym.clone();
@@ -590,6 +592,11 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                         .await
                         .map(drop)
                         .err(),
+                    "export-audit" => oversight
+                        .export_audit(as_(token, proto::ExportAuditRequest {}))
+                        .await
+                        .map(drop)
+                        .err(),
                     _ => c
                         .export_risk_assessment(as_(
                             token,
@@ -619,7 +626,8 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
             methods.iter().flat_map(move |method| {
                 [true, false].into_iter().map(move |own| {
                     let oversight = deployment_wide(method);
-                    let audit_read = matches!(*method, "query" | "verify" | "prove");
+                    let audit_read =
+                        matches!(*method, "query" | "verify" | "prove" | "export-audit");
                     let caseworker = unit.is_some() && !oversight;
                     let unit_wide = matches!(*method, "list" | "watch");
                     let allowed = (caseworker && (own || unit_wide))
@@ -1416,6 +1424,38 @@ async fn the_audit_trail_is_verified_queried_and_proved_through_the_oversight_se
         )
         .unwrap();
         assert!(p.checkpoint.contains(&format!("\n{}\n", p.tree_size)));
+
+        // The export streams the whole trail, which verifies without the store against
+        // the verifier key VerifyAudit gave; refused for a caseworker.
+        let e = o
+            .export_audit(as_(&me, proto::ExportAuditRequest {}))
+            .await
+            .unwrap_err();
+        calls += 1;
+        assert_eq!(e.code(), Code::PermissionDenied);
+        let mut stream = o
+            .export_audit(as_("demo-auditor", proto::ExportAuditRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        calls += 1;
+        let mut text = String::new();
+        let mut messages = 0;
+        while let Some(m) = stream.message().await.unwrap() {
+            messages += 1;
+            for line in m.lines {
+                text.push_str(&line);
+                text.push('\n');
+            }
+        }
+        assert!(messages >= 2, "{backend}: the header and the entries");
+        let verifier = tidig_governance::audit::NoteVerifier::parse(&v.verifier_key).unwrap();
+        let cp = tidig_engine::pipeline::audit::verify_export(&text, &verifier).unwrap();
+        assert_eq!(text.lines().count() as u64, cp.size + 1, "{backend}");
+        assert!(
+            cp.size >= before + calls - 1,
+            "{backend}: the export holds its own entry"
+        );
 
         served.stop().await;
         assert_eq!(

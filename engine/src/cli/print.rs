@@ -355,6 +355,10 @@ pub fn print_client_answer(a: &serde_json::Value) {
         }
         return;
     }
+    if let Some(e) = a.get("export") {
+        println!("{} entries written to {}", e["entries"], s(&e["out"]));
+        return;
+    }
     if a.get("proof").is_some() || a.get("entries").is_some() {
         println!("{}", serde_json::to_string_pretty(a).unwrap_or_default());
         return;

@@ -242,6 +242,11 @@ pub enum ClientCall {
     },
     /// An inclusion proof of one audit entry in the latest signed checkpoint.
     Prove { seq: u64 },
+    /// The whole audit trail as JSON Lines (check it with `tidig audit verify-export`).
+    ExportAudit {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 /// Runs one call and prints its answer (the JSON object with `--json`).
@@ -305,6 +310,7 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
             page_token,
         },
         ClientCall::Prove { seq } => Call::ProveInclusion { seq },
+        ClientCall::ExportAudit { out } => Call::ExportAudit { out },
     };
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))

@@ -731,13 +731,7 @@ pub async fn export(
     app.audit()
         .append(record.with(json!({"size": cp.size})))
         .await?;
-    let header = json!({
-        "format": EXPORT_FORMAT,
-        "origin": verifier.name(),
-        "verifier": verifier.to_text(),
-        "size": cp.size,
-        "checkpoint": cp.note,
-    });
+    let header = export_header(&verifier, &cp);
     let io = |e: std::io::Error| EngineError::internal(format_args!("writing the export: {e}"));
     writeln!(out, "{header}").map_err(io)?;
     let mut written = 0u64;
@@ -761,6 +755,33 @@ pub async fn export(
         entries: written,
         checkpoint: cp_out(cp.size, &cp.root, &cp.note),
     })
+}
+
+/// The export's header line (format, origin, verifier key, size, signed checkpoint).
+pub(crate) fn export_header(verifier: &NoteVerifier, cp: &StoredCheckpoint) -> Value {
+    json!({
+        "format": EXPORT_FORMAT,
+        "origin": verifier.name(),
+        "verifier": verifier.to_text(),
+        "size": cp.size,
+        "checkpoint": cp.note,
+    })
+}
+
+/// The entries `from <= seq < to` exactly as hashed, one export line each.
+pub async fn export_lines(app: &App, from: u64, to: u64) -> Result<Vec<String>> {
+    let mut lines = Vec::with_capacity(to.saturating_sub(from) as usize);
+    app.store()
+        .audit_scan(
+            i64::try_from(from).unwrap_or(i64::MAX),
+            i64::try_from(to).unwrap_or(i64::MAX),
+            |row| {
+                lines.push(row.entry.to_string());
+                Ok(())
+            },
+        )
+        .await?;
+    Ok(lines)
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -229,3 +229,18 @@ fn deployment() -> Target {
         subject: None,
     }
 }
+
+/// `ExportAudit`'s start: signs a checkpoint of the trail as it stands (this call's entry
+/// included) and returns the export's header line and how many entries follow it; the
+/// caller then streams them with [`audit::export_lines`].
+pub async fn export_audit(app: &App, by: &Principal) -> Result<(String, u64)> {
+    let op = Operation::ExportAudit;
+    let rec = app.record(by, &crate::access::action(op));
+    let _pass = app.check_access(by, op, deployment(), rec).await?;
+    let cp = audit::checkpoint(app).await?;
+    let verifier = app
+        .audit()
+        .verifier()
+        .ok_or_else(|| EngineError::internal("a checkpoint without a key"))?;
+    Ok((audit::export_header(&verifier, &cp).to_string(), cp.size))
+}

@@ -64,6 +64,10 @@ pub enum Call {
     ProveInclusion {
         seq: u64,
     },
+    /// Writes the export's JSON Lines to `out`.
+    ExportAudit {
+        out: std::path::PathBuf,
+    },
 }
 
 /// Where and as whom to call.
@@ -403,6 +407,26 @@ pub async fn call(
             json!({"proof": {"seq": seq, "tree_size": r.tree_size, "leaf_hash": r.leaf_hash,
                    "proof": r.proof, "root": r.root, "checkpoint": r.checkpoint,
                    "entry": r.entry_json}})
+        }
+        Call::ExportAudit { out } => {
+            use std::io::Write as _;
+            let io = |e: std::io::Error| ClientError::Answer(format!("{}: {e}", out.display()));
+            let mut stream = OversightServiceClient::new(channel)
+                .export_audit(authorized(token, proto::ExportAuditRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&out).map_err(io)?);
+            let mut lines = 0u64;
+            while let Some(m) = stream.message().await.map_err(status)? {
+                for line in m.lines {
+                    writeln!(file, "{line}").map_err(io)?;
+                    lines += 1;
+                }
+            }
+            file.flush().map_err(io)?;
+            // The header is one of the lines.
+            json!({"export": {"out": out.display().to_string(), "entries": lines.saturating_sub(1)}})
         }
         Call::ListObjections => {
             let r = OversightServiceClient::new(channel)

@@ -25,8 +25,57 @@ impl OversightApi {
     }
 }
 
+type ExportStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<proto::ExportAuditResponse, Status>> + Send>,
+>;
+
+/// Entries per streamed message of an export.
+const EXPORT_LINES_PER_MESSAGE: u64 = 4096;
+
 #[tonic::async_trait]
 impl proto::oversight_service_server::OversightService for OversightApi {
+    type ExportAuditStream = ExportStream;
+
+    async fn export_audit(
+        &self,
+        request: Request<proto::ExportAuditRequest>,
+    ) -> Result<Response<Self::ExportAuditStream>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::ExportAudit).await?;
+        let (header, size) = oversight::export_audit(&self.app, &by)
+            .await
+            .map_err(status)?;
+        // A few messages ahead at most: a slow reader holds the reading back, not memory.
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let app = self.app.clone();
+        tokio::spawn(async move {
+            if tx
+                .send(Ok(proto::ExportAuditResponse {
+                    lines: vec![header],
+                }))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let mut from = 0;
+            while from < size {
+                let to = (from + EXPORT_LINES_PER_MESSAGE).min(size);
+                let message = crate::pipeline::audit::export_lines(&app, from, to)
+                    .await
+                    .map(|lines| proto::ExportAuditResponse { lines })
+                    .map_err(status);
+                let failed = message.is_err();
+                if tx.send(message).await.is_err() || failed {
+                    return;
+                }
+                from = to;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn stop_scoring(
         &self,
         request: Request<proto::StopScoringRequest>,
