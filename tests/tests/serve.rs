@@ -133,10 +133,23 @@ struct Served {
     running: tokio::task::JoinHandle<Result<(), server::ServeError>>,
 }
 
+/// The key test servers sign audit checkpoints with, as a deployment with its keys
+/// generated does.
+fn signer(settings: &Settings) -> tidig_governance::audit::NoteSigner {
+    tidig_governance::audit::NoteSigner::from_seed(&settings.audit.origin, [11; 32]).unwrap()
+}
+
+/// `tidig audit verify` of the store, with the test servers' verifier key.
+async fn verify_trail(store: &Store, keys: &Path) -> tidig_engine::pipeline::audit::VerifyReport {
+    let app = tidig_tests::app(store);
+    let verifier = signer(&settings(keys)).verifier();
+    tidig_engine::pipeline::audit::verify(&app, Some(&verifier), None)
+        .await
+        .unwrap()
+}
+
 async fn start(store: &Store, settings: Settings) -> Served {
-    // A server signs audit checkpoints, as a deployment with its keys generated does.
-    let signer =
-        tidig_governance::audit::NoteSigner::from_seed(&settings.audit.origin, [11; 32]).unwrap();
+    let signer = signer(&settings);
     let app = Arc::new(
         App::with_store(
             store.clone(),
@@ -410,10 +423,7 @@ async fn a_caseworker_lists_reads_reidentifies_and_decides_and_every_call_is_aud
             calls,
             "{backend}: one audit entry per call"
         );
-        let app = tidig_tests::app(&store);
-        let report = tidig_engine::pipeline::audit::verify(&app, None, None)
-            .await
-            .unwrap();
+        let report = verify_trail(&store, &keys).await;
         assert!(report.ok, "{backend}: {report:?}");
     }
 }
@@ -1133,10 +1143,7 @@ async fn concurrent_decisions_record_one_per_suggestion_and_one_answer_per_key()
             calls,
             "{backend}: one audit entry per call"
         );
-        let app = tidig_tests::app(&store);
-        let report = tidig_engine::pipeline::audit::verify(&app, None, None)
-            .await
-            .unwrap();
+        let report = verify_trail(&store, &keys).await;
         assert!(report.ok, "{backend}: {report:?}");
     }
 }
@@ -1303,10 +1310,7 @@ async fn an_objection_withdraws_open_suggestions_and_excludes_the_person_from_sc
         served.stop().await;
 
         // Every oversight call above is one entry; none holds the national ID.
-        let app = tidig_tests::app(&store);
-        let report = tidig_engine::pipeline::audit::verify(&app, None, None)
-            .await
-            .unwrap();
+        let report = verify_trail(&store, &keys).await;
         assert!(report.ok, "{backend}: {report:?}");
         let head = audit_size(&store).await;
         for seq in before..head {
