@@ -148,6 +148,17 @@ async fn verify_trail(store: &Store, keys: &Path) -> tidig_engine::pipeline::aud
         .unwrap()
 }
 
+/// Exactly `calls` entries since `before`, and the trail verifies.
+async fn assert_trail(store: &Store, keys: &Path, before: u64, calls: u64, backend: &str) {
+    assert_eq!(
+        audit_size(store).await - before,
+        calls,
+        "{backend}: one audit entry per call"
+    );
+    let report = verify_trail(store, keys).await;
+    assert!(report.ok, "{backend}: {report:?}");
+}
+
 async fn start(store: &Store, settings: Settings) -> Served {
     let signer = signer(&settings);
     let app = Arc::new(
@@ -418,13 +429,7 @@ async fn a_caseworker_lists_reads_reidentifies_and_decides_and_every_call_is_aud
         calls += 2;
 
         served.stop().await;
-        assert_eq!(
-            audit_size(&store).await - before,
-            calls,
-            "{backend}: one audit entry per call"
-        );
-        let report = verify_trail(&store, &keys).await;
-        assert!(report.ok, "{backend}: {report:?}");
+        assert_trail(&store, &keys, before, calls, backend).await;
     }
 }
 
@@ -1138,13 +1143,7 @@ async fn concurrent_decisions_record_one_per_suggestion_and_one_answer_per_key()
         assert_eq!(after.len(), listed.len() - 3, "{backend}");
         served.stop().await;
         let calls = listing_calls + calls.len() as u64 + after.len().div_ceil(7).max(1) as u64;
-        assert_eq!(
-            audit_size(&store).await - before,
-            calls,
-            "{backend}: one audit entry per call"
-        );
-        let report = verify_trail(&store, &keys).await;
-        assert!(report.ok, "{backend}: {report:?}");
+        assert_trail(&store, &keys, before, calls, backend).await;
     }
 }
 

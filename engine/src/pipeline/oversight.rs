@@ -50,11 +50,7 @@ async fn switch(
     };
     app.audited(rec.clone(), checked).await?;
     // The switch concerns the whole deployment, no unit's data.
-    let target = Target {
-        unit: String::new(),
-        suggestion: None,
-        subject: None,
-    };
+    let target = deployment();
     let pass = app.check_access(by, op, target, rec.clone()).await?;
     let at = app.clock().stamp();
     let result = app
@@ -133,9 +129,8 @@ async fn objection(
     })();
     let pseudonym = app.audited(rec.clone(), checked).await?;
     let target = Target {
-        unit: String::new(),
-        suggestion: None,
         subject: Some(pseudonym),
+        ..deployment()
     };
     let pass = app.check_access(by, op, target, rec.clone()).await?;
     let at = app.clock().stamp();
@@ -151,11 +146,7 @@ async fn objection(
 pub async fn list_objections(app: &App, by: &Principal) -> Result<Vec<ObjectionRow>> {
     let op = Operation::ListObjections;
     let rec = app.record(by, &crate::access::action(op));
-    let target = Target {
-        unit: String::new(),
-        suggestion: None,
-        subject: None,
-    };
+    let target = deployment();
     // An allowed read's entry is written by the check, before anything is read.
     let pass = app.check_access(by, op, target, rec).await?;
     Ok(app.store().objections(&pass).await?)
@@ -177,9 +168,8 @@ pub async fn query_audit(app: &App, by: &Principal, q: &audit::Query) -> Result<
     let checked = audit::checked_query(app, q, |field| field);
     let (filter, after) = app.audited(rec.clone(), checked).await?;
     let target = Target {
-        unit: String::new(),
-        suggestion: None,
         subject: filter.subject.clone(),
+        ..deployment()
     };
     let rec = rec.with(audit::query_details(&filter, after));
     let _pass = app.check_access(by, op, target, rec).await?;
