@@ -29,6 +29,17 @@ pub struct Target {
     pub subject: Option<String>,
 }
 
+impl Target {
+    /// The target of an operation on the whole deployment (no unit's data, no person).
+    pub fn deployment() -> Target {
+        Target {
+            unit: String::new(),
+            suggestion: None,
+            subject: None,
+        }
+    }
+}
+
 /// Proof that the access policy allowed `principal` to run `operation` on `target`, and
 /// that the audit trail has (or will have, in the same transaction) the call's entry.
 /// Only [`App::check_access`] makes one.
@@ -98,6 +109,14 @@ pub fn caller_facts(p: &Principal) -> CallerFacts {
 
 /// The audit action a call of `op` records.
 pub fn action(op: Operation) -> String {
+    // The registry's changes keep one name whether the CLI or the service asked.
+    match op {
+        Operation::ApproveModel => return "model.approve".into(),
+        Operation::ActivateModel => return "model.activate".into(),
+        Operation::RetireModel => return "model.retire".into(),
+        Operation::RollbackModel => return "model.rollback".into(),
+        _ => {}
+    }
     let service = if op.is_oversight() {
         "oversight"
     } else {

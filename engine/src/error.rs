@@ -58,6 +58,10 @@ pub enum Precondition {
         state: ModelState,
         needed: &'static str,
     },
+    #[error(
+        "model `{model}` replaced no model, so there is nothing to roll back to: activate another approved model instead"
+    )]
+    NothingToRollBack { model: String },
     #[error("model `{model}` failed its release gate and cannot be approved: {failures}")]
     GateFailed { model: String, failures: String },
     #[error(

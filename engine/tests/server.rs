@@ -75,7 +75,13 @@ fn the_contract_follows_its_conventions_and_documents_everything() {
             "QueryAudit",
             "VerifyAudit",
             "ProveInclusion",
-            "ExportAudit"
+            "ExportAudit",
+            "ListModels",
+            "GetModelCard",
+            "ApproveModel",
+            "ActivateModel",
+            "RetireModel",
+            "RollbackModel"
         ]
     );
 }

@@ -46,6 +46,14 @@ pub enum Operation {
     VerifyAudit,
     ProveInclusion,
     ExportAudit,
+    ListModels,
+    GetModelCard,
+    ApproveModel,
+    ActivateModel,
+    RetireModel,
+    RollbackModel,
+    GetStatistics,
+    SubjectAccessReport,
 }
 
 impl Operation {
@@ -65,6 +73,14 @@ impl Operation {
         Operation::VerifyAudit,
         Operation::ProveInclusion,
         Operation::ExportAudit,
+        Operation::ListModels,
+        Operation::GetModelCard,
+        Operation::ApproveModel,
+        Operation::ActivateModel,
+        Operation::RetireModel,
+        Operation::RollbackModel,
+        Operation::GetStatistics,
+        Operation::SubjectAccessReport,
     ];
 
     /// Whether the operation belongs to the oversight service (the rest are the
@@ -81,6 +97,14 @@ impl Operation {
                 | Operation::VerifyAudit
                 | Operation::ProveInclusion
                 | Operation::ExportAudit
+                | Operation::ListModels
+                | Operation::GetModelCard
+                | Operation::ApproveModel
+                | Operation::ActivateModel
+                | Operation::RetireModel
+                | Operation::RollbackModel
+                | Operation::GetStatistics
+                | Operation::SubjectAccessReport
         )
     }
 
@@ -94,6 +118,10 @@ impl Operation {
                 | Operation::ResumeScoring
                 | Operation::RegisterObjection
                 | Operation::WithdrawObjection
+                | Operation::ApproveModel
+                | Operation::ActivateModel
+                | Operation::RetireModel
+                | Operation::RollbackModel
         )
     }
 
@@ -115,6 +143,14 @@ impl Operation {
             Operation::VerifyAudit => "verify_audit",
             Operation::ProveInclusion => "prove_inclusion",
             Operation::ExportAudit => "export_audit",
+            Operation::ListModels => "list_models",
+            Operation::GetModelCard => "get_model_card",
+            Operation::ApproveModel => "approve_model",
+            Operation::ActivateModel => "activate_model",
+            Operation::RetireModel => "retire_model",
+            Operation::RollbackModel => "rollback_model",
+            Operation::GetStatistics => "get_statistics",
+            Operation::SubjectAccessReport => "subject_access_report",
         }
     }
 }

@@ -46,8 +46,6 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                 for &op in Operation::ALL {
                     for target in ["north", "south"] {
                         let (ok, rules) = decide(&policy, &c, op, target);
-                        let switch =
-                            matches!(op, Operation::StopScoring | Operation::ResumeScoring);
                         let audit_read = matches!(
                             op,
                             Operation::QueryAudit
@@ -55,7 +53,22 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                                 | Operation::ProveInclusion
                                 | Operation::ExportAudit
                         );
-                        let register = op.is_oversight() && !switch && !audit_read;
+                        let model_read =
+                            matches!(op, Operation::ListModels | Operation::GetModelCard);
+                        let model_change = matches!(
+                            op,
+                            Operation::ApproveModel
+                                | Operation::ActivateModel
+                                | Operation::RetireModel
+                                | Operation::RollbackModel
+                        );
+                        let stats = op == Operation::GetStatistics;
+                        let register = matches!(
+                            op,
+                            Operation::RegisterObjection
+                                | Operation::WithdrawObjection
+                                | Operation::ListObjections
+                        );
                         let caseworker = role == "caseworker"
                             && purpose == "case-handling"
                             && unit == Some(target)
@@ -63,8 +76,12 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                         let dpo = role == "dpo"
                             && purpose == "oversight"
                             && (op == Operation::GetSuggestion || op.is_oversight());
-                        let operator = role == "operator" && purpose == "operations" && register;
-                        let auditor = role == "auditor" && purpose == "oversight" && audit_read;
+                        let operator = role == "operator"
+                            && purpose == "operations"
+                            && (register || model_read || model_change || stats);
+                        let auditor = role == "auditor"
+                            && purpose == "oversight"
+                            && (audit_read || model_read || stats);
                         assert_eq!(
                             ok,
                             caseworker || dpo || operator || auditor,
@@ -85,10 +102,11 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
             }
         }
     }
-    // 6 operations for the one matching caseworker claim set; the DPO's reads and the 9
-    // oversight operations, the operator's 3 register operations and the auditor's 4
-    // audit reads, on two targets, with and without a unit claim.
-    assert_eq!(allowed, 6 + 10 * 2 * 2 + 3 * 2 * 2 + 4 * 2 * 2);
+    // 6 operations for the one matching caseworker claim set; the DPO's read and the 17
+    // oversight operations; the operator's 3 register, 2 registry reads, 4 model changes
+    // and the statistics; the auditor's 4 audit reads, 2 registry reads and the
+    // statistics; each on two targets, with and without a unit claim.
+    assert_eq!(allowed, 6 + 18 * 2 * 2 + 10 * 2 * 2 + 7 * 2 * 2);
 }
 
 #[test]

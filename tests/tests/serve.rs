@@ -468,6 +468,12 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
         "verify",
         "prove",
         "export-audit",
+        "models",
+        "card",
+        "approve",
+        "activate",
+        "retire",
+        "rollback",
     ];
     // The oversight service's methods concern the whole deployment ("own"/"other" ask
     // the same); objections name the person of the one suggestion that stays open.
@@ -483,9 +489,21 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                 | "verify"
                 | "prove"
                 | "export-audit"
+                | "models"
+                | "card"
+                | "approve"
+                | "activate"
+                | "retire"
+                | "rollback"
         )
     };
     let objector = central[0].pseudonym.clone();
+    let active = tidig_engine::pipeline::registry::active(&served.app)
+        .await
+        .unwrap()
+        .unwrap()
+        .row
+        .id;
     let mut oversight = served.oversight().await;
     let mut table = Vec::new();
     for (token, unit) in roles {
@@ -612,6 +630,41 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                         .await
                         .map(drop)
                         .err(),
+                    "models" => oversight
+                        .list_models(as_(token, proto::ListModelsRequest {}))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "card" => oversight
+                        .get_model_card(as_(
+                            token,
+                            proto::GetModelCardRequest { id: active.clone() },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
+                    // Changes name no model here: allowed callers get NOT_FOUND (and
+                    // the rollback FAILED_PRECONDITION), so the registry stays as it is.
+                    "approve" => oversight
+                        .approve_model(as_(token, proto::ApproveModelRequest { id: "00".into() }))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "activate" => oversight
+                        .activate_model(as_(token, proto::ActivateModelRequest { id: "00".into() }))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "retire" => oversight
+                        .retire_model(as_(token, proto::RetireModelRequest { id: "00".into() }))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "rollback" => oversight
+                        .rollback_model(as_(token, proto::RollbackModelRequest {}))
+                        .await
+                        .map(drop)
+                        .err(),
                     _ => c
                         .export_risk_assessment(as_(
                             token,
@@ -645,13 +698,15 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                         matches!(*method, "query" | "verify" | "prove" | "export-audit");
                     let caseworker = unit.is_some() && !oversight;
                     let unit_wide = matches!(*method, "list" | "watch");
+                    let registry_read = matches!(*method, "models" | "card");
                     let allowed = (caseworker && (own || unit_wide))
                         || (*token == "demo-dpo" && (*method == "get" || oversight))
-                        || (*token == "demo-auditor" && audit_read);
-                    let code = if allowed {
-                        Code::Ok
-                    } else {
-                        Code::PermissionDenied
+                        || (*token == "demo-auditor" && (audit_read || registry_read));
+                    let code = match (allowed, *method) {
+                        (false, _) => Code::PermissionDenied,
+                        (true, "approve" | "activate" | "retire") => Code::NotFound,
+                        (true, "rollback") => Code::FailedPrecondition,
+                        (true, _) => Code::Ok,
                     };
                     format!(
                         "{token} {method} {}: {code:?}",
@@ -1466,5 +1521,187 @@ async fn the_audit_trail_is_verified_queried_and_proved_through_the_oversight_se
             calls,
             "{backend}: one entry per call"
         );
+    }
+}
+
+/// Four-eyes by the authenticated principal, the release gate, activation and a
+/// one-step rollback through the oversight service, every call audited once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_are_approved_by_another_authenticated_principal_activated_and_rolled_back() {
+    use tidig_engine::pipeline::registry;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    let set = child_family().unwrap();
+    let lenient = Gate {
+        min_demographic_parity_ratio: 0.0,
+        max_equalized_odds_difference: 1.0,
+        min_auc: 0.0,
+        ..Gate::default()
+    };
+    let impossible = Gate {
+        min_auc: 0.9999,
+        ..lenient.clone()
+    };
+    for (backend, store) in scored(dir.path(), "lifecycle").await {
+        let app =
+            tidig_tests::app_with(&store, settings(&keys), tidig_tests::default_pack().clone());
+        let first = registry::active(&app).await.unwrap().unwrap().row.id;
+        let mut trained = Vec::new();
+        for (who, share, gate) in [
+            ("demo-dpo", 0.06, &lenient),
+            ("alice", 0.07, &lenient),
+            ("alice", 0.08, &impossible),
+        ] {
+            let m = train(
+                &app,
+                &operator(who),
+                &set,
+                date("2026-01-01"),
+                &train_options(share, gate.clone(), None),
+            )
+            .await
+            .unwrap();
+            trained.push(m.model_id);
+        }
+        let [own, other, failed] = <[String; 3]>::try_from(trained).unwrap();
+        let served = start(&store, settings(&keys)).await;
+        let mut o = served.oversight().await;
+        let dpo = "demo-dpo";
+        let before = audit_size(&store).await;
+
+        let models = o
+            .list_models(as_("demo-auditor", proto::ListModelsRequest {}))
+            .await
+            .unwrap()
+            .into_inner()
+            .models;
+        let find = |id: &str| models.iter().find(|m| m.id == id).unwrap().clone();
+        assert_eq!(models.len(), 4, "{backend}");
+        assert_eq!(find(&first).state, "active");
+        assert_eq!(
+            (find(&own).state.as_str(), find(&own).created_by.as_str()),
+            ("trained", "demo-dpo")
+        );
+        assert!(!find(&failed).gate_passed);
+        let card = o
+            .get_model_card(as_(
+                "demo-auditor",
+                proto::GetModelCardRequest {
+                    id: other[..12].to_string(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(card.model.unwrap().id, other);
+        assert!(card.card_markdown.contains(&other[..12]), "{backend}");
+        let artifact: Value = serde_json::from_str(&card.artifact_json).unwrap();
+        assert_eq!(artifact["gate_passed"], true);
+
+        // The DPO trained `own` (as the same `sub`): refused by four-eyes.
+        let e = o
+            .approve_model(as_(dpo, proto::ApproveModelRequest { id: own.clone() }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{backend}: {e:?}");
+        assert!(
+            e.message().contains("four-eyes") && e.message().contains("demo-dpo"),
+            "{e:?}"
+        );
+        // A model that failed its gate is refused whoever approves.
+        let e = o
+            .approve_model(as_(dpo, proto::ApproveModelRequest { id: failed.clone() }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "{backend}: {e:?}");
+        assert!(e.message().contains("release gate"), "{e:?}");
+        // The auditor reads the registry but changes nothing.
+        let e = o
+            .approve_model(as_(
+                "demo-auditor",
+                proto::ApproveModelRequest { id: other.clone() },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert!(e.message().contains("access.default-deny"), "{e:?}");
+        // Another principal approves; activation retires the first model.
+        let approved = o
+            .approve_model(as_(dpo, proto::ApproveModelRequest { id: other.clone() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .model
+            .unwrap();
+        assert_eq!(approved.state, "approved");
+        let active = o
+            .activate_model(as_(dpo, proto::ActivateModelRequest { id: other.clone() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .model
+            .unwrap();
+        assert_eq!(
+            (active.state.as_str(), active.replaced.as_str()),
+            ("active", first.as_str())
+        );
+        assert_eq!(registry::active(&app).await.unwrap().unwrap().row.id, other);
+        // Rollback: the first model is active again in one step, the new one retired.
+        let back = o
+            .rollback_model(as_(dpo, proto::RollbackModelRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(back.model.unwrap().id, first, "{backend}");
+        assert_eq!(back.retired, other);
+        let now = registry::list(&app).await.unwrap();
+        let state = |id: &str| now.iter().find(|r| r.id == id).unwrap().state.as_str();
+        assert_eq!((state(&first), state(&other)), ("active", "retired"));
+        // The first model replaced none: nothing further to roll back to.
+        let e = o
+            .rollback_model(as_(dpo, proto::RollbackModelRequest {}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition);
+        assert!(e.message().contains("nothing to roll back"), "{e:?}");
+        assert_eq!(registry::active(&app).await.unwrap().unwrap().row.id, first);
+        // Nine calls, nine entries, in order; each refusal names its rule.
+        let end = audit_size(&store).await;
+        assert_eq!(end - before, 9, "{backend}");
+        let mut actions = Vec::new();
+        let mut rules = Vec::new();
+        for seq in before..end {
+            let row = store.audit_entry(seq).await.unwrap().unwrap();
+            let entry: Value = serde_json::from_str(&row.entry).unwrap();
+            if row.outcome == "denied" {
+                rules.push(entry["outcome"]["rules"][0].as_str().unwrap().to_string());
+            }
+            actions.push((row.action, row.outcome));
+        }
+        assert_eq!(rules, ["four-eyes", "release-gate", "access.default-deny"]);
+        let expect = [
+            ("oversight.list_models", "allowed"),
+            ("oversight.get_model_card", "allowed"),
+            ("model.approve", "denied"),
+            ("model.approve", "denied"),
+            ("model.approve", "denied"),
+            ("model.approve", "allowed"),
+            ("model.activate", "allowed"),
+            ("model.rollback", "allowed"),
+            ("model.rollback", "failed"),
+        ];
+        assert_eq!(
+            actions,
+            expect.map(|(a, o)| (a.to_string(), o.to_string())),
+            "{backend}"
+        );
+        // A scoring run uses the rolled-back model.
+        let (report, _) = score(&app, &operator("scorer"), &set, date("2026-01-01"))
+            .await
+            .unwrap();
+        assert_eq!(report.model_id, first, "{backend}");
+        served.stop().await;
+        let report = verify_trail(&store, &keys).await;
+        assert!(report.ok, "{backend}: {report:?}");
     }
 }

@@ -168,6 +168,14 @@ pub enum ModelsCommand {
     },
     /// Retire a model: it is never used for scoring again.
     Retire { id: String },
+    /// Roll back the last activation in one step: the model the active one replaced is
+    /// active again (its inputs checked against today's rules) and the active one is
+    /// retired. Again, to walk one activation further back.
+    Rollback {
+        /// The feature-set file; the built-in child-and-family set by default.
+        #[arg(long)]
+        set: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -781,6 +789,22 @@ async fn models(ctx: &Ctx, m: ModelsCommand) -> Result<()> {
             let by = ctx.principal()?;
             let row = with_app!(ctx, |app| registry::retire(&app, &by, &id).await?);
             print_row(&row, format!("retired by {by}"));
+        }
+        ModelsCommand::Rollback { set } => {
+            let set = load_feature_set(set.as_deref())?;
+            let by = ctx.principal()?;
+            let done = with_app!(ctx, |app| registry::rollback(&app, &by, &set).await?);
+            if ctx.json {
+                emit_json!(
+                    "{}",
+                    json!({"ok": true, "model": done.activated, "retired": done.retired})
+                );
+            } else {
+                println!(
+                    "{} active again, {} retired (rolled back by {by})",
+                    done.activated.id, done.retired
+                );
+            }
         }
     }
     Ok(())

@@ -380,6 +380,39 @@ pub fn print_client_answer(a: &serde_json::Value) {
         }
         return;
     }
+    if let Some(card) = a["card"].as_str() {
+        println!("{card}");
+        return;
+    }
+    if let Some(list) = a["models"].as_array() {
+        for m in list {
+            println!(
+                "{}  {:<8} {:<9} gate {}  {} by {} ({})",
+                s(&m["id"]).get(..16).unwrap_or_default(),
+                s(&m["kind"]),
+                s(&m["state"]),
+                if m["gate_passed"] == true {
+                    "passed"
+                } else {
+                    "FAILED"
+                },
+                s(&m["created_at"]),
+                s(&m["created_by"]),
+                s(&m["created_auth"])
+            );
+        }
+        if list.is_empty() {
+            println!("(no models registered)");
+        }
+        return;
+    }
+    if let Some(m) = a.get("model") {
+        println!("{} is {}", s(&m["id"]), s(&m["state"]));
+        if let Some(r) = a["retired"].as_str() {
+            println!("{r} is retired");
+        }
+        return;
+    }
     if let Some(list) = a["objections"].as_array() {
         for o in list {
             let state = if o["withdrawn_at"].is_string() {

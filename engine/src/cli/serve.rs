@@ -247,6 +247,18 @@ pub enum ClientCall {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// The model registry (data-protection officer, auditor).
+    ListModels,
+    /// A model's card and artifact (id or unique prefix).
+    ModelCard { id: String },
+    /// Approve a trained model (data-protection officer; never the model's trainer).
+    ApproveModel { id: String },
+    /// Activate an approved model (its inputs must pass the data-stage rules).
+    ActivateModel { id: String },
+    /// Retire a model.
+    RetireModel { id: String },
+    /// Roll back the last activation: the model the active one replaced is active again.
+    RollbackModel,
 }
 
 /// Runs one call and prints its answer (the JSON object with `--json`).
@@ -311,6 +323,12 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
         },
         ClientCall::Prove { seq } => Call::ProveInclusion { seq },
         ClientCall::ExportAudit { out } => Call::ExportAudit { out },
+        ClientCall::ListModels => Call::ListModels,
+        ClientCall::ModelCard { id } => Call::ModelCard { id },
+        ClientCall::ApproveModel { id } => Call::ApproveModel { id },
+        ClientCall::ActivateModel { id } => Call::ActivateModel { id },
+        ClientCall::RetireModel { id } => Call::RetireModel { id },
+        ClientCall::RollbackModel => Call::RollbackModel,
     };
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))

@@ -211,13 +211,8 @@ pub async fn prove_inclusion(app: &App, by: &Principal, seq: u64) -> Result<audi
     audit::prove(app, seq).await
 }
 
-/// The target of an operation on the whole deployment (no unit's data, no person).
 fn deployment() -> Target {
-    Target {
-        unit: String::new(),
-        suggestion: None,
-        subject: None,
-    }
+    Target::deployment()
 }
 
 /// `ExportAudit`'s start: signs a checkpoint of the trail as it stands (this call's entry
@@ -233,4 +228,30 @@ pub async fn export_audit(app: &App, by: &Principal) -> Result<(String, u64)> {
         .verifier()
         .ok_or_else(|| EngineError::internal("a checkpoint without a key"))?;
     Ok((audit::export_header(&verifier, &cp).to_string(), cp.size))
+}
+
+/// `ListModels`: the registry, oldest first.
+pub async fn list_models(app: &App, by: &Principal) -> Result<Vec<crate::store::ModelRow>> {
+    let op = Operation::ListModels;
+    let rec = app.record(by, &crate::access::action(op));
+    let _pass = app.check_access(by, op, deployment(), rec).await?;
+    crate::pipeline::registry::list(app).await
+}
+
+/// `GetModelCard`: one model (id or unique prefix), its card rendered against `set`
+/// and its artifact.
+pub async fn model_card(
+    app: &App,
+    by: &Principal,
+    id: &str,
+    set: &tidig_models::features::FeatureSet,
+) -> Result<(crate::pipeline::registry::Model, String)> {
+    let op = Operation::GetModelCard;
+    let rec = app
+        .record(by, &crate::access::action(op))
+        .with(json!({"model": id}));
+    let _pass = app.check_access(by, op, deployment(), rec).await?;
+    let model = crate::pipeline::registry::show(app, id).await?;
+    let card = crate::pipeline::card::card(&model.row.id, &model.artifact, set);
+    Ok((model, card))
 }

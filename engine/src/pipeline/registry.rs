@@ -1,6 +1,8 @@
 //! The model registry's use cases: list, show, approve (never by the trainer, never past
 //! a failed gate), activate (only when the data-stage rules allow every input; the model
-//! active before is retired in the same transaction) and retire.
+//! active before is retired in the same transaction), retire and roll back (the model
+//! the active one replaced is active again). Every change passes the access policy and
+//! commits with its audit entry.
 
 use serde::Serialize;
 use serde_json::json;
@@ -8,6 +10,9 @@ use tidig_governance::audit::Record;
 use tidig_governance::eval::ModelFacts;
 use tidig_models::features::FeatureSet;
 
+use tidig_governance::access::Operation;
+
+use crate::access::Target;
 use crate::app::App;
 use crate::domain::ModelState;
 use crate::error::{EngineError, Precondition};
@@ -70,14 +75,21 @@ pub async fn active(app: &App) -> Result<Option<Model>> {
     }
 }
 
+/// How a transition is asked for.
+struct Step<'a> {
+    from: &'a [ModelState],
+    to: ModelState,
+    needed: &'static str,
+    expect_active: Option<&'a str>,
+    record_replaced: bool,
+}
+
 /// Carries out a transition and turns the store's refusals into errors.
 async fn change(
     app: &App,
     by: &Principal,
     row: &ModelRow,
-    from: &[ModelState],
-    to: ModelState,
-    needed: &'static str,
+    step: Step<'_>,
     record: &Record,
 ) -> Result<ModelRow> {
     let at = app.clock().stamp();
@@ -85,23 +97,29 @@ async fn change(
         .store()
         .transition(&Transition {
             id: &row.id,
-            from,
-            to,
+            from: step.from,
+            to: step.to,
             at: &at,
             by: by.id(),
             auth: by.auth.as_str(),
             audit: record,
+            expect_active: step.expect_active,
+            record_replaced: step.record_replaced,
         })
         .await?;
     match outcome {
-        TransitionOutcome::Done { .. } => Ok(ModelRow {
-            state: to,
+        TransitionOutcome::Done { retired } => Ok(ModelRow {
+            state: step.to,
+            replaced: match (step.record_replaced, retired.as_slice()) {
+                (true, [before]) => Some(before.clone()),
+                _ => row.replaced.clone(),
+            },
             ..row.clone()
         }),
         TransitionOutcome::WrongState(state) => Err(Precondition::ModelState {
             model: row.id.clone(),
             state,
-            needed,
+            needed: step.needed,
         }
         .into()),
         TransitionOutcome::Raced => Err(EngineError::Conflict {
@@ -115,37 +133,48 @@ async fn change(
 
 /// The record of a registry action on the model `id` names (as given: a prefix until
 /// it is resolved).
-fn model_record(app: &App, by: &Principal, action: &str, id: &str) -> Record {
-    let mut r = app.record(by, action).with(json!({"model": id}));
+fn model_record(app: &App, by: &Principal, op: Operation, id: &str) -> Record {
+    let mut r = app
+        .record(by, &crate::access::action(op))
+        .with(json!({"model": id}));
     r.versions.model = Some(id.to_string());
     r
 }
 
-/// Runs a registry action and records it: the change and its entry commit together; a
-/// refusal or failure is recorded with its reason and deciding rule.
-async fn audited_change(
+/// Runs a registry change for whoever the access policy lets make it (the operator on
+/// the command line, the data-protection officer through the oversight service) and
+/// records it: the change and its entry commit together; a refusal or failure is
+/// recorded with its reason and deciding rule.
+async fn audited_change<T>(
     app: &App,
     by: &Principal,
-    action: &str,
+    op: Operation,
     id: &str,
-    op: impl AsyncFnOnce(Model, Record) -> Result<ModelRow>,
-) -> Result<ModelRow> {
-    let record = model_record(app, by, action, id);
+    run: impl AsyncFnOnce(Model, Record) -> Result<T>,
+) -> Result<T> {
+    let record = model_record(app, by, op, id);
+    let pass = app
+        .check_access(by, op, Target::deployment(), record.clone())
+        .await?;
     let result = async {
         let model = show(app, id).await?;
-        let resolved = model_record(app, by, action, &model.row.id);
-        op(model, resolved).await
+        let mut resolved = pass
+            .pending_record(json!({"model": model.row.id}))
+            .unwrap_or_else(|| model_record(app, by, op, &model.row.id));
+        resolved.versions.model = Some(model.row.id.clone());
+        run(model, resolved).await
     }
     .await;
     app.audited(record, result).await
 }
 
-/// Approves a trained model: never one that failed its gate, never by its trainer.
+/// Approves a trained model: never one that failed its gate, never by its trainer
+/// (compared by the authenticated principal's id, case and spacing ignored).
 pub async fn approve(app: &App, by: &Principal, id: &str) -> Result<ModelRow> {
     audited_change(
         app,
         by,
-        "model.approve",
+        Operation::ApproveModel,
         id,
         async |Model { row, artifact }, record| {
             if row.state != ModelState::Trained {
@@ -166,7 +195,7 @@ pub async fn approve(app: &App, by: &Principal, id: &str) -> Result<ModelRow> {
             if by.same_person(&row.created_by) {
                 return Err(EngineError::PermissionDenied {
                     reason: format!(
-                        "model `{}` was trained by `{}`; it must be approved by someone else",
+                        "model `{}` was trained by `{}`; it must be approved by someone else (four-eyes)",
                         row.id, row.created_by
                     ),
                     rules: vec!["four-eyes".into()],
@@ -176,9 +205,13 @@ pub async fn approve(app: &App, by: &Principal, id: &str) -> Result<ModelRow> {
                 app,
                 by,
                 &row,
-                &[ModelState::Trained],
-                ModelState::Approved,
-                "only a trained model can be approved",
+                Step {
+                    from: &[ModelState::Trained],
+                    to: ModelState::Approved,
+                    needed: "only a trained model can be approved",
+                    expect_active: None,
+                    record_replaced: false,
+                },
                 &record,
             )
             .await
@@ -187,14 +220,35 @@ pub async fn approve(app: &App, by: &Principal, id: &str) -> Result<ModelRow> {
     .await
 }
 
+/// Checks that a model may score now: trained on `set`, every input allowed by the
+/// data-stage rules of the app's pack.
+fn check_usable(app: &App, row: &ModelRow, artifact: &Artifact, set: &FeatureSet) -> Result<()> {
+    if set.hash() != artifact.feature_set_version {
+        return Err(Precondition::FeatureSetMismatch {
+            model: row.id[..16].to_string(),
+            needed: artifact.feature_set_version[..12].to_string(),
+            given: set.hash()[..12].to_string(),
+        }
+        .into());
+    }
+    crate::pipeline::rules::check_inputs(
+        app.pack(),
+        &app.settings().deployment,
+        &model_facts(&row.id, artifact),
+        set,
+        &artifact.features,
+    )?;
+    Ok(())
+}
+
 /// Activates an approved model for scoring. Its inputs must pass the data-stage rules
 /// of the app's pack; the model active before it (if any) is retired in the same
-/// transaction.
+/// transaction and remembered as the one a rollback returns to.
 pub async fn activate(app: &App, by: &Principal, id: &str, set: &FeatureSet) -> Result<ModelRow> {
     audited_change(
         app,
         by,
-        "model.activate",
+        Operation::ActivateModel,
         id,
         async |Model { row, artifact }, mut record| {
             record.versions.feature_set = Some(artifact.feature_set_version.clone());
@@ -206,28 +260,18 @@ pub async fn activate(app: &App, by: &Principal, id: &str, set: &FeatureSet) -> 
                 }
                 .into());
             }
-            if set.hash() != artifact.feature_set_version {
-                return Err(Precondition::FeatureSetMismatch {
-                    model: row.id[..16].to_string(),
-                    needed: artifact.feature_set_version[..12].to_string(),
-                    given: set.hash()[..12].to_string(),
-                }
-                .into());
-            }
-            crate::pipeline::rules::check_inputs(
-                app.pack(),
-                &app.settings().deployment,
-                &model_facts(&row.id, &artifact),
-                set,
-                &artifact.features,
-            )?;
+            check_usable(app, &row, &artifact, set)?;
             change(
                 app,
                 by,
                 &row,
-                &[ModelState::Approved],
-                ModelState::Active,
-                "only an approved model can be activated",
+                Step {
+                    from: &[ModelState::Approved],
+                    to: ModelState::Active,
+                    needed: "only an approved model can be activated",
+                    expect_active: None,
+                    record_replaced: true,
+                },
                 &record,
             )
             .await
@@ -236,31 +280,86 @@ pub async fn activate(app: &App, by: &Principal, id: &str, set: &FeatureSet) -> 
     .await
 }
 
-/// Retires a model: it is never used for scoring again.
+/// Retires a model: it is never used for scoring again (unless a rollback returns to
+/// it).
 pub async fn retire(app: &App, by: &Principal, id: &str) -> Result<ModelRow> {
     audited_change(
         app,
         by,
-        "model.retire",
+        Operation::RetireModel,
         id,
         async |Model { row, .. }, record| {
             change(
                 app,
                 by,
                 &row,
-                &[
-                    ModelState::Trained,
-                    ModelState::Approved,
-                    ModelState::Active,
-                ],
-                ModelState::Retired,
-                "it is already retired",
+                Step {
+                    from: &[
+                        ModelState::Trained,
+                        ModelState::Approved,
+                        ModelState::Active,
+                    ],
+                    to: ModelState::Retired,
+                    needed: "it is already retired",
+                    expect_active: None,
+                    record_replaced: false,
+                },
                 &record,
             )
             .await
         },
     )
     .await
+}
+
+/// A rollback's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct Rollback {
+    /// The model active again.
+    pub activated: ModelRow,
+    /// The model that was active, now retired.
+    pub retired: String,
+}
+
+/// Rolls back the last activation in one step: the model the active one replaced is
+/// active again (its inputs checked against today's rules, as an activation would) and
+/// the active one is retired, in one transaction that is refused if the active model
+/// changed meanwhile. A second rollback walks one activation further back.
+pub async fn rollback(app: &App, by: &Principal, set: &FeatureSet) -> Result<Rollback> {
+    let op = Operation::RollbackModel;
+    let record = model_record(app, by, op, "active");
+    let pass = app
+        .check_access(by, op, Target::deployment(), record.clone())
+        .await?;
+    let result = async {
+        let current = active(app).await?.ok_or(Precondition::NoActiveModel)?;
+        let retired = current.row.id;
+        let previous = current
+            .row
+            .replaced
+            .ok_or_else(|| Precondition::NothingToRollBack {
+                model: retired.clone(),
+            })?;
+        let Model { row, artifact } = show(app, &previous).await?;
+        let details = json!({"model": row.id, "rolled_back": retired});
+        let mut record = pass
+            .pending_record(details.clone())
+            .unwrap_or_else(|| model_record(app, by, op, &row.id).with(details));
+        record.versions.model = Some(row.id.clone());
+        record.versions.feature_set = Some(artifact.feature_set_version.clone());
+        check_usable(app, &row, &artifact, set)?;
+        let step = Step {
+            from: &[ModelState::Retired],
+            to: ModelState::Active,
+            needed: "only the retired model the active one replaced can be rolled back to",
+            expect_active: Some(&retired),
+            record_replaced: false,
+        };
+        let activated = change(app, by, &row, step, &record).await?;
+        Ok(Rollback { activated, retired })
+    }
+    .await;
+    app.audited(record, result).await
 }
 
 /// What the rules see of a model.

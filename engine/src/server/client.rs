@@ -68,6 +68,21 @@ pub enum Call {
     ExportAudit {
         out: std::path::PathBuf,
     },
+    /// The model lifecycle.
+    ListModels,
+    ModelCard {
+        id: String,
+    },
+    ApproveModel {
+        id: String,
+    },
+    ActivateModel {
+        id: String,
+    },
+    RetireModel {
+        id: String,
+    },
+    RollbackModel,
 }
 
 /// Where and as whom to call.
@@ -436,6 +451,65 @@ pub async fn call(
                 .into_inner();
             json!({"objections": r.objections.into_iter().map(objection).collect::<Vec<_>>()})
         }
+        Call::ListModels => {
+            let r = OversightServiceClient::new(channel)
+                .list_models(authorized(token, proto::ListModelsRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"models": r.models.into_iter().map(model).collect::<Vec<_>>()})
+        }
+        Call::ModelCard { id } => {
+            let r = OversightServiceClient::new(channel)
+                .get_model_card(authorized(token, proto::GetModelCardRequest { id })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let artifact: Value = serde_json::from_str(&r.artifact_json)
+                .map_err(|e| ClientError::Answer(format!("artifact_json: {e}")))?;
+            json!({"model": r.model.map(model), "card": r.card_markdown, "artifact": artifact})
+        }
+        Call::ApproveModel { id } => {
+            let r = OversightServiceClient::new(channel)
+                .approve_model(authorized(token, proto::ApproveModelRequest { id })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"model": r.model.map(model)})
+        }
+        Call::ActivateModel { id } => {
+            let r = OversightServiceClient::new(channel)
+                .activate_model(authorized(token, proto::ActivateModelRequest { id })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"model": r.model.map(model)})
+        }
+        Call::RetireModel { id } => {
+            let r = OversightServiceClient::new(channel)
+                .retire_model(authorized(token, proto::RetireModelRequest { id })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"model": r.model.map(model)})
+        }
+        Call::RollbackModel => {
+            let r = OversightServiceClient::new(channel)
+                .rollback_model(authorized(token, proto::RollbackModelRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"model": r.model.map(model), "retired": r.retired})
+        }
+    })
+}
+
+fn model(m: proto::Model) -> Value {
+    json!({
+        "id": m.id, "kind": m.kind, "state": m.state, "gate_passed": m.gate_passed,
+        "created_at": time(m.created_at), "created_by": m.created_by,
+        "created_auth": m.created_auth,
+        "replaced": (!m.replaced.is_empty()).then_some(m.replaced),
     })
 }
 

@@ -10,7 +10,7 @@ use super::auth::Authenticator;
 use super::caseworker::{caller, scoring_state, status, timestamp};
 use super::proto;
 use crate::app::App;
-use crate::pipeline::oversight;
+use crate::pipeline::{oversight, registry};
 
 /// The service's state: the application core and who may call.
 #[derive(Clone)]
@@ -249,6 +249,108 @@ impl proto::oversight_service_server::OversightService for OversightApi {
             checkpoint: p.checkpoint,
             entry_json: p.entry_text,
         }))
+    }
+
+    async fn list_models(
+        &self,
+        request: Request<proto::ListModelsRequest>,
+    ) -> Result<Response<proto::ListModelsResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::ListModels).await?;
+        let rows = oversight::list_models(&self.app, &by)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::ListModelsResponse {
+            models: rows.into_iter().map(model).collect(),
+        }))
+    }
+
+    async fn get_model_card(
+        &self,
+        request: Request<proto::GetModelCardRequest>,
+    ) -> Result<Response<proto::GetModelCardResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::GetModelCard).await?;
+        let set = feature_set()?;
+        let (m, card) = oversight::model_card(&self.app, &by, &request.get_ref().id, &set)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::GetModelCardResponse {
+            artifact_json: serde_json::to_string(&m.artifact).map_err(|e| status(e.into()))?,
+            model: Some(model(m.row)),
+            card_markdown: card,
+        }))
+    }
+
+    async fn approve_model(
+        &self,
+        request: Request<proto::ApproveModelRequest>,
+    ) -> Result<Response<proto::ApproveModelResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::ApproveModel).await?;
+        let row = registry::approve(&self.app, &by, &request.get_ref().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::ApproveModelResponse {
+            model: Some(model(row)),
+        }))
+    }
+
+    async fn activate_model(
+        &self,
+        request: Request<proto::ActivateModelRequest>,
+    ) -> Result<Response<proto::ActivateModelResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::ActivateModel).await?;
+        let set = feature_set()?;
+        let row = registry::activate(&self.app, &by, &request.get_ref().id, &set)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::ActivateModelResponse {
+            model: Some(model(row)),
+        }))
+    }
+
+    async fn retire_model(
+        &self,
+        request: Request<proto::RetireModelRequest>,
+    ) -> Result<Response<proto::RetireModelResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::RetireModel).await?;
+        let row = registry::retire(&self.app, &by, &request.get_ref().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::RetireModelResponse {
+            model: Some(model(row)),
+        }))
+    }
+
+    async fn rollback_model(
+        &self,
+        request: Request<proto::RollbackModelRequest>,
+    ) -> Result<Response<proto::RollbackModelResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::RollbackModel).await?;
+        let set = feature_set()?;
+        let done = registry::rollback(&self.app, &by, &set)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::RollbackModelResponse {
+            model: Some(model(done.activated)),
+            retired: done.retired,
+        }))
+    }
+}
+
+/// The feature set the server's models are checked against (the built-in one).
+fn feature_set() -> Result<tidig_models::features::FeatureSet, Status> {
+    crate::pipeline::load_feature_set(None).map_err(status)
+}
+
+fn model(r: crate::store::ModelRow) -> proto::Model {
+    proto::Model {
+        created_at: timestamp(&r.created_at),
+        id: r.id,
+        kind: r.kind,
+        state: r.state.as_str().to_string(),
+        gate_passed: r.gate_passed,
+        created_by: r.created_by,
+        created_auth: r.created_auth,
+        replaced: r.replaced.unwrap_or_default(),
     }
 }
 

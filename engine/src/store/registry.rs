@@ -21,11 +21,23 @@ pub struct ModelRow {
     pub created_by: String,
     /// How the trainer was authenticated.
     pub created_auth: String,
+    /// The model its activation retired: what a rollback reactivates.
+    pub replaced: Option<String>,
 }
 
-type RawRow = (String, String, String, i64, String, String, String);
+type RawRow = (
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+);
 
-const COLUMNS: &str = "id, kind, state, gate_passed, created_at, created_by, created_auth";
+const COLUMNS: &str =
+    "id, kind, state, gate_passed, created_at, created_by, created_auth, replaced";
 
 fn parse_state(text: &str) -> Result<ModelState, StoreError> {
     ModelState::parse(text).ok_or_else(|| StoreError::Corrupt {
@@ -43,6 +55,7 @@ fn row(r: RawRow) -> Result<ModelRow, StoreError> {
         created_at: r.4,
         created_by: r.5,
         created_auth: r.6,
+        replaced: r.7,
     })
 }
 
@@ -73,6 +86,12 @@ pub struct Transition<'a> {
     pub auth: &'a str,
     /// The entry recording the change, appended in its transaction.
     pub audit: &'a Record,
+    /// For an activation: the one model that must be active when it happens (a
+    /// rollback's), else it is refused as [`TransitionOutcome::Raced`].
+    pub expect_active: Option<&'a str>,
+    /// For an activation: remember the model it retires as the one a rollback returns
+    /// to (not for a rollback itself, which keeps the chain).
+    pub record_replaced: bool,
 }
 
 /// The result of a state change that the store could carry out or refuse.
@@ -199,6 +218,20 @@ impl Store {
                         .bind(t.id)
                         .fetch_all(&mut *tx)
                         .await?;
+                        if let Some(expected) = t.expect_active {
+                            if retired != [expected] {
+                                return Ok(TransitionOutcome::Raced);
+                            }
+                        }
+                        if t.record_replaced {
+                            if let [before] = retired.as_slice() {
+                                sqlx::query("UPDATE models SET replaced = $1 WHERE id = $2")
+                                    .bind(before)
+                                    .bind(t.id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                            }
+                        }
                         for p in &retired {
                             sqlx::query("UPDATE models SET state = $1 WHERE id = $2")
                                 .bind(ModelState::Retired.as_str())
