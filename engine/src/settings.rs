@@ -38,6 +38,22 @@ pub struct Settings {
     pub ingest: IngestSettings,
     pub audit: AuditSettings,
     pub service: ServiceSettings,
+    pub statistics: StatisticsSettings,
+}
+
+/// The oversight statistics (`tidig stats`, `GetStatistics`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatisticsSettings {
+    /// A count of persons below this (and above zero) is not shown, nor any rate or
+    /// median computed from one (statistical disclosure control; default 5).
+    pub min_cell: u64,
+}
+
+impl Default for StatisticsSettings {
+    fn default() -> StatisticsSettings {
+        StatisticsSettings { min_cell: 5 }
+    }
 }
 
 /// The gRPC service (`tidig serve`).
@@ -435,6 +451,7 @@ impl Default for Settings {
             ingest: IngestSettings::default(),
             service: ServiceSettings::default(),
             audit: AuditSettings::default(),
+            statistics: StatisticsSettings::default(),
         }
     }
 }
@@ -575,6 +592,15 @@ impl Settings {
             return bad(
                 "ingest.max_line_bytes",
                 format!("{} is below 1024 bytes", self.ingest.max_line_bytes),
+            );
+        }
+        if !(2..=1000).contains(&self.statistics.min_cell) {
+            return bad(
+                "statistics.min_cell",
+                format!(
+                    "{} is not a minimum cell size in 2..=1000",
+                    self.statistics.min_cell
+                ),
             );
         }
         if self.audit.retention_days < 183 {

@@ -347,4 +347,25 @@ fn quickstart_runs_the_whole_pipeline_and_a_rerun_changes_nothing() {
         assert!(!String::from_utf8_lossy(&o.stdout).contains(nid));
         assert!(!stderr(o).contains(nid));
     }
+
+    // The statistics: one JSON object with the run the quickstart scored, its
+    // suggestions counted per unit and week, and the active model's fairness table.
+    let stats = tidig(d, &["--json", "stats"]);
+    assert!(stats.status.success(), "{}", stderr(&stats));
+    let st: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    let st = &st["statistics"];
+    assert_eq!(st["min_cell"], 5);
+    let runs = st["runs"].as_array().unwrap();
+    assert!(!runs.is_empty(), "{st}");
+    let weekly: u64 = st["suggestions_per_week"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["suggestions"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(weekly, written, "{st}");
+    assert_eq!(st["fairness"]["model_id"], v["model"]["id"]);
+    let text = tidig(d, &["stats"]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("suggestions per unit and ISO week"));
 }

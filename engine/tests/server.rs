@@ -81,7 +81,8 @@ fn the_contract_follows_its_conventions_and_documents_everything() {
             "ApproveModel",
             "ActivateModel",
             "RetireModel",
-            "RollbackModel"
+            "RollbackModel",
+            "GetStatistics"
         ]
     );
 }

@@ -474,6 +474,7 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
         "activate",
         "retire",
         "rollback",
+        "stats",
     ];
     // The oversight service's methods concern the whole deployment ("own"/"other" ask
     // the same); objections name the person of the one suggestion that stays open.
@@ -495,6 +496,7 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                 | "activate"
                 | "retire"
                 | "rollback"
+                | "stats"
         )
     };
     let objector = central[0].pseudonym.clone();
@@ -665,6 +667,11 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                         .await
                         .map(drop)
                         .err(),
+                    "stats" => oversight
+                        .get_statistics(as_(token, proto::GetStatisticsRequest {}))
+                        .await
+                        .map(drop)
+                        .err(),
                     _ => c
                         .export_risk_assessment(as_(
                             token,
@@ -698,10 +705,10 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                         matches!(*method, "query" | "verify" | "prove" | "export-audit");
                     let caseworker = unit.is_some() && !oversight;
                     let unit_wide = matches!(*method, "list" | "watch");
-                    let registry_read = matches!(*method, "models" | "card");
+                    let auditor_read = matches!(*method, "models" | "card" | "stats");
                     let allowed = (caseworker && (own || unit_wide))
                         || (*token == "demo-dpo" && (*method == "get" || oversight))
-                        || (*token == "demo-auditor" && (audit_read || registry_read));
+                        || (*token == "demo-auditor" && (audit_read || auditor_read));
                     let code = match (allowed, *method) {
                         (false, _) => Code::PermissionDenied,
                         (true, "approve" | "activate" | "retire") => Code::NotFound,
@@ -1703,5 +1710,135 @@ async fn models_are_approved_by_another_authenticated_principal_activated_and_ro
         served.stop().await;
         let report = verify_trail(&store, &keys).await;
         assert!(report.ok, "{backend}: {report:?}");
+    }
+}
+
+/// The statistics through the oversight service on a scored store: decisions made here
+/// show as counted, a count below five is suppressed, the run's counts and flag rates
+/// are the run's own, nothing names a person, and each call is audited once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_count_what_happened_and_suppress_small_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    for (backend, store) in scored(dir.path(), "stats").await {
+        let served = start(&store, settings(&keys)).await;
+        let me = caseworker(CENTRAL);
+        let mut c = served.client().await;
+        let mut o = served.oversight().await;
+        let listed = list_all(&mut c, &me).await;
+        assert!(listed.len() >= 8, "{backend}: {}", listed.len());
+        // Six declined as not in scope, two accepted.
+        for (i, s) in listed.iter().take(8).enumerate() {
+            let (outcome, reason) = if i < 6 {
+                (proto::DecisionOutcome::Declined, "not-in-scope")
+            } else {
+                (proto::DecisionOutcome::Accepted, "support-offered")
+            };
+            c.record_decision(as_(
+                &me,
+                proto::RecordDecisionRequest {
+                    suggestion_id: s.id.clone(),
+                    outcome: outcome as i32,
+                    reason_code: reason.into(),
+                    note: String::new(),
+                    idempotency_key: format!("stats-{i}"),
+                },
+            ))
+            .await
+            .unwrap();
+        }
+        let before = audit_size(&store).await;
+        let e = o
+            .get_statistics(as_(&me, proto::GetStatisticsRequest {}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{backend}");
+        let st = o
+            .get_statistics(as_("demo-auditor", proto::GetStatisticsRequest {}))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_trail(&store, &keys, before, 2, backend).await;
+        assert_eq!(st.min_cell, 5);
+        let decided = |reason: &str| {
+            st.decisions
+                .iter()
+                .find(|d| d.reason_code == reason)
+                .unwrap()
+                .decisions
+        };
+        assert_eq!(decided("not-in-scope"), Some(6), "{backend}");
+        assert_eq!(
+            decided("support-offered"),
+            None,
+            "{backend}: 2 is suppressed"
+        );
+        // The central unit's override rate over its decided bands: 6 of 8 overall.
+        let central: Vec<&proto::OverrideRate> = st
+            .override_rates
+            .iter()
+            .filter(|r| r.unit == CENTRAL)
+            .collect();
+        assert!(!central.is_empty());
+        for r in &central {
+            if let (Some(d), Some(x)) = (r.decided, r.overridden) {
+                assert_eq!(r.rate, Some(x as f64 / d as f64));
+            } else {
+                assert_eq!(r.rate, None);
+            }
+        }
+        // Every suggestion is counted in its unit's ISO week (all were scored on
+        // 2026-01-01, in 2026-W01).
+        let outer = list_all(&mut c, &caseworker(OUTER)).await;
+        let weeks: Vec<(&str, &str, Option<u64>)> = st
+            .suggestions_per_week
+            .iter()
+            .map(|w| (w.unit.as_str(), w.week.as_str(), w.suggestions))
+            .collect();
+        assert_eq!(
+            weeks,
+            [
+                (CENTRAL, "2026-W01", Some(listed.len() as u64)),
+                (OUTER, "2026-W01", Some(outer.len() as u64)),
+            ],
+            "{backend}"
+        );
+        // The scoring run: its exclusions per rule and flag rates are its report's.
+        let run = st.runs.last().unwrap();
+        assert_eq!(run.as_of, "2026-01-01");
+        let report: Value = serde_json::from_str(&st.report_json).unwrap();
+        let runs = store.run_facts().await.unwrap();
+        let stored: Value = serde_json::from_str(&runs.last().unwrap().report).unwrap();
+        for rule in &run.excluded {
+            let n = stored["excluded"][&rule.rule].as_u64().unwrap();
+            assert_eq!(
+                rule.persons,
+                (n == 0 || n >= 5).then_some(n),
+                "{}",
+                rule.rule
+            );
+        }
+        assert!(!run.flag_rates.is_empty(), "{backend}");
+        for f in &run.flag_rates {
+            let children = stored["cohort_per_unit"][&f.unit].as_u64().unwrap();
+            let flagged = stored["per_unit"][&f.unit].as_u64().unwrap_or(0);
+            assert!(children > 0);
+            if children >= 5 && (flagged == 0 || flagged >= 5) {
+                assert_eq!(f.per_1000, Some(flagged as f64 / children as f64 * 1000.0));
+            } else {
+                assert_eq!(f.per_1000, None);
+            }
+        }
+        // The active model's fairness table, as its card has it.
+        assert!(!st.fairness.is_empty() && !st.fairness_model_id.is_empty());
+        // Aggregates only: no pseudonym, no suggestion id anywhere in the report.
+        let text = report.to_string();
+        for s in &listed {
+            assert!(
+                !text.contains(&s.pseudonym) && !text.contains(&s.id),
+                "{backend}"
+            );
+        }
+        served.stop().await;
     }
 }

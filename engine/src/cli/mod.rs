@@ -99,12 +99,14 @@ pub enum Command {
     /// The objection register (GDPR Art 21): add, withdraw, list.
     #[command(subcommand)]
     Objections(ObjectionsCommand),
+    /// The oversight statistics (aggregates only; small cells suppressed).
+    Stats,
     /// Row counts of the store and its last ingest runs.
     Status,
     /// Serve the caseworker and oversight gRPC services (health and reflection included).
     Serve(serve::ServeArgs),
-    /// Call the service: list, get, decide, reidentify, watch, export (caseworkers);
-    /// stop-scoring, resume-scoring and the objection register (data-protection officer).
+    /// Call the service: list, get, decide, reidentify, watch, export (caseworkers); the
+    /// stop switch, objections, audit trail, model lifecycle and statistics (oversight).
     Client(serve::ClientArgs),
     /// Benchmarks (release build).
     #[command(subcommand)]
@@ -512,6 +514,17 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keys(KeysCommand::Verifier) => verifier_key(&ctx),
         Command::Audit(a) => audit::run(&ctx, a).await,
         Command::Objections(o) => objections(&ctx, o).await,
+        Command::Stats => {
+            let by = ctx.principal()?;
+            let st = with_app!(ctx, |app| pipeline::stats::statistics(&app, &by).await?);
+            let value = serde_json::to_value(&st)?;
+            if ctx.json {
+                emit_json!("{}", json!({"ok": true, "statistics": value}));
+            } else {
+                print::print_statistics(&value);
+            }
+            Ok(())
+        }
         Command::Status => status(&ctx).await,
         Command::Serve(a) => serve::serve(&ctx, a).await,
         Command::Client(a) => serve::client(ctx.json, a).await,

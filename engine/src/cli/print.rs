@@ -380,6 +380,10 @@ pub fn print_client_answer(a: &serde_json::Value) {
         }
         return;
     }
+    if a.get("statistics").is_some() {
+        print_statistics(&a["statistics"]);
+        return;
+    }
     if let Some(card) = a["card"].as_str() {
         println!("{card}");
         return;
@@ -528,4 +532,99 @@ pub fn print_client_answer(a: &serde_json::Value) {
         return;
     }
     println!("{a}");
+}
+
+/// The oversight statistics as plain tables (`-` marks a suppressed small cell).
+pub fn print_statistics(st: &serde_json::Value) {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let n = |v: &serde_json::Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+    let f = |v: &serde_json::Value, digits: usize| {
+        v.as_f64()
+            .map_or("-".to_string(), |x| format!("{x:.digits$}"))
+    };
+    let rows = |v: &serde_json::Value| v.as_array().cloned().unwrap_or_default();
+    println!(
+        "statistics as of {} (cells below {} suppressed: -)",
+        s(&st["today"]),
+        st["min_cell"]
+    );
+    println!("\nsuggestions per unit and ISO week");
+    for w in rows(&st["suggestions_per_week"]) {
+        println!(
+            "  {:<28} {:<9} {:>7}",
+            s(&w["unit"]),
+            s(&w["week"]),
+            n(&w["suggestions"])
+        );
+    }
+    println!("\ndecisions by outcome and reason");
+    for d in rows(&st["decisions"]) {
+        println!(
+            "  {:<14} {:<28} {:>7}",
+            s(&d["outcome"]),
+            s(&d["reason_code"]),
+            n(&d["decisions"])
+        );
+    }
+    println!("\noverride rate (declined or not relevant / decided)");
+    for o in rows(&st["override_rates"]) {
+        println!(
+            "  {:<28} {:<9} {:>7} / {:>7} = {}",
+            s(&o["unit"]),
+            s(&o["band"]),
+            n(&o["overridden"]),
+            n(&o["decided"]),
+            f(&o["rate"], 3)
+        );
+    }
+    println!("\nmedian time to decision (hours)");
+    for t in rows(&st["time_to_decision"]) {
+        println!(
+            "  {:<28} {:>7} decided, median {}",
+            s(&t["unit"]),
+            n(&t["decided"]),
+            f(&t["median_hours"], 1)
+        );
+    }
+    println!("\nexpired without a decision");
+    for u in rows(&st["expired_undecided"]) {
+        println!("  {:<28} {:>7}", s(&u["unit"]), n(&u["count"]));
+    }
+    for r in rows(&st["runs"]) {
+        println!(
+            "\nscoring run {} as of {} (model {}, cohort {})",
+            r["id"],
+            s(&r["as_of"]),
+            s(&r["model_id"]).get(..12).unwrap_or_default(),
+            n(&r["cohort"])
+        );
+        for (what, key) in [("excluded", "excluded"), ("suppressed", "suppressed")] {
+            for c in rows(&r[key]) {
+                println!("  {what:<10} {:<44} {:>7}", s(&c["rule"]), n(&c["persons"]));
+            }
+        }
+        for fr in rows(&r["flag_rates"]) {
+            println!(
+                "  flagged    {:<28} {:>7} of {:>7} children = {} per 1,000",
+                s(&fr["unit"]),
+                n(&fr["flagged"]),
+                n(&fr["children"]),
+                f(&fr["per_1000"], 1)
+            );
+        }
+    }
+    if let Some(fair) = st["fairness"].as_object() {
+        println!(
+            "\nactive model {}: fairness",
+            s(&fair["model_id"]).get(..12).unwrap_or_default()
+        );
+        for t in rows(&fair["tables"]) {
+            println!(
+                "  {:<22} parity ratio {}  equalized odds difference {}",
+                s(&t["attribute"]),
+                f(&t["demographic_parity_ratio"], 3),
+                f(&t["equalized_odds_difference"], 3)
+            );
+        }
+    }
 }

@@ -242,6 +242,14 @@ fn demo_calls(
             call("demo-dpo", "resume-scoring --reason 'review done'"),
         ),
         (
+            "the auditor reviews the statistics (aggregates; small cells suppressed)".into(),
+            call("demo-auditor", "statistics"),
+        ),
+        (
+            "the data-protection officer reviews the model registry (approval is four-eyes)".into(),
+            call("demo-dpo", "list-models"),
+        ),
+        (
             "every call above is in the audit trail".into(),
             format!("{tidig} audit verify"),
         ),

@@ -259,6 +259,8 @@ pub enum ClientCall {
     RetireModel { id: String },
     /// Roll back the last activation: the model the active one replaced is active again.
     RollbackModel,
+    /// The oversight statistics (data-protection officer, auditor).
+    Statistics,
 }
 
 /// Runs one call and prints its answer (the JSON object with `--json`).
@@ -329,6 +331,7 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
         ClientCall::ActivateModel { id } => Call::ActivateModel { id },
         ClientCall::RetireModel { id } => Call::RetireModel { id },
         ClientCall::RollbackModel => Call::RollbackModel,
+        ClientCall::Statistics => Call::Statistics,
     };
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))

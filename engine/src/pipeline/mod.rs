@@ -22,6 +22,7 @@ pub mod oversight;
 pub mod registry;
 pub mod rules;
 pub mod score;
+pub mod stats;
 pub mod train;
 
 use tidig_models::features::FeatureSet;

@@ -75,6 +75,9 @@ pub struct ScoreReport {
     pub feature_set_version: String,
     /// Persons with a feature vector on the date.
     pub cohort: usize,
+    /// Of those, per unit whose area they live in (the denominator of a unit's flag
+    /// rate).
+    pub cohort_per_unit: BTreeMap<String, usize>,
     /// Persons the eligibility rules let be scored.
     pub scored: usize,
     /// Excluded before scoring, per deciding eligibility rule (a person counts once per
@@ -317,6 +320,11 @@ async fn score_inner(
                     .and_then(|r| r.2)
                     .is_some_and(|hh| pop.active_households.contains(&hh)),
         };
+        if let Some(u) = residence
+            .and_then(|(m, pc, _)| crate::pipeline::decide::route(&scoring.units, m, pc.as_deref()))
+        {
+            *report.cohort_per_unit.entry(u.id.clone()).or_default() += 1;
+        }
         match decide(&mut ev, &ctx, &person, &mut top, &mut phases) {
             Outcome::Excluded(d) => {
                 note_error(&mut report, &d);
@@ -458,6 +466,7 @@ fn run_record(app: &App, by: &Principal, r: &ScoreReport) -> tidig_governance::a
     let mut record = app.record(by, "score.run").with(serde_json::json!({
         "as_of": r.as_of,
         "cohort": r.cohort,
+        "cohort_per_unit": r.cohort_per_unit,
         "scored": r.scored,
         "excluded": r.excluded,
         "below_band": r.below_band,

@@ -83,6 +83,7 @@ pub enum Call {
         id: String,
     },
     RollbackModel,
+    Statistics,
 }
 
 /// Where and as whom to call.
@@ -500,6 +501,16 @@ pub async fn call(
                 .map_err(status)?
                 .into_inner();
             json!({"model": r.model.map(model), "retired": r.retired})
+        }
+        Call::Statistics => {
+            let r = OversightServiceClient::new(channel)
+                .get_statistics(authorized(token, proto::GetStatisticsRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let report: Value = serde_json::from_str(&r.report_json)
+                .map_err(|e| ClientError::Answer(format!("report_json: {e}")))?;
+            json!({"statistics": report})
         }
     })
 }

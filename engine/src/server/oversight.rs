@@ -334,6 +334,136 @@ impl proto::oversight_service_server::OversightService for OversightApi {
             retired: done.retired,
         }))
     }
+
+    async fn get_statistics(
+        &self,
+        request: Request<proto::GetStatisticsRequest>,
+    ) -> Result<Response<proto::GetStatisticsResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::GetStatistics).await?;
+        let st = crate::pipeline::stats::statistics(&self.app, &by)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(statistics(st).map_err(|e| status(e.into()))?))
+    }
+}
+
+fn statistics(
+    st: crate::pipeline::stats::Statistics,
+) -> Result<proto::GetStatisticsResponse, serde_json::Error> {
+    use crate::pipeline::stats::RuleCount;
+    let rules = |v: Vec<RuleCount>| {
+        v.into_iter()
+            .map(|r| proto::RuleCount {
+                rule: r.rule,
+                persons: r.persons,
+            })
+            .collect()
+    };
+    let report_json = serde_json::to_string(&st)?;
+    let (fairness_model_id, fairness) = match st.fairness {
+        None => (String::new(), Vec::new()),
+        Some(f) => (
+            f.model_id,
+            f.tables
+                .into_iter()
+                .map(|t| proto::FairnessTable {
+                    attribute: t.attribute,
+                    groups: t
+                        .groups
+                        .into_iter()
+                        .map(|g| proto::FairnessGroup {
+                            group: g.group,
+                            count: g.count,
+                            suppressed: g.suppressed,
+                            selection_rate: g.selection_rate,
+                            tpr: g.tpr,
+                            fpr: g.fpr,
+                        })
+                        .collect(),
+                    demographic_parity_difference: t.demographic_parity_difference,
+                    demographic_parity_ratio: t.demographic_parity_ratio,
+                    equalized_odds_difference: t.equalized_odds_difference,
+                    equalized_odds_ratio: t.equalized_odds_ratio,
+                })
+                .collect(),
+        ),
+    };
+    Ok(proto::GetStatisticsResponse {
+        min_cell: st.min_cell,
+        today: st.today,
+        suggestions_per_week: st
+            .suggestions_per_week
+            .into_iter()
+            .map(|w| proto::WeekCount {
+                unit: w.unit,
+                week: w.week,
+                suggestions: w.suggestions,
+            })
+            .collect(),
+        decisions: st
+            .decisions
+            .into_iter()
+            .map(|d| proto::DecisionCount {
+                outcome: d.outcome,
+                reason_code: d.reason_code,
+                decisions: d.decisions,
+            })
+            .collect(),
+        override_rates: st
+            .override_rates
+            .into_iter()
+            .map(|o| proto::OverrideRate {
+                unit: o.unit,
+                band: o.band,
+                decided: o.decided,
+                overridden: o.overridden,
+                rate: o.rate,
+            })
+            .collect(),
+        time_to_decision: st
+            .time_to_decision
+            .into_iter()
+            .map(|t| proto::TimeToDecision {
+                unit: t.unit,
+                decided: t.decided,
+                median_hours: t.median_hours,
+            })
+            .collect(),
+        expired_undecided: st
+            .expired_undecided
+            .into_iter()
+            .map(|u| proto::UnitCount {
+                unit: u.unit,
+                count: u.count,
+            })
+            .collect(),
+        runs: st
+            .runs
+            .into_iter()
+            .map(|r| proto::RunStatistics {
+                id: r.id,
+                as_of: r.as_of,
+                at: timestamp(&r.at),
+                model_id: r.model_id,
+                cohort: r.cohort,
+                excluded: rules(r.excluded),
+                suppressed: rules(r.suppressed),
+                flag_rates: r
+                    .flag_rates
+                    .into_iter()
+                    .map(|f| proto::FlagRate {
+                        unit: f.unit,
+                        children: f.children,
+                        flagged: f.flagged,
+                        per_1000: f.per_1000,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        fairness,
+        fairness_model_id,
+        report_json,
+    })
 }
 
 /// The feature set the server's models are checked against (the built-in one).

@@ -30,6 +30,7 @@ pub use ingest::{Batch, IngestTx, RunCounts, RunRecord, WriteOutcome};
 pub use inspect::{StoreCounts, AUDIT_TABLES, TABLES};
 pub use population::{ObjectionChange, ObjectionRow, PersonDates, Residence};
 pub use registry::{ModelRow, NewModel, Transition, TransitionOutcome};
+pub use stats::{DecisionFact, RunFact, SuggestionFact};
 pub use suggestions::{
     Capacity, ScoringRunRecord, StoredSuggestion, SuggestionRow, WriteCounts, Written,
 };
@@ -105,6 +106,7 @@ mod ingest;
 mod inspect;
 mod population;
 mod registry;
+mod stats;
 mod suggestions;
 mod switch;
 
