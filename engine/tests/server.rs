@@ -82,7 +82,8 @@ fn the_contract_follows_its_conventions_and_documents_everything() {
             "ActivateModel",
             "RetireModel",
             "RollbackModel",
-            "GetStatistics"
+            "GetStatistics",
+            "SubjectAccessReport"
         ]
     );
 }

@@ -475,6 +475,7 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
         "retire",
         "rollback",
         "stats",
+        "sar",
     ];
     // The oversight service's methods concern the whole deployment ("own"/"other" ask
     // the same); objections name the person of the one suggestion that stays open.
@@ -497,6 +498,7 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                 | "retire"
                 | "rollback"
                 | "stats"
+                | "sar"
         )
     };
     let objector = central[0].pseudonym.clone();
@@ -669,6 +671,17 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                         .err(),
                     "stats" => oversight
                         .get_statistics(as_(token, proto::GetStatisticsRequest {}))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "sar" => oversight
+                        .subject_access_report(as_(
+                            token,
+                            proto::SubjectAccessReportRequest {
+                                national_id: objector.clone(),
+                                reference: "matrix".into(),
+                            },
+                        ))
                         .await
                         .map(drop)
                         .err(),
@@ -1838,6 +1851,245 @@ async fn statistics_count_what_happened_and_suppress_small_cells() {
                 !text.contains(&s.pseudonym) && !text.contains(&s.id),
                 "{backend}"
             );
+        }
+        served.stop().await;
+    }
+}
+
+/// A person planted with records of their own in every registry, scored, decided on,
+/// re-identified and objecting: the subject-access report has every one of those, with
+/// dates and sources, and nothing about anyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subject_access_report_holds_everything_about_the_person_and_nothing_about_anyone_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_dir(dir.path());
+    let patients =
+        std::fs::read_to_string(municipality().join("health/Patient.000.ndjson")).unwrap();
+    let persons = std::fs::read_to_string(municipality().join("population/persons.csv")).unwrap();
+    let social = std::fs::read_to_string(municipality().join("social/case_events.csv")).unwrap();
+    for (backend, store) in scored(dir.path(), "sar").await {
+        let served = start(&store, settings(&keys)).await;
+        let me = caseworker(CENTRAL);
+        let mut c = served.client().await;
+        let mut o = served.oversight().await;
+        let listed = list_all(&mut c, &me).await;
+        let target = listed[0].clone();
+        let nid = c
+            .reidentify(as_(
+                &me,
+                proto::ReidentifyRequest {
+                    suggestion_id: target.id.clone(),
+                    purpose: "plan a home visit".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .national_id;
+        c.record_decision(as_(
+            &me,
+            proto::RecordDecisionRequest {
+                suggestion_id: target.id.clone(),
+                outcome: proto::DecisionOutcome::Accepted as i32,
+                reason_code: "support-offered".into(),
+                note: "called the family".into(),
+                idempotency_key: "sar-1".into(),
+            },
+        ))
+        .await
+        .unwrap();
+        o.register_objection(as_(
+            "demo-dpo",
+            proto::RegisterObjectionRequest {
+                national_id: nid.clone(),
+                reference: "DPO-7".into(),
+            },
+        ))
+        .await
+        .unwrap();
+
+        // Records of their own in every registry, in files of their own.
+        let patient: Value = serde_json::from_str(
+            patients
+                .lines()
+                .find(|l| l.contains(&format!("\"value\":\"{nid}\"")))
+                .unwrap(),
+        )
+        .unwrap();
+        let planted = dir.path().join(format!("planted-{backend}"));
+        for sub in ["health", "social", "population"] {
+            std::fs::create_dir_all(planted.join(sub)).unwrap();
+        }
+        std::fs::write(
+            planted.join("health/Condition.planted.ndjson"),
+            serde_json::json!({
+                "resourceType": "Condition", "id": "cond-planted-1",
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "J45.9"}]},
+                "subject": {"reference": format!("Patient/{}", patient["id"].as_str().unwrap())},
+                "onsetDateTime": "2025-10-02T09:00:00+02:00",
+            })
+            .to_string()
+                + "\n",
+        )
+        .unwrap();
+        std::fs::write(
+            planted.join("social/planted_case_events.csv"),
+            format!(
+                "record_id,national_id,code,start_date,end_date,amount,unit\n\
+                 case-planted-1,{nid},LSIL,2025-09-15,,,family-services\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            planted.join("population/planted_addresses.csv"),
+            format!(
+                "national_id,valid_from,valid_to,municipality,postcode,household_id\n\
+                 {nid},2025-12-01,,091,00990,D-planted\n"
+            ),
+        )
+        .unwrap();
+        let loaded = load(
+            &store,
+            &edge(Country::Fi, &[]),
+            std::slice::from_ref(&planted),
+        )
+        .await;
+        assert_eq!(loaded.failed_files, 0, "{backend}: {loaded:?}");
+
+        let before = audit_size(&store).await;
+        let r = o
+            .subject_access_report(as_(
+                "demo-dpo",
+                proto::SubjectAccessReportRequest {
+                    national_id: nid.clone(),
+                    reference: "SAR-2026-17".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_trail(&store, &keys, before, 1, backend).await;
+        assert_eq!(r.pseudonym, target.pseudonym);
+        assert!(r.held);
+        let record = |registry: &str, category: &str, code: &str| {
+            r.records
+                .iter()
+                .find(|h| h.registry == registry && h.category == category && h.code == code)
+                .unwrap_or_else(|| panic!("{backend}: no {registry} {category} {code}"))
+                .clone()
+        };
+        // The planted records, each with its date and source.
+        let cond = record("health", "condition", "J45.9");
+        assert!(cond.start.starts_with("2025-10-02T07:00:00"), "{cond:?}");
+        assert!(
+            cond.source_file.contains("Condition.planted.ndjson"),
+            "{cond:?}"
+        );
+        assert!(!cond.loaded_at.is_empty());
+        let case = r
+            .records
+            .iter()
+            .find(|h| h.source_file.contains("planted_case_events.csv"))
+            .unwrap();
+        assert_eq!(
+            (case.code.as_str(), case.registry.as_str()),
+            ("child_welfare_notification", "social")
+        );
+        assert!(case.start.starts_with("2025-09-15"), "{case:?}");
+        assert!(case.detail.ends_with("|LSIL"), "{case:?}");
+        let home = r
+            .records
+            .iter()
+            .find(|h| h.category == "residence" && h.start == "2025-12-01")
+            .unwrap();
+        assert!(home.description.contains("00990"), "{home:?}");
+        assert!(home.source_file.contains("planted_addresses.csv"));
+        // Every social-services line of the person in the synthetic extract is there
+        // too, and their relations and protected attributes.
+        let social_lines = social.lines().filter(|l| l.contains(&nid)).count();
+        let social_held = r.records.iter().filter(|h| h.registry == "social").count();
+        assert_eq!(social_held, social_lines + 1, "{backend}");
+        assert!(r
+            .records
+            .iter()
+            .any(|h| h.category == "relation" && h.description.contains("parent")));
+        assert!(r
+            .records
+            .iter()
+            .any(|h| h.category == "protected_attribute"));
+        assert!(r.records.iter().filter(|h| h.registry == "health").count() >= 1);
+        // The snapshot scored, the suggestion with its explanation, rule trace and
+        // decision.
+        let snap = r
+            .snapshots
+            .iter()
+            .find(|s| s.as_of == "2026-01-01")
+            .unwrap();
+        assert!(snap.features.len() > 10 && snap.features.iter().all(|f| !f.text.is_empty()));
+        let s = r.suggestions.iter().find(|s| s.id == target.id).unwrap();
+        assert_eq!(s.unit, CENTRAL);
+        assert!((s.score - target.score).abs() < 1e-12);
+        let explanation: Value = serde_json::from_str(&s.explanation_json).unwrap();
+        assert!(!explanation.as_array().unwrap().is_empty());
+        let trace: Value = serde_json::from_str(&s.rule_trace_json).unwrap();
+        assert!(!trace.as_array().unwrap().is_empty());
+        let d = s.decision.as_ref().unwrap();
+        assert_eq!(
+            (
+                d.outcome.as_str(),
+                d.reason_code.as_str(),
+                d.note.as_str(),
+                d.decided_by.as_str()
+            ),
+            (
+                "accepted",
+                "support-offered",
+                "called the family",
+                me.as_str()
+            )
+        );
+        // Every access: the re-identification (who, purpose), the decision, the
+        // objection, and this report.
+        let access = |action: &str| r.accesses.iter().find(|a| a.action == action).cloned();
+        let reid = access("casework.reidentify").unwrap();
+        assert_eq!(
+            (reid.principal.as_str(), reid.purpose.as_str()),
+            (me.as_str(), "case-handling")
+        );
+        assert!(reid.details_json.contains("plan a home visit"));
+        assert!(access("casework.record_decision").is_some());
+        assert!(access("oversight.register_objection").is_some());
+        assert_eq!(
+            access("oversight.subject_access_report").unwrap().principal,
+            "demo-dpo"
+        );
+        assert_eq!(r.objection.as_ref().unwrap().reference, "DPO-7");
+        assert!(r.logic.iter().any(|p| p.contains("caseworker")));
+        // One JSON document with the same content.
+        let doc: Value = serde_json::from_str(&r.report_json).unwrap();
+        assert_eq!(doc["pseudonym"], target.pseudonym.as_str());
+        assert_eq!(doc["records"].as_array().unwrap().len(), r.records.len());
+        // Nothing about anyone else: no other person's national ID, pseudonym or
+        // suggestion; and the person's own ID is not echoed.
+        assert!(!r.report_json.contains(&nid));
+        for line in persons.lines().skip(1) {
+            let other = line.split(',').next().unwrap();
+            assert!(
+                !r.report_json.contains(other),
+                "{backend}: another person's ID"
+            );
+        }
+        for s in listed
+            .iter()
+            .skip(1)
+            .chain(list_all(&mut c, &caseworker(OUTER)).await.iter())
+        {
+            assert!(
+                !r.report_json.contains(&s.pseudonym),
+                "{backend}: another pseudonym"
+            );
+            assert!(!r.report_json.contains(&s.id));
         }
         served.stop().await;
     }

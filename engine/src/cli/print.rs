@@ -380,6 +380,22 @@ pub fn print_client_answer(a: &serde_json::Value) {
         }
         return;
     }
+    if let Some(r) = a.get("subject_access") {
+        println!(
+            "subject-access report for {} written to {}: {} records, {} feature snapshots, {} suggestions, {} recorded accesses{}",
+            s(&r["pseudonym"]),
+            s(&r["out"]),
+            r["records"],
+            r["snapshots"],
+            r["suggestions"],
+            r["accesses"],
+            if r["objection"] == true { ", an objection" } else { "" }
+        );
+        if r["held"] != true {
+            println!("(the registries loaded into tidig do not hold this person)");
+        }
+        return;
+    }
     if a.get("statistics").is_some() {
         print_statistics(&a["statistics"]);
         return;

@@ -171,7 +171,7 @@ fn demo_calls(
     listen: &str,
     top: &[(String, pipeline::score::Suggestion)],
 ) -> Vec<(String, String)> {
-    let Some((_, first)) = top.first() else {
+    let Some((pseudonym, first)) = top.first() else {
         return Vec::new();
     };
     let id = &first.id;
@@ -248,6 +248,14 @@ fn demo_calls(
         (
             "the data-protection officer reviews the model registry (approval is four-eyes)".into(),
             call("demo-dpo", "list-models"),
+        ),
+        (
+            "the data-protection officer answers the person's subject-access request (GDPR Art 15; a national ID works too, `-` reads it from standard input)"
+                .into(),
+            call(
+                "demo-dpo",
+                &format!("subject-access {pseudonym} --reference SAR-1 --out subject-access.json"),
+            ),
         ),
         (
             "every call above is in the audit trail".into(),

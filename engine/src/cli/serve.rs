@@ -261,6 +261,17 @@ pub enum ClientCall {
     RollbackModel,
     /// The oversight statistics (data-protection officer, auditor).
     Statistics,
+    /// A person's subject-access report (data-protection officer; GDPR Art 15), written
+    /// as one JSON document to `--out`.
+    SubjectAccess {
+        /// The person's national ID (or pseudonym); `-` reads it from standard input.
+        person: String,
+        /// The data-protection office's reference for the request.
+        #[arg(long, default_value = "")]
+        reference: String,
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 /// Runs one call and prints its answer (the JSON object with `--json`).
@@ -332,6 +343,15 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
         ClientCall::RetireModel { id } => Call::RetireModel { id },
         ClientCall::RollbackModel => Call::RollbackModel,
         ClientCall::Statistics => Call::Statistics,
+        ClientCall::SubjectAccess {
+            person,
+            reference,
+            out,
+        } => Call::SubjectAccess {
+            person: super::person_arg(person)?,
+            reference,
+            out,
+        },
     };
     let read = |path: &std::path::Path| {
         std::fs::read(path).with_context(|| format!("reading {}", path.display()))

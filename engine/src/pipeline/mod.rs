@@ -23,6 +23,7 @@ pub mod registry;
 pub mod rules;
 pub mod score;
 pub mod stats;
+pub mod subject;
 pub mod train;
 
 use tidig_models::features::FeatureSet;

@@ -84,6 +84,12 @@ pub enum Call {
     },
     RollbackModel,
     Statistics,
+    /// A subject-access report; `out` receives the JSON document.
+    SubjectAccess {
+        person: String,
+        reference: String,
+        out: std::path::PathBuf,
+    },
 }
 
 /// Where and as whom to call.
@@ -511,6 +517,31 @@ pub async fn call(
             let report: Value = serde_json::from_str(&r.report_json)
                 .map_err(|e| ClientError::Answer(format!("report_json: {e}")))?;
             json!({"statistics": report})
+        }
+        Call::SubjectAccess {
+            person,
+            reference,
+            out,
+        } => {
+            let r = OversightServiceClient::new(channel)
+                .subject_access_report(authorized(
+                    token,
+                    proto::SubjectAccessReportRequest {
+                        national_id: person,
+                        reference,
+                    },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            std::fs::write(&out, &r.report_json)
+                .map_err(|e| ClientError::Answer(format!("writing {}: {e}", out.display())))?;
+            json!({"subject_access": {
+                "pseudonym": r.pseudonym, "held": r.held, "records": r.records.len(),
+                "snapshots": r.snapshots.len(), "suggestions": r.suggestions.len(),
+                "accesses": r.accesses.len(), "objection": r.objection.is_some(),
+                "out": out.display().to_string(),
+            }})
         }
     })
 }

@@ -160,18 +160,7 @@ impl proto::oversight_service_server::OversightService for OversightApi {
             .await
             .map_err(status)?;
         Ok(Response::new(proto::ListObjectionsResponse {
-            objections: rows
-                .into_iter()
-                .map(|o| proto::Objection {
-                    pseudonym: o.pseudonym,
-                    reference: o.reference,
-                    registered_at: timestamp(&o.registered_at),
-                    registered_by: o.registered_by,
-                    withdrawn_at: o.withdrawn_at.as_deref().and_then(timestamp),
-                    withdrawn_by: o.withdrawn_by.unwrap_or_default(),
-                    withdrawn_reference: o.withdrawn_reference.unwrap_or_default(),
-                })
-                .collect(),
+            objections: rows.into_iter().map(objection).collect(),
         }))
     }
 
@@ -344,6 +333,149 @@ impl proto::oversight_service_server::OversightService for OversightApi {
             .await
             .map_err(status)?;
         Ok(Response::new(statistics(st).map_err(|e| status(e.into()))?))
+    }
+
+    async fn subject_access_report(
+        &self,
+        request: Request<proto::SubjectAccessReportRequest>,
+    ) -> Result<Response<proto::SubjectAccessReportResponse>, Status> {
+        let by = caller(
+            &self.app,
+            &self.auth,
+            &request,
+            Operation::SubjectAccessReport,
+        )
+        .await?;
+        let r = request.get_ref();
+        let report = crate::pipeline::subject::subject_access_report(
+            &self.app,
+            &by,
+            &r.national_id,
+            &r.reference,
+        )
+        .await
+        .map_err(status)?;
+        Ok(Response::new(
+            subject_report(report).map_err(|e| status(e.into()))?,
+        ))
+    }
+}
+
+fn subject_report(
+    r: crate::pipeline::subject::SubjectAccessReport,
+) -> Result<proto::SubjectAccessReportResponse, serde_json::Error> {
+    let report_json = serde_json::to_string(&r)?;
+    let json = |v: &serde_json::Value| serde_json::to_string(v);
+    Ok(proto::SubjectAccessReportResponse {
+        pseudonym: r.pseudonym,
+        generated_at: timestamp(&r.generated_at),
+        held: r.held,
+        person: r.person.map(|p| proto::SubjectPerson {
+            scheme: p.scheme,
+            birth_date: p.birth_date.unwrap_or_default(),
+            sex: p.sex.unwrap_or_default(),
+            death_date: p.death_date.unwrap_or_default(),
+        }),
+        records: r
+            .records
+            .into_iter()
+            .map(|h| proto::HeldRecord {
+                registry: h.registry.into(),
+                category: h.category,
+                description: h.description,
+                code_system: h.code_system.unwrap_or_default(),
+                code: h.code.unwrap_or_default(),
+                detail: h.detail.unwrap_or_default(),
+                start: h.start.unwrap_or_default(),
+                end: h.end.unwrap_or_default(),
+                value: h.value,
+                status: h.status.unwrap_or_default().into(),
+                source_file: h.source_file.unwrap_or_default(),
+                loaded_at: h.loaded_at.unwrap_or_default(),
+            })
+            .collect(),
+        snapshots: r
+            .snapshots
+            .into_iter()
+            .map(|s| proto::FeatureSnapshot {
+                feature_set: s.feature_set,
+                feature_set_name: s.feature_set_name.unwrap_or_default(),
+                as_of: s.as_of,
+                features: s
+                    .features
+                    .into_iter()
+                    .map(|f| proto::FeatureValue {
+                        id: f.id,
+                        text: f.text,
+                        value: f.value,
+                    })
+                    .collect(),
+                label: s.label,
+                label_complete: s.label_complete,
+            })
+            .collect(),
+        suggestions: r
+            .suggestions
+            .into_iter()
+            .map(|s| {
+                Ok(proto::SubjectSuggestion {
+                    created_at: timestamp(&s.created_at),
+                    explanation_json: json(&s.explanation)?,
+                    interventions_json: json(&s.interventions)?,
+                    rule_trace_json: json(&s.rule_trace)?,
+                    decision: s.decision.map(|d| proto::SubjectDecision {
+                        decided_at: timestamp(&d.decided_at),
+                        outcome: d.outcome,
+                        reason_code: d.reason_code,
+                        note: d.note,
+                        decided_by: d.decided_by,
+                    }),
+                    id: s.id,
+                    as_of: s.as_of,
+                    unit: s.unit,
+                    score: s.score,
+                    band: s.band,
+                    status: s.status,
+                    expires_at: s.expires_at,
+                    model_id: s.model_id,
+                    rules_version: s.rules_version,
+                    feature_set_version: s.feature_set_version,
+                })
+            })
+            .collect::<Result<_, serde_json::Error>>()?,
+        accesses: r
+            .accesses
+            .into_iter()
+            .map(|a| {
+                Ok(proto::DataAccess {
+                    at: timestamp(&a.at),
+                    details_json: json(&a.details)?,
+                    seq: a.seq,
+                    principal: a.principal,
+                    role: a.role,
+                    purpose: a.purpose,
+                    action: a.action,
+                    outcome: a.outcome,
+                })
+            })
+            .collect::<Result<_, serde_json::Error>>()?,
+        objection: r.objection.map(objection),
+        logic: r.logic,
+        not_kept: r.not_kept,
+        report_json,
+    })
+}
+
+/// An objection register row as the contract has it.
+pub(super) fn objection(o: crate::store::ObjectionRow) -> proto::Objection {
+    proto::Objection {
+        pseudonym: o.pseudonym,
+        reference: o.reference,
+        registered_at: timestamp(&o.registered_at),
+        registered_by: o.registered_by,
+        withdrawn_at: o.withdrawn_at.as_deref().and_then(timestamp),
+        withdrawn_by: o.withdrawn_by.unwrap_or_default(),
+        withdrawn_reference: o.withdrawn_reference.unwrap_or_default(),
     }
 }
 

@@ -31,6 +31,10 @@ pub use inspect::{StoreCounts, AUDIT_TABLES, TABLES};
 pub use population::{ObjectionChange, ObjectionRow, PersonDates, Residence};
 pub use registry::{ModelRow, NewModel, Transition, TransitionOutcome};
 pub use stats::{DecisionFact, RunFact, SuggestionFact};
+pub use subject::{
+    Loaded, SubjectData, SubjectDecision, SubjectEvent, SubjectPerson, SubjectRelation,
+    SubjectResidence, SubjectSnapshot,
+};
 pub use suggestions::{
     Capacity, ScoringRunRecord, StoredSuggestion, SuggestionRow, WriteCounts, Written,
 };
@@ -107,6 +111,7 @@ mod inspect;
 mod population;
 mod registry;
 mod stats;
+mod subject;
 mod suggestions;
 mod switch;
 

@@ -250,6 +250,38 @@ impl Store {
         }))
     }
 
+    /// The objection register's row for one pseudonym, if any.
+    pub(super) async fn objection_of(
+        &self,
+        pseudonym: &str,
+    ) -> Result<Option<ObjectionRow>, StoreError> {
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Option<Row> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT pseudonym, reference, registered_at, registered_by, withdrawn_at, \
+             withdrawn_by, withdrawn_reference FROM objections WHERE pseudonym = $1"
+        )
+        .bind(pseudonym)
+        .fetch_optional(p)
+        .await?);
+        Ok(row.map(|r| ObjectionRow {
+            pseudonym: r.0,
+            reference: r.1,
+            registered_at: r.2,
+            registered_by: r.3,
+            withdrawn_at: r.4,
+            withdrawn_by: r.5,
+            withdrawn_reference: r.6,
+        }))
+    }
+
     /// The objection register, newest first. Takes the access check's pass: the
     /// register is personal data (whoever holds a person's national ID can find them).
     pub async fn objections(&self, _pass: &AccessPass) -> Result<Vec<ObjectionRow>, StoreError> {
