@@ -62,6 +62,8 @@ pub enum Precondition {
         "model `{model}` replaced no model, so there is nothing to roll back to: activate another approved model instead"
     )]
     NothingToRollBack { model: String },
+    #[error("permit `{permit}` is revoked: nothing more is done under it")]
+    PermitRevoked { permit: String },
     #[error("model `{model}` failed its release gate and cannot be approved: {failures}")]
     GateFailed { model: String, failures: String },
     #[error(

@@ -54,6 +54,11 @@ pub enum Operation {
     RollbackModel,
     GetStatistics,
     SubjectAccessReport,
+    RegisterPermit,
+    AmendPermit,
+    RevokePermit,
+    ListPermits,
+    GetPermit,
 }
 
 impl Operation {
@@ -81,6 +86,11 @@ impl Operation {
         Operation::RollbackModel,
         Operation::GetStatistics,
         Operation::SubjectAccessReport,
+        Operation::RegisterPermit,
+        Operation::AmendPermit,
+        Operation::RevokePermit,
+        Operation::ListPermits,
+        Operation::GetPermit,
     ];
 
     /// Whether the operation belongs to the oversight service (the rest are the
@@ -105,6 +115,11 @@ impl Operation {
                 | Operation::RollbackModel
                 | Operation::GetStatistics
                 | Operation::SubjectAccessReport
+                | Operation::RegisterPermit
+                | Operation::AmendPermit
+                | Operation::RevokePermit
+                | Operation::ListPermits
+                | Operation::GetPermit
         )
     }
 
@@ -122,6 +137,9 @@ impl Operation {
                 | Operation::ActivateModel
                 | Operation::RetireModel
                 | Operation::RollbackModel
+                | Operation::RegisterPermit
+                | Operation::AmendPermit
+                | Operation::RevokePermit
         )
     }
 
@@ -151,6 +169,11 @@ impl Operation {
             Operation::RollbackModel => "rollback_model",
             Operation::GetStatistics => "get_statistics",
             Operation::SubjectAccessReport => "subject_access_report",
+            Operation::RegisterPermit => "register_permit",
+            Operation::AmendPermit => "amend_permit",
+            Operation::RevokePermit => "revoke_permit",
+            Operation::ListPermits => "list_permits",
+            Operation::GetPermit => "get_permit",
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod eval;
 pub mod floor;
 pub mod golden;
+pub mod permit;
 pub mod rules;
 
 pub use eval::{Decision, Evaluator, Request};

@@ -63,6 +63,14 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                                 | Operation::RollbackModel
                         );
                         let stats = op == Operation::GetStatistics;
+                        let permit_change = matches!(
+                            op,
+                            Operation::RegisterPermit
+                                | Operation::AmendPermit
+                                | Operation::RevokePermit
+                        );
+                        let permit_read =
+                            matches!(op, Operation::ListPermits | Operation::GetPermit);
                         let register = matches!(
                             op,
                             Operation::RegisterObjection
@@ -78,10 +86,15 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                             && (op == Operation::GetSuggestion || op.is_oversight());
                         let operator = role == "operator"
                             && purpose == "operations"
-                            && (register || model_read || model_change || stats);
+                            && (register
+                                || model_read
+                                || model_change
+                                || stats
+                                || permit_change
+                                || permit_read);
                         let auditor = role == "auditor"
                             && purpose == "oversight"
-                            && (audit_read || model_read || stats);
+                            && (audit_read || model_read || stats || permit_read);
                         assert_eq!(
                             ok,
                             caseworker || dpo || operator || auditor,
@@ -102,11 +115,12 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
             }
         }
     }
-    // 6 operations for the one matching caseworker claim set; the DPO's read and the 17
-    // oversight operations; the operator's 3 register, 2 registry reads, 4 model changes
-    // and the statistics; the auditor's 4 audit reads, 2 registry reads and the
-    // statistics; each on two targets, with and without a unit claim.
-    assert_eq!(allowed, 6 + 18 * 2 * 2 + 10 * 2 * 2 + 7 * 2 * 2);
+    // 6 operations for the one matching caseworker claim set; the DPO's read and the 22
+    // oversight operations; the operator's 3 register, 2 registry reads, 4 model changes,
+    // the statistics and 5 permit operations; the auditor's 4 audit reads, 2 registry
+    // reads, the statistics and 2 permit reads; each on two targets, with and without a
+    // unit claim.
+    assert_eq!(allowed, 6 + 23 * 2 * 2 + 15 * 2 * 2 + 9 * 2 * 2);
 }
 
 #[test]

@@ -101,6 +101,9 @@ pub enum Command {
     Objections(ObjectionsCommand),
     /// The oversight statistics (aggregates only; small cells suppressed).
     Stats,
+    /// The secondary-use permit register (Act 552/2019): add, amend, revoke, list, show.
+    #[command(subcommand)]
+    Permits(PermitsCommand),
     /// Row counts of the store and its last ingest runs.
     Status,
     /// Serve the caseworker and oversight gRPC services (health and reflection included).
@@ -178,6 +181,24 @@ pub enum ModelsCommand {
         #[arg(long)]
         set: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PermitsCommand {
+    /// Register a permit from its TOML file (see docs/permits.md).
+    Add { file: PathBuf },
+    /// Amend a registered permit: the file names its id; its terms become a new version.
+    Amend { file: PathBuf },
+    /// Revoke a permit: nothing more runs under it.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Every permit as it stands.
+    List,
+    /// One permit's versions, oldest first.
+    Show { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -514,6 +535,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Keys(KeysCommand::Verifier) => verifier_key(&ctx),
         Command::Audit(a) => audit::run(&ctx, a).await,
         Command::Objections(o) => objections(&ctx, o).await,
+        Command::Permits(p) => permits(&ctx, p).await,
         Command::Stats => {
             let by = ctx.principal()?;
             let st = with_app!(ctx, |app| pipeline::stats::statistics(&app, &by).await?);
@@ -660,6 +682,74 @@ pub(crate) fn person_arg(person: String) -> Result<String> {
         .read_line(&mut line)
         .context("reading the person's national ID from standard input")?;
     Ok(line.trim().to_string())
+}
+
+async fn permits(ctx: &Ctx, p: PermitsCommand) -> Result<()> {
+    use pipeline::permits;
+    let by = ctx.principal()?;
+    let read = |file: &std::path::Path| {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+    };
+    let views = match p {
+        PermitsCommand::Add { file } => {
+            let text = read(&file)?;
+            vec![with_app!(ctx, |app| permits::register(&app, &by, &text)
+                .await
+                .with_context(|| format!("permit {}", file.display()))?)]
+        }
+        PermitsCommand::Amend { file } => {
+            let text = read(&file)?;
+            vec![with_app!(ctx, |app| permits::amend(&app, &by, &text)
+                .await
+                .with_context(|| format!("permit {}", file.display()))?)]
+        }
+        PermitsCommand::Revoke { id, reason } => {
+            vec![with_app!(ctx, |app| permits::revoke(
+                &app, &by, &id, &reason
+            )
+            .await?)]
+        }
+        PermitsCommand::List => with_app!(ctx, |app| permits::list(&app, &by).await?),
+        PermitsCommand::Show { id } => with_app!(ctx, |app| permits::show(&app, &by, &id).await?),
+    };
+    if ctx.json {
+        emit_json!("{}", json!({"ok": true, "permits": views}));
+        return Ok(());
+    }
+    if views.is_empty() {
+        println!("(no permits registered)");
+    }
+    for v in views {
+        let p = &v.permit;
+        println!(
+            "{} v{} {}{} — {} for {} ({}), valid {} to {}; researchers {}; registries {}; features {}; cohort born {}–{}{}; data {} to {}; cells under {} suppressed; recorded {} by {}",
+            p.id,
+            v.version,
+            v.state,
+            v.revoked_reason.as_deref().map_or(String::new(), |r| format!(" ({r})")),
+            p.issuer,
+            p.holder,
+            p.purpose.as_str(),
+            p.valid.from,
+            p.valid.to,
+            p.researchers.join(", "),
+            p.registries.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+            p.features.join(", "),
+            p.cohort.birth_years[0],
+            p.cohort.birth_years[1],
+            if p.cohort.municipalities.is_empty() {
+                String::new()
+            } else {
+                format!(" in {}", p.cohort.municipalities.join(", "))
+            },
+            p.data_period.from,
+            p.data_period.to,
+            p.min_cell,
+            v.recorded_at,
+            v.recorded_by
+        );
+    }
+    Ok(())
 }
 
 async fn objections(ctx: &Ctx, o: ObjectionsCommand) -> Result<()> {

@@ -19,6 +19,7 @@ pub mod decide;
 pub mod features;
 pub mod ingest;
 pub mod oversight;
+pub mod permits;
 pub mod registry;
 pub mod rules;
 pub mod score;

@@ -45,6 +45,7 @@ pub const TABLES: &[&str] = &[
     "scoring_runs",
     "decisions",
     "scoring_switch",
+    "permits",
 ];
 
 /// The audit trail's tables: a record of what was done, not data; kept apart from

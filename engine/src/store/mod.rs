@@ -28,6 +28,7 @@ pub use casework::{
 pub use features::{BuildRecord, EventRow, StoredVector, VectorRow};
 pub use ingest::{Batch, IngestTx, RunCounts, RunRecord, WriteOutcome};
 pub use inspect::{StoreCounts, AUDIT_TABLES, TABLES};
+pub use permits::{PermitChangeKind, PermitRow, PermitWritten};
 pub use population::{ObjectionChange, ObjectionRow, PersonDates, Residence};
 pub use registry::{ModelRow, NewModel, Transition, TransitionOutcome};
 pub use stats::{DecisionFact, RunFact, SuggestionFact};
@@ -108,6 +109,7 @@ mod casework;
 mod features;
 mod ingest;
 mod inspect;
+mod permits;
 mod population;
 mod registry;
 mod stats;
