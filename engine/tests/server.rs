@@ -83,7 +83,12 @@ fn the_contract_follows_its_conventions_and_documents_everything() {
             "RetireModel",
             "RollbackModel",
             "GetStatistics",
-            "SubjectAccessReport"
+            "SubjectAccessReport",
+            "RegisterPermit",
+            "AmendPermit",
+            "RevokePermit",
+            "ListPermits",
+            "GetPermit"
         ]
     );
 }

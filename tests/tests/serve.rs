@@ -211,6 +211,24 @@ fn as_<T>(token: &str, message: T) -> tonic::Request<T> {
     r
 }
 
+/// A valid permit's terms under `id` (docs/permits.md).
+fn permit_toml(id: &str) -> String {
+    format!(
+        r#"
+id = "{id}"
+issuer = "Findata"
+holder = "University of Eastern Finland"
+researchers = ["demo-researcher"]
+purpose = "scientific_research"
+registries = ["social", "population"]
+features = ["age_years", "family_*"]
+cohort = {{ birth_years = [2008, 2025] }}
+data_period = {{ from = "2023-01-01", to = "2025-12-31" }}
+valid = {{ from = "2026-01-01", to = "2026-12-31" }}
+"#
+    )
+}
+
 const CENTRAL: &str = "family-services-central";
 const OUTER: &str = "family-services-outer";
 
@@ -476,6 +494,11 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
         "rollback",
         "stats",
         "sar",
+        "register-permit",
+        "amend-permit",
+        "revoke-permit",
+        "permits",
+        "permit",
     ];
     // The oversight service's methods concern the whole deployment ("own"/"other" ask
     // the same); objections name the person of the one suggestion that stays open.
@@ -499,6 +522,11 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                 | "rollback"
                 | "stats"
                 | "sar"
+                | "register-permit"
+                | "amend-permit"
+                | "revoke-permit"
+                | "permits"
+                | "permit"
         )
     };
     let objector = central[0].pseudonym.clone();
@@ -674,6 +702,53 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                         .await
                         .map(drop)
                         .err(),
+                    "register-permit" => oversight
+                        .register_permit(as_(
+                            token,
+                            proto::RegisterPermitRequest {
+                                permit_toml: permit_toml(&format!("M/{token}/{own}")),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
+                    // No such permit: allowed callers get NOT_FOUND.
+                    "amend-permit" => oversight
+                        .amend_permit(as_(
+                            token,
+                            proto::AmendPermitRequest {
+                                permit_toml: permit_toml("no-such-permit"),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "revoke-permit" => oversight
+                        .revoke_permit(as_(
+                            token,
+                            proto::RevokePermitRequest {
+                                id: "no-such-permit".into(),
+                                reason: "matrix".into(),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "permits" => oversight
+                        .list_permits(as_(token, proto::ListPermitsRequest {}))
+                        .await
+                        .map(drop)
+                        .err(),
+                    "permit" => oversight
+                        .get_permit(as_(
+                            token,
+                            proto::GetPermitRequest {
+                                id: "no-such-permit".into(),
+                            },
+                        ))
+                        .await
+                        .map(drop)
+                        .err(),
                     "sar" => oversight
                         .subject_access_report(as_(
                             token,
@@ -718,13 +793,18 @@ async fn the_access_matrix_every_role_and_method_on_own_and_other_units() {
                         matches!(*method, "query" | "verify" | "prove" | "export-audit");
                     let caseworker = unit.is_some() && !oversight;
                     let unit_wide = matches!(*method, "list" | "watch");
-                    let auditor_read = matches!(*method, "models" | "card" | "stats");
+                    let auditor_read =
+                        matches!(*method, "models" | "card" | "stats" | "permits" | "permit");
                     let allowed = (caseworker && (own || unit_wide))
                         || (*token == "demo-dpo" && (*method == "get" || oversight))
                         || (*token == "demo-auditor" && (audit_read || auditor_read));
                     let code = match (allowed, *method) {
                         (false, _) => Code::PermissionDenied,
-                        (true, "approve" | "activate" | "retire") => Code::NotFound,
+                        (
+                            true,
+                            "approve" | "activate" | "retire" | "amend-permit" | "revoke-permit"
+                            | "permit",
+                        ) => Code::NotFound,
                         (true, "rollback") => Code::FailedPrecondition,
                         (true, _) => Code::Ok,
                     };

@@ -380,6 +380,32 @@ pub fn print_client_answer(a: &serde_json::Value) {
         }
         return;
     }
+    if let Some(list) = a["permits"].as_array() {
+        for p in list {
+            println!(
+                "{} v{} {}{}  {} for {} ({}), valid {} to {}; researchers {}",
+                s(&p["id"]),
+                p["version"],
+                s(&p["state"]),
+                p["revoked_reason"]
+                    .as_str()
+                    .map_or(String::new(), |r| format!(" ({r})")),
+                s(&p["issuer"]),
+                s(&p["holder"]),
+                s(&p["purpose"]),
+                s(&p["valid_from"]),
+                s(&p["valid_to"]),
+                p["researchers"]
+                    .as_array()
+                    .map(|r| r.iter().map(|x| s(x)).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            );
+        }
+        if list.is_empty() {
+            println!("(no permits registered)");
+        }
+        return;
+    }
     if let Some(r) = a.get("subject_access") {
         println!(
             "subject-access report for {} written to {}: {} records, {} feature snapshots, {} suggestions, {} recorded accesses{}",

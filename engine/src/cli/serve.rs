@@ -261,6 +261,20 @@ pub enum ClientCall {
     RollbackModel,
     /// The oversight statistics (data-protection officer, auditor).
     Statistics,
+    /// Register a secondary-use permit from its TOML file (data-protection officer).
+    RegisterPermit { file: std::path::PathBuf },
+    /// Amend a permit from its TOML file.
+    AmendPermit { file: std::path::PathBuf },
+    /// Revoke a permit.
+    RevokePermit {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// The permit register (data-protection officer, auditor).
+    ListPermits,
+    /// One permit's versions.
+    GetPermit { id: String },
     /// A person's subject-access report (data-protection officer; GDPR Art 15), written
     /// as one JSON document to `--out`.
     SubjectAccess {
@@ -343,6 +357,17 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
         ClientCall::RetireModel { id } => Call::RetireModel { id },
         ClientCall::RollbackModel => Call::RollbackModel,
         ClientCall::Statistics => Call::Statistics,
+        ClientCall::RegisterPermit { file } => Call::RegisterPermit {
+            toml: std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?,
+        },
+        ClientCall::AmendPermit { file } => Call::AmendPermit {
+            toml: std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?,
+        },
+        ClientCall::RevokePermit { id, reason } => Call::RevokePermit { id, reason },
+        ClientCall::ListPermits => Call::ListPermits,
+        ClientCall::GetPermit { id } => Call::GetPermit { id },
         ClientCall::SubjectAccess {
             person,
             reference,

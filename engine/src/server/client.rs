@@ -84,6 +84,21 @@ pub enum Call {
     },
     RollbackModel,
     Statistics,
+    /// The permit register.
+    RegisterPermit {
+        toml: String,
+    },
+    AmendPermit {
+        toml: String,
+    },
+    RevokePermit {
+        id: String,
+        reason: String,
+    },
+    ListPermits,
+    GetPermit {
+        id: String,
+    },
     /// A subject-access report; `out` receives the JSON document.
     SubjectAccess {
         person: String,
@@ -518,6 +533,55 @@ pub async fn call(
                 .map_err(|e| ClientError::Answer(format!("report_json: {e}")))?;
             json!({"statistics": report})
         }
+        Call::RegisterPermit { toml } => {
+            let r = OversightServiceClient::new(channel)
+                .register_permit(authorized(
+                    token,
+                    proto::RegisterPermitRequest { permit_toml: toml },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"permits": r.permit.into_iter().map(permit).collect::<Vec<_>>()})
+        }
+        Call::AmendPermit { toml } => {
+            let r = OversightServiceClient::new(channel)
+                .amend_permit(authorized(
+                    token,
+                    proto::AmendPermitRequest { permit_toml: toml },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"permits": r.permit.into_iter().map(permit).collect::<Vec<_>>()})
+        }
+        Call::RevokePermit { id, reason } => {
+            let r = OversightServiceClient::new(channel)
+                .revoke_permit(authorized(
+                    token,
+                    proto::RevokePermitRequest { id, reason },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"permits": r.permit.into_iter().map(permit).collect::<Vec<_>>()})
+        }
+        Call::ListPermits => {
+            let r = OversightServiceClient::new(channel)
+                .list_permits(authorized(token, proto::ListPermitsRequest {})?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"permits": r.permits.into_iter().map(permit).collect::<Vec<_>>()})
+        }
+        Call::GetPermit { id } => {
+            let r = OversightServiceClient::new(channel)
+                .get_permit(authorized(token, proto::GetPermitRequest { id })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            json!({"permits": r.versions.into_iter().map(permit).collect::<Vec<_>>()})
+        }
         Call::SubjectAccess {
             person,
             reference,
@@ -543,6 +607,17 @@ pub async fn call(
                 "out": out.display().to_string(),
             }})
         }
+    })
+}
+
+fn permit(p: proto::PermitRecord) -> Value {
+    json!({
+        "id": p.id, "version": p.version, "state": p.state,
+        "revoked_reason": (!p.revoked_reason.is_empty()).then_some(p.revoked_reason),
+        "recorded_at": time(p.recorded_at), "recorded_by": p.recorded_by,
+        "issuer": p.issuer, "holder": p.holder, "purpose": p.purpose,
+        "researchers": p.researchers, "valid_from": p.valid_from, "valid_to": p.valid_to,
+        "terms": serde_json::from_str::<Value>(&p.terms_json).unwrap_or(Value::Null),
     })
 }
 

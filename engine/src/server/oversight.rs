@@ -10,7 +10,7 @@ use super::auth::Authenticator;
 use super::caseworker::{caller, scoring_state, status, timestamp};
 use super::proto;
 use crate::app::App;
-use crate::pipeline::{oversight, registry};
+use crate::pipeline::{oversight, permits, registry};
 
 /// The service's state: the application core and who may call.
 #[derive(Clone)]
@@ -359,6 +359,97 @@ impl proto::oversight_service_server::OversightService for OversightApi {
             subject_report(report).map_err(|e| status(e.into()))?,
         ))
     }
+
+    async fn register_permit(
+        &self,
+        request: Request<proto::RegisterPermitRequest>,
+    ) -> Result<Response<proto::RegisterPermitResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::RegisterPermit).await?;
+        let v = permits::register(&self.app, &by, &request.get_ref().permit_toml)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::RegisterPermitResponse {
+            permit: Some(permit(v).map_err(|e| status(e.into()))?),
+        }))
+    }
+
+    async fn amend_permit(
+        &self,
+        request: Request<proto::AmendPermitRequest>,
+    ) -> Result<Response<proto::AmendPermitResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::AmendPermit).await?;
+        let v = permits::amend(&self.app, &by, &request.get_ref().permit_toml)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::AmendPermitResponse {
+            permit: Some(permit(v).map_err(|e| status(e.into()))?),
+        }))
+    }
+
+    async fn revoke_permit(
+        &self,
+        request: Request<proto::RevokePermitRequest>,
+    ) -> Result<Response<proto::RevokePermitResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::RevokePermit).await?;
+        let r = request.get_ref();
+        let v = permits::revoke(&self.app, &by, &r.id, &r.reason)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::RevokePermitResponse {
+            permit: Some(permit(v).map_err(|e| status(e.into()))?),
+        }))
+    }
+
+    async fn list_permits(
+        &self,
+        request: Request<proto::ListPermitsRequest>,
+    ) -> Result<Response<proto::ListPermitsResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::ListPermits).await?;
+        let all = permits::list(&self.app, &by).await.map_err(status)?;
+        Ok(Response::new(proto::ListPermitsResponse {
+            permits: all
+                .into_iter()
+                .map(permit)
+                .collect::<Result<_, _>>()
+                .map_err(|e| status(e.into()))?,
+        }))
+    }
+
+    async fn get_permit(
+        &self,
+        request: Request<proto::GetPermitRequest>,
+    ) -> Result<Response<proto::GetPermitResponse>, Status> {
+        let by = caller(&self.app, &self.auth, &request, Operation::GetPermit).await?;
+        let all = permits::show(&self.app, &by, &request.get_ref().id)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::GetPermitResponse {
+            versions: all
+                .into_iter()
+                .map(permit)
+                .collect::<Result<_, _>>()
+                .map_err(|e| status(e.into()))?,
+        }))
+    }
+}
+
+fn permit(v: permits::PermitView) -> Result<proto::PermitRecord, serde_json::Error> {
+    let p = &v.permit;
+    Ok(proto::PermitRecord {
+        terms_json: serde_json::to_string(p)?,
+        id: p.id.clone(),
+        version: v.version,
+        state: v.state.clone(),
+        revoked_reason: v.revoked_reason.clone().unwrap_or_default(),
+        recorded_at: timestamp(&v.recorded_at),
+        recorded_by: v.recorded_by.clone(),
+        issuer: p.issuer.clone(),
+        holder: p.holder.clone(),
+        purpose: p.purpose.as_str().into(),
+        researchers: p.researchers.clone(),
+        valid_from: p.valid.from.clone(),
+        valid_to: p.valid.to.clone(),
+    })
 }
 
 fn subject_report(
