@@ -397,7 +397,7 @@ pub fn print_client_answer(a: &serde_json::Value) {
                 s(&p["valid_to"]),
                 p["researchers"]
                     .as_array()
-                    .map(|r| r.iter().map(|x| s(x)).collect::<Vec<_>>().join(", "))
+                    .map(|r| r.iter().map(&s).collect::<Vec<_>>().join(", "))
                     .unwrap_or_default()
             );
         }
