@@ -3,6 +3,7 @@
 //! Architecture invariant: this crate takes feature matrices and returns models, scores
 //! and explanations as values; it never reads the store or the network.
 
+pub mod drift;
 pub mod fairness;
 pub mod features;
 pub mod forest;

@@ -101,6 +101,9 @@ pub enum Command {
     Objections(ObjectionsCommand),
     /// The oversight statistics (aggregates only; small cells suppressed).
     Stats,
+    /// The newest scoring run's drift: each input's and the score's population stability
+    /// index against the model's training distribution.
+    Drift,
     /// The secondary-use permit register (Act 552/2019): add, amend, revoke, list, show.
     #[command(subcommand)]
     Permits(PermitsCommand),
@@ -536,6 +539,45 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Audit(a) => audit::run(&ctx, a).await,
         Command::Objections(o) => objections(&ctx, o).await,
         Command::Permits(p) => permits(&ctx, p).await,
+        Command::Drift => {
+            let by = ctx.principal()?;
+            let latest = with_app!(ctx, |app| pipeline::stats::latest_drift(&app, &by).await?);
+            if ctx.json {
+                emit_json!("{}", json!({"ok": true, "latest": latest}));
+                return Ok(());
+            }
+            match latest {
+                None => println!("(no scoring run yet)"),
+                Some(l) => {
+                    match &l.drift {
+                        None => println!(
+                        "scoring run {} as of {}: model {} was trained before tidig measured drift",
+                        l.run, l.as_of, &l.model_id[..12.min(l.model_id.len())]
+                    ),
+                        Some(d) => {
+                            println!(
+                                "scoring run {} as of {} (model {}): score PSI {:.3}",
+                                l.run,
+                                l.as_of,
+                                &l.model_id[..12.min(l.model_id.len())],
+                                d.score_psi
+                            );
+                            let mut by_psi: Vec<(&String, &f64)> = d.features.iter().collect();
+                            by_psi.sort_by(|a, b| b.1.total_cmp(a.1));
+                            for (f, p) in by_psi {
+                                let mark = if *p > tidig_models::drift::WARN {
+                                    "  SHIFTED"
+                                } else {
+                                    ""
+                                };
+                                println!("  {p:>7.3}  {f}{mark}");
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Stats => {
             let by = ctx.principal()?;
             let st = with_app!(ctx, |app| pipeline::stats::statistics(&app, &by).await?);

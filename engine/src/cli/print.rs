@@ -645,6 +645,15 @@ pub fn print_statistics(st: &serde_json::Value) {
                 println!("  {what:<10} {:<44} {:>7}", s(&c["rule"]), n(&c["persons"]));
             }
         }
+        if let Some(psi) = r["score_psi"].as_f64() {
+            println!("  drift      score PSI {psi:.3}");
+        }
+        for w in rows(&r["drift_warnings"]) {
+            println!(
+                "  DRIFT      {} has shifted (PSI > 0.25): review before trusting the scores",
+                s(&w)
+            );
+        }
         for fr in rows(&r["flag_rates"]) {
             println!(
                 "  flagged    {:<28} {:>7} of {:>7} children = {} per 1,000",

@@ -321,6 +321,7 @@ mod tests {
             gate_passed: true,
             gate_failures: Vec::new(),
             code_version: "0.1.0".into(),
+            drift: None,
         }
     }
 

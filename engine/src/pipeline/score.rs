@@ -107,6 +107,61 @@ pub struct ScoreReport {
     pub rule_requests: usize,
     pub rule_evaluations: usize,
     pub seconds: Timings,
+    /// The population's drift from the model's training distribution (absent for a
+    /// model trained before tidig measured it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+}
+
+/// The population stability index of each input and of the score against the training
+/// distribution, with the ones above [`tidig_models::drift::WARN`] named.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub struct Drift {
+    pub score_psi: f64,
+    pub features: BTreeMap<String, f64>,
+    /// `score` and the inputs whose PSI is above the warning threshold, highest first.
+    pub warnings: Vec<String>,
+}
+
+/// The drift of the scoring cohort's `vectors` (inputs in model order).
+pub fn drift(
+    reference: &tidig_models::drift::DriftReference,
+    inputs: &[String],
+    model: &tidig_models::logistic::Logistic,
+    vectors: &BTreeMap<i64, crate::store::StoredVector>,
+) -> Drift {
+    let warn = tidig_models::drift::WARN;
+    let scores: Vec<Option<f64>> = vectors
+        .values()
+        .map(|v| Some(model.probability(&v.values)))
+        .collect();
+    let score_psi = reference.score.psi(&scores);
+    let features: BTreeMap<String, f64> = inputs
+        .iter()
+        .zip(&reference.features)
+        .enumerate()
+        .map(|(j, (id, bins))| {
+            let column: Vec<Option<f64>> = vectors
+                .values()
+                .map(|v| v.values.get(j).copied().flatten())
+                .collect();
+            (id.clone(), bins.psi(&column))
+        })
+        .collect();
+    let mut high: Vec<(&str, f64)> = features
+        .iter()
+        .filter(|(_, p)| **p > warn)
+        .map(|(f, p)| (f.as_str(), *p))
+        .collect();
+    if score_psi > warn {
+        high.push(("score", score_psi));
+    }
+    high.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Drift {
+        score_psi,
+        warnings: high.into_iter().map(|(f, _)| f.to_string()).collect(),
+        features,
+    }
 }
 
 impl ScoreReport {
@@ -278,6 +333,10 @@ async fn score_inner(
         rules_version: pack.version().into(),
         feature_set_version: version.clone(),
         cohort: vectors.len(),
+        drift: artifact
+            .drift
+            .as_ref()
+            .map(|r| drift(r, &artifact.features, &artifact.model, &vectors)),
         ..ScoreReport::default()
     };
     let ctx = Context {
@@ -480,6 +539,7 @@ fn run_record(app: &App, by: &Principal, r: &ScoreReport) -> tidig_governance::a
         "unchanged": r.unchanged,
         "superseded": r.superseded,
         "factors_redacted": r.factors_redacted,
+        "drift": r.drift,
     }));
     record.versions.model = Some(r.model_id.clone());
     record.versions.rules = Some(r.rules_version.clone());

@@ -119,6 +119,11 @@ pub struct RunStats {
     pub suppressed: Vec<RuleCount>,
     /// Empty for runs recorded before tidig counted children per unit.
     pub flag_rates: Vec<FlagRate>,
+    /// The score's population stability index against the model's training
+    /// distribution (absent for models trained before tidig measured drift).
+    pub score_psi: Option<f64>,
+    /// The inputs (and `score`) whose PSI was above 0.25 in this run.
+    pub drift_warnings: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -221,6 +226,7 @@ struct RunReport {
     excluded: BTreeMap<String, u64>,
     suppressed: BTreeMap<String, u64>,
     per_unit: BTreeMap<String, u64>,
+    drift: Option<crate::pipeline::score::Drift>,
 }
 
 /// The tables, from the facts. Pure: the same facts give the same tables.
@@ -321,6 +327,8 @@ pub fn tabulate(
                     }
                 })
                 .collect(),
+            score_psi: report.drift.as_ref().map(|d| d.score_psi),
+            drift_warnings: report.drift.map(|d| d.warnings).unwrap_or_default(),
         });
     }
 
@@ -388,6 +396,39 @@ pub async fn statistics(app: &App, by: &Principal) -> Result<Statistics> {
         .as_ref()
         .map(|m| (m.row.id.as_str(), m.artifact.fairness.as_slice()));
     tabulate(&suggestions, &runs, fairness, app.clock().today(), min_cell)
+}
+
+/// The newest scoring run's drift.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatestDrift {
+    pub run: i64,
+    pub as_of: String,
+    pub model_id: String,
+    /// Absent when the run's model was trained before tidig measured drift.
+    pub drift: Option<crate::pipeline::score::Drift>,
+}
+
+/// `tidig drift`: the newest scoring run's population stability indices (aggregate
+/// figures, read under `access.statistics`); `None` before the first run.
+pub async fn latest_drift(app: &App, by: &Principal) -> Result<Option<LatestDrift>> {
+    let op = Operation::GetStatistics;
+    let record = app
+        .record(by, &crate::access::action(op))
+        .with(serde_json::json!({"drift": true}));
+    let _pass = app
+        .check_access(by, op, Target::deployment(), record)
+        .await?;
+    let Some(run) = app.store().run_facts().await?.pop() else {
+        return Ok(None);
+    };
+    let report: RunReport = serde_json::from_str(&run.report)
+        .map_err(|e| EngineError::internal(format_args!("scoring run {}'s report: {e}", run.id)))?;
+    Ok(Some(LatestDrift {
+        run: run.id,
+        as_of: dates::from_days(run.as_of).map_or_else(String::new, |d| d.to_string()),
+        model_id: run.model_id,
+        drift: report.drift,
+    }))
 }
 
 #[cfg(test)]

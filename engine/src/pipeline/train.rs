@@ -77,6 +77,11 @@ pub struct Artifact {
     pub gate_passed: bool,
     pub gate_failures: Vec<String>,
     pub code_version: String,
+    /// The training distribution of every input and of the score, binned once, that
+    /// every scoring run's drift is measured against (absent in models trained before
+    /// tidig measured drift).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<tidig_models::drift::DriftReference>,
 }
 
 impl Artifact {
@@ -350,6 +355,8 @@ async fn train_inner(
     let (model, cv) = cross_validate(&rows, &labels, &folds, 3, &[0.1, 1.0, 10.0, 100.0], &log1p)
         .map_err(|e| Precondition::CannotTrain(e.to_string()))?;
     let p: Vec<f64> = hrows.iter().map(|r| model.probability(r)).collect();
+    let train_scores: Vec<f64> = rows.iter().map(|r| model.probability(r)).collect();
+    let drift = tidig_models::drift::DriftReference::fit(&rows, &train_scores);
     let capacity = ((hrows.len() as f64 * capacity_share).ceil() as usize).max(1);
     let flags = metrics::flag_top(&p, capacity);
     let (precision, recall) = metrics::at_capacity(&p, &hlabels, capacity);
@@ -426,6 +433,7 @@ async fn train_inner(
         gate_passed: failures.is_empty(),
         gate_failures: failures,
         code_version: env!("CARGO_PKG_VERSION").into(),
+        drift: Some(drift),
     };
     let id = artifact.hash();
     let mut record = record.clone().with(serde_json::json!({

@@ -668,6 +668,8 @@ fn statistics(
                 as_of: r.as_of,
                 at: timestamp(&r.at),
                 model_id: r.model_id,
+                score_psi: r.score_psi,
+                drift_warnings: r.drift_warnings,
                 cohort: r.cohort,
                 excluded: rules(r.excluded),
                 suppressed: rules(r.suppressed),
