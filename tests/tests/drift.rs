@@ -64,7 +64,9 @@ async fn a_shifted_population_is_named_and_the_one_trained_on_is_not() {
         .unwrap();
         let reference = model.artifact.drift.as_ref().unwrap();
         assert_eq!(reference.features.len(), model.artifact.features.len());
-        approve(&app, &operator("bob"), &model.model_id).await.unwrap();
+        approve(&app, &operator("bob"), &model.model_id)
+            .await
+            .unwrap();
         activate(&app, &operator("bob"), &model.model_id, &set)
             .await
             .unwrap();
@@ -79,7 +81,12 @@ async fn a_shifted_population_is_named_and_the_one_trained_on_is_not() {
         assert_eq!(d.features.len(), model.artifact.features.len());
 
         // The shifted one: the income-support inputs and the score are named.
-        let report = load(&store, &edge(Country::Fi, &[]), std::slice::from_ref(&shift)).await;
+        let report = load(
+            &store,
+            &edge(Country::Fi, &[]),
+            std::slice::from_ref(&shift),
+        )
+        .await;
         assert_eq!(report.failed_files, 0, "{backend}: {report:?}");
         build(&app, &operator("builder"), &set, date("2026-01-01"), &Quiet)
             .await

@@ -81,6 +81,19 @@ pub fn print_score(r: &ScoreReport, top: &[(String, Suggestion)], json: bool) {
         r.superseded,
         r.seconds.total
     );
+    if let Some(d) = &r.drift {
+        if d.warnings.is_empty() {
+            println!(
+                "  drift: score PSI {:.3}; no input shifted from the training population (`tidig drift`)",
+                d.score_psi
+            );
+        } else {
+            println!(
+                "  DRIFT: {} shifted from the training population (PSI > 0.25); review before trusting the scores (`tidig drift`)",
+                d.warnings.join(", ")
+            );
+        }
+    }
     let list = |m: &std::collections::BTreeMap<String, usize>| {
         if m.is_empty() {
             "none".to_string()
