@@ -10,6 +10,7 @@ pub mod forest;
 pub mod gate;
 pub mod logistic;
 pub mod metrics;
+pub mod research;
 pub mod select;
 
 /// The logistic function: log-odds to probability.
