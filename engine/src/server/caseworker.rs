@@ -89,9 +89,15 @@ pub fn status(e: EngineError) -> Status {
         EngineError::PermissionDenied { .. } => Status::permission_denied(e.to_string()),
         EngineError::Conflict { .. } => Status::aborted(e.to_string()),
         EngineError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
-        EngineError::Unavailable(_) => {
+        EngineError::Unavailable(store) if store.is_transient() => {
             tracing::error!("store unavailable: {e}");
             Status::unavailable("the store is unavailable; try again")
+        }
+        // A statement the database cannot run, or data this version cannot read: a
+        // defect, not worth retrying.
+        EngineError::Unavailable(_) => {
+            tracing::error!("store error: {e}");
+            Status::internal("internal error (see the server log)")
         }
         EngineError::File { .. } | EngineError::Internal(_) => {
             tracing::error!("internal error: {e}");

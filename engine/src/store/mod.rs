@@ -182,6 +182,52 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Whether retrying may succeed: a lost or refused connection, a busy or locked
+    /// database, a serialisation conflict, resources running out. A statement the
+    /// database cannot run at all (an unknown column, a syntax or type error, a
+    /// violated constraint) is a defect, not an outage, and so is stored data this
+    /// version cannot read.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Connect(_) | StoreError::Audit(_) => true,
+            StoreError::Sql(sqlx::Error::Database(e)) => {
+                let code = e.code().unwrap_or_default();
+                match self.backend_is_postgres(e.as_ref()) {
+                    // SQLSTATE classes: 08 connection, 40 rollback (serialisation,
+                    // deadlock), 53 resources, 57 operator intervention, 58 system.
+                    true => ["08", "40", "53", "57", "58"]
+                        .iter()
+                        .any(|class| code.starts_with(class)),
+                    // SQLite result codes (primary in the low byte): BUSY 5, LOCKED 6,
+                    // NOMEM 7, IOERR 10, FULL 13, CANTOPEN 14, PROTOCOL 15.
+                    false => code
+                        .parse::<i64>()
+                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 10 | 13 | 14 | 15)),
+                }
+            }
+            StoreError::Sql(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_),
+            ) => true,
+            StoreError::Sql(_)
+            | StoreError::Url { .. }
+            | StoreError::Migrate(_)
+            | StoreError::Corrupt { .. }
+            | StoreError::KeyMismatch { .. } => false,
+        }
+    }
+
+    fn backend_is_postgres(&self, e: &dyn sqlx::error::DatabaseError) -> bool {
+        e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some()
+    }
+}
+
 /// Reader connections of a SQLite store (each with its own page cache). Eight readers
 /// measured no faster than two under `tidig bench serve`.
 const SQLITE_READERS: u32 = 2;
@@ -301,5 +347,58 @@ impl Store {
             }
             Store::Postgres(p) => p.close().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_statement_the_database_cannot_run_is_a_defect_and_a_timeout_an_outage() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let Store::Sqlite(s) = &store else {
+            unreachable!("a sqlite:// url opens SQLite")
+        };
+        let e: StoreError = sqlx::query("SELECT no_such_column FROM persons")
+            .execute(&s.read)
+            .await
+            .unwrap_err()
+            .into();
+        assert!(!e.is_transient(), "{e}");
+        assert!(StoreError::Sql(sqlx::Error::PoolTimedOut).is_transient());
+        assert!(!StoreError::Corrupt {
+            what: "band",
+            value: "x".into()
+        }
+        .is_transient());
+    }
+
+    #[cfg(feature = "testkit")]
+    #[tokio::test]
+    async fn on_postgresql_an_unknown_column_is_a_defect_and_a_closed_pool_an_outage() {
+        let Some(pg) = crate::testkit::pgtemp::TempPostgres::start(true).unwrap() else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI is set but no PostgreSQL server binaries were found"
+            );
+            return;
+        };
+        let url = pg.create_database("transient").await.unwrap();
+        let store = Store::open(&url).await.unwrap();
+        let Store::Postgres(p) = &store else {
+            unreachable!("a postgres:// url opens PostgreSQL")
+        };
+        let e: StoreError = sqlx::query("SELECT no_such_column FROM persons")
+            .execute(p)
+            .await
+            .unwrap_err()
+            .into();
+        assert!(!e.is_transient(), "{e}");
+        p.close().await;
+        let e: StoreError = sqlx::query("SELECT 1").execute(p).await.unwrap_err().into();
+        assert!(e.is_transient(), "{e}");
     }
 }
