@@ -119,6 +119,11 @@ pub fn action(op: Operation) -> String {
     }
     let service = if op.is_oversight() {
         "oversight"
+    } else if matches!(
+        op,
+        Operation::StartResearchRun | Operation::GetResearchResults
+    ) {
+        "research"
     } else {
         "casework"
     };

@@ -134,6 +134,15 @@ impl Principal {
         Principal::new(&user, Role::Operator, AuthMethod::OsUser)
     }
 
+    /// The command line's researcher (`tidig research`): named as [`Principal::operator`]
+    /// is, acting for research; whether they may read anything is their permit's to say.
+    pub fn researcher(flag: Option<&str>) -> Result<Principal, EngineError> {
+        let mut p = Principal::operator(flag)?;
+        p.role = Role::Researcher;
+        p.purpose = "research".into();
+        Ok(p)
+    }
+
     /// A fixed demo principal (quickstart on synthetic data).
     pub fn demo(id: &str) -> Result<Principal, EngineError> {
         Principal::new(id, Role::Operator, AuthMethod::Demo)

@@ -59,6 +59,8 @@ pub enum Operation {
     RevokePermit,
     ListPermits,
     GetPermit,
+    StartResearchRun,
+    GetResearchResults,
 }
 
 impl Operation {
@@ -91,6 +93,8 @@ impl Operation {
         Operation::RevokePermit,
         Operation::ListPermits,
         Operation::GetPermit,
+        Operation::StartResearchRun,
+        Operation::GetResearchResults,
     ];
 
     /// Whether the operation belongs to the oversight service (the rest are the
@@ -140,6 +144,7 @@ impl Operation {
                 | Operation::RegisterPermit
                 | Operation::AmendPermit
                 | Operation::RevokePermit
+                | Operation::StartResearchRun
         )
     }
 
@@ -174,6 +179,8 @@ impl Operation {
             Operation::RevokePermit => "revoke_permit",
             Operation::ListPermits => "list_permits",
             Operation::GetPermit => "get_permit",
+            Operation::StartResearchRun => "start_research_run",
+            Operation::GetResearchResults => "get_research_results",
         }
     }
 }

@@ -77,13 +77,22 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                                 | Operation::WithdrawObjection
                                 | Operation::ListObjections
                         );
+                        let research = matches!(
+                            op,
+                            Operation::StartResearchRun | Operation::GetResearchResults
+                        );
                         let caseworker = role == "caseworker"
                             && purpose == "case-handling"
                             && unit == Some(target)
-                            && !op.is_oversight();
+                            && !op.is_oversight()
+                            && !research;
+                        let researcher = role == "researcher" && purpose == "research" && research;
+                        let research_read = op == Operation::GetResearchResults;
                         let dpo = role == "dpo"
                             && purpose == "oversight"
-                            && (op == Operation::GetSuggestion || op.is_oversight());
+                            && (op == Operation::GetSuggestion
+                                || op.is_oversight()
+                                || research_read);
                         let operator = role == "operator"
                             && purpose == "operations"
                             && (register
@@ -94,10 +103,10 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
                                 || permit_read);
                         let auditor = role == "auditor"
                             && purpose == "oversight"
-                            && (audit_read || model_read || stats || permit_read);
+                            && (audit_read || model_read || stats || permit_read || research_read);
                         assert_eq!(
                             ok,
-                            caseworker || dpo || operator || auditor,
+                            caseworker || dpo || operator || auditor || researcher,
                             "{c:?} {op:?} on {target}"
                         );
                         if ok {
@@ -120,7 +129,11 @@ fn exactly_the_intended_role_purpose_unit_and_operation_combinations_are_allowed
     // the statistics and 5 permit operations; the auditor's 4 audit reads, 2 registry
     // reads, the statistics and 2 permit reads; each on two targets, with and without a
     // unit claim.
-    assert_eq!(allowed, 6 + 23 * 2 * 2 + 15 * 2 * 2 + 9 * 2 * 2);
+    // The researcher's 2 research operations; the DPO and auditor also read results.
+    assert_eq!(
+        allowed,
+        6 + 24 * 2 * 2 + 15 * 2 * 2 + 10 * 2 * 2 + 2 * 2 * 2
+    );
 }
 
 #[test]

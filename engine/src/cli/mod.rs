@@ -107,6 +107,10 @@ pub enum Command {
     /// The secondary-use permit register (Act 552/2019): add, amend, revoke, list, show.
     #[command(subcommand)]
     Permits(PermitsCommand),
+    /// Research under a permit, as the researcher `--as` names: run an evaluation,
+    /// read its aggregate results.
+    #[command(subcommand)]
+    Research(ResearchCommand),
     /// Row counts of the store and its last ingest runs.
     Status,
     /// Serve the caseworker and oversight gRPC services (health and reflection included).
@@ -184,6 +188,23 @@ pub enum ModelsCommand {
         #[arg(long)]
         set: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResearchCommand {
+    /// Evaluate under a permit: only its features, cohort and period are read, objectors
+    /// never; aggregates only, small cells suppressed.
+    Run {
+        #[arg(long)]
+        permit: String,
+        #[arg(long)]
+        as_of: String,
+        /// Features to use (comma-separated); every feature the permit allows by default.
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+    },
+    /// A run's record and, when released, its aggregate results.
+    Results { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -539,6 +560,36 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Audit(a) => audit::run(&ctx, a).await,
         Command::Objections(o) => objections(&ctx, o).await,
         Command::Permits(p) => permits(&ctx, p).await,
+        Command::Research(r) => {
+            let by = Principal::researcher(ctx.actor.as_deref())?;
+            let run = match r {
+                ResearchCommand::Run {
+                    permit,
+                    as_of,
+                    features,
+                } => {
+                    let as_of = dates::parse("--as-of", &as_of)?;
+                    let set = load_feature_set(None)?;
+                    with_app!(ctx, |app| pipeline::research::evaluate(
+                        &app, &by, &permit, as_of, &features, &set
+                    )
+                    .await?)
+                }
+                ResearchCommand::Results { id } => {
+                    with_app!(ctx, |app| pipeline::research::results(&app, &by, &id)
+                        .await?)
+                }
+            };
+            if ctx.json {
+                emit_json!(
+                    "{}",
+                    json!({"ok": true, "run": run.run, "results": run.results})
+                );
+            } else {
+                print::print_research(&run);
+            }
+            Ok(())
+        }
         Command::Drift => {
             let by = ctx.principal()?;
             let latest = with_app!(ctx, |app| pipeline::stats::latest_drift(&app, &by).await?);

@@ -692,3 +692,55 @@ pub fn print_statistics(st: &serde_json::Value) {
         }
     }
 }
+
+/// A research run: its state and, when released, the aggregates (`-` marks a
+/// suppressed cell).
+pub fn print_research(r: &crate::pipeline::research::ResearchRun) {
+    let run = &r.run;
+    println!(
+        "research run {} under permit {} v{} as of {}: {}{}",
+        run.id,
+        run.permit_id,
+        run.permit_version,
+        crate::dates::from_days(run.as_of).map_or_else(String::new, |d| d.to_string()),
+        run.state,
+        run.reason
+            .as_deref()
+            .map_or(String::new(), |why| format!(" ({why})"))
+    );
+    let Some(res) = &r.results else {
+        return;
+    };
+    let n = |v: &serde_json::Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+    let f = |v: &serde_json::Value, d: usize| {
+        v.as_f64().map_or("-".to_string(), |x| format!("{x:.d$}"))
+    };
+    println!(
+        "  persons: training {}, holdout {} ({} with the outcome); cells under {} suppressed (-)",
+        n(&res["train_persons"]),
+        n(&res["holdout_persons"]),
+        n(&res["holdout_positives"]),
+        res["min_cell"]
+    );
+    println!(
+        "  holdout AUC {}, Brier {}",
+        f(&res["auc"], 3),
+        f(&res["brier"], 4)
+    );
+    println!(
+        "  {:<44} {:>8} {:>8} {:>8}  {:<17} {:>7}",
+        "factor (exposed = above the median)", "prev+", "prev-", "OR", "95% CI", "coef"
+    );
+    for x in res["factors"]["factors"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<44} {:>8} {:>8} {:>8}  [{:>6}, {:>6}] {:>7}",
+            x["feature"].as_str().unwrap_or_default(),
+            f(&x["prevalence_positive"], 3),
+            f(&x["prevalence_negative"], 3),
+            f(&x["odds_ratio"], 2),
+            f(&x["ci_low"], 2),
+            f(&x["ci_high"], 2),
+            f(&x["coefficient"], 3)
+        );
+    }
+}

@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod oversight;
 pub mod permits;
 pub mod registry;
+pub mod research;
 pub mod rules;
 pub mod score;
 pub mod stats;

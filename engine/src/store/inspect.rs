@@ -46,6 +46,7 @@ pub const TABLES: &[&str] = &[
     "decisions",
     "scoring_switch",
     "permits",
+    "research_runs",
 ];
 
 /// The audit trail's tables: a record of what was done, not data; kept apart from

@@ -31,6 +31,7 @@ pub use inspect::{StoreCounts, AUDIT_TABLES, TABLES};
 pub use permits::{PermitChangeKind, PermitRow, PermitWritten};
 pub use population::{ObjectionChange, ObjectionRow, PersonDates, Residence};
 pub use registry::{ModelRow, NewModel, Transition, TransitionOutcome};
+pub use research::{NewResearchRun, ResearchRunRow};
 pub use stats::{DecisionFact, RunFact, SuggestionFact};
 pub use subject::{
     Loaded, SubjectData, SubjectDecision, SubjectEvent, SubjectPerson, SubjectRelation,
@@ -112,6 +113,7 @@ mod inspect;
 mod permits;
 mod population;
 mod registry;
+mod research;
 mod stats;
 mod subject;
 mod suggestions;
