@@ -365,6 +365,32 @@ fn quickstart_runs_the_whole_pipeline_and_a_rerun_changes_nothing() {
         .sum();
     assert_eq!(weekly, written, "{st}");
     assert_eq!(st["fairness"]["model_id"], v["model"]["id"]);
+    // The demo research run under the demo permit: released, aggregates only, read back
+    // by its researcher.
+    assert_eq!(v["research"]["state"], "released", "{v}");
+    let run = v["research"]["run"].as_str().unwrap();
+    let read = tidig(
+        d,
+        &[
+            "--json",
+            "research",
+            "results",
+            run,
+            "--as",
+            "demo-researcher",
+        ],
+    );
+    assert!(read.status.success(), "{}", stderr(&read));
+    let r: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert!(
+        !r["results"]["factors"]["factors"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{r}"
+    );
+    let other = tidig(d, &["research", "results", run, "--as", "someone-else"]);
+    assert!(!other.status.success());
     let text = tidig(d, &["stats"]);
     assert!(text.status.success(), "{}", stderr(&text));
     assert!(String::from_utf8_lossy(&text.stdout).contains("suggestions per unit and ISO week"));

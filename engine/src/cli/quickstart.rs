@@ -68,7 +68,7 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
     let result = pipeline_run(&app, &a.out, json).await;
     let pack_version = app.pack().version().to_string();
     let closed = app.close().await;
-    let (report, counts, features, model, scored, top) = result?;
+    let (report, counts, features, model, scored, top, research) = result?;
     closed?;
     // Every step above is in the audit trail; the run ends by verifying it, with the
     // checkpoint the close just signed.
@@ -102,6 +102,7 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             json!({"ok": report.failed_files == 0, "db": ctx.db, "keys_created": created, "synth": synth, "ingest": report, "store": counts, "features": features,
                    "model": {"id": model.model_id, "auc": model.artifact.evaluation.auc, "gate_passed": model.artifact.gate_passed, "card": format!("model-cards/{}.md", &model.model_id[..16])},
                    "score": scored, "top": top, "audit": audit,
+                   "research": {"run": research.run.id, "state": research.run.state, "permit": research.run.permit_id},
                    "serving": (!a.no_serve).then(|| json!({"listen": listen, "demo_tokens": crate::server::auth::demo_principals(&settings).into_iter().map(|(t, _)| t).collect::<Vec<_>>(), "calls": calls}))})
         );
     } else {
@@ -120,6 +121,10 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             &pack_version[..12]
         );
         print_score(&scored, &top, false);
+        println!(
+            "research under permit {} as demo-researcher: run {} {} (aggregates only; `tidig research results {} --as demo-researcher`)",
+            research.run.permit_id, research.run.id, research.run.state, research.run.id
+        );
         println!(
             "audit trail OK: {} entries, latest signed checkpoint of size {} (`tidig audit verify`, `tidig keys verifier`)",
             audit.entries,
@@ -264,6 +269,46 @@ fn demo_calls(
     ]
 }
 
+/// The demo's secondary-use permit (valid from today for a year, on synthetic data) and
+/// an evaluation under it by the demo researcher: what a research group gets.
+async fn demo_research(
+    app: &App,
+    operator: &Principal,
+    set: &tidig_models::features::FeatureSet,
+    as_of: chrono::NaiveDate,
+) -> Result<pipeline::research::ResearchRun> {
+    use chrono::Datelike as _;
+    let today = app.clock().today();
+    let id = format!("DEMO-PERMIT-{today}");
+    let text = format!(
+        r#"
+id = "{id}"
+issuer = "demo permit authority (synthetic data)"
+holder = "tidig quickstart"
+researchers = ["demo-researcher"]
+purpose = "scientific_research"
+registries = ["social", "population"]
+features = ["*"]
+cohort = {{ birth_years = [2000, {year}] }}
+data_period = {{ from = "2020-01-01", to = "{as_of}" }}
+valid = {{ from = "{today}", to = "{until}" }}
+"#,
+        year = today.year(),
+        until = today + chrono::Duration::days(365),
+    );
+    match pipeline::permits::register(app, operator, &text).await {
+        Ok(_) | Err(crate::error::EngineError::AlreadyExists { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut researcher = Principal::new(
+        "demo-researcher",
+        crate::principal::Role::Researcher,
+        crate::principal::AuthMethod::Demo,
+    )?;
+    researcher.purpose = "research".into();
+    Ok(pipeline::research::evaluate(app, &researcher, &id, as_of, &[], set).await?)
+}
+
 type Outputs = (
     pipeline::ingest::IngestReport,
     crate::store::StoreCounts,
@@ -271,6 +316,7 @@ type Outputs = (
     pipeline::train::TrainReport,
     pipeline::score::ScoreReport,
     Vec<(String, pipeline::score::Suggestion)>,
+    pipeline::research::ResearchRun,
 );
 
 async fn pipeline_run(app: &App, out: &std::path::Path, json: bool) -> Result<Outputs> {
@@ -318,5 +364,6 @@ async fn pipeline_run(app: &App, out: &std::path::Path, json: bool) -> Result<Ou
     let (scored, _) = pipeline::score::score(app, &trainer, &set, as_of).await?;
     let mut top = pipeline::score::open_suggestions(app, as_of).await?;
     top.truncate(3);
-    Ok((report, counts, features, model, scored, top))
+    let research = demo_research(app, &trainer, &set, as_of).await?;
+    Ok((report, counts, features, model, scored, top, research))
 }
