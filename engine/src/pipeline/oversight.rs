@@ -50,7 +50,7 @@ async fn switch(
     };
     app.audited(rec.clone(), checked).await?;
     // The switch concerns the whole deployment, no unit's data.
-    let target = deployment();
+    let target = Target::deployment();
     let pass = app.check_access(by, op, target, rec.clone()).await?;
     let at = app.clock().stamp();
     let result = app
@@ -130,7 +130,7 @@ async fn objection(
     let pseudonym = app.audited(rec.clone(), checked).await?;
     let target = Target {
         subject: Some(pseudonym),
-        ..deployment()
+        ..Target::deployment()
     };
     let pass = app.check_access(by, op, target, rec.clone()).await?;
     let at = app.clock().stamp();
@@ -146,7 +146,7 @@ async fn objection(
 pub async fn list_objections(app: &App, by: &Principal) -> Result<Vec<ObjectionRow>> {
     let op = Operation::ListObjections;
     let rec = app.record(by, &crate::access::action(op));
-    let target = deployment();
+    let target = Target::deployment();
     // An allowed read's entry is written by the check, before anything is read.
     let pass = app.check_access(by, op, target, rec).await?;
     Ok(app.store().objections(&pass).await?)
@@ -169,7 +169,7 @@ pub async fn query_audit(app: &App, by: &Principal, q: &audit::Query) -> Result<
     let (filter, after) = app.audited(rec.clone(), checked).await?;
     let target = Target {
         subject: filter.subject.clone(),
-        ..deployment()
+        ..Target::deployment()
     };
     let rec = rec.with(audit::query_details(&filter, after));
     let _pass = app.check_access(by, op, target, rec).await?;
@@ -195,7 +195,7 @@ pub async fn verify_audit(
 ) -> Result<(audit::VerifyReport, Option<String>)> {
     let op = Operation::VerifyAudit;
     let rec = app.record(by, &crate::access::action(op));
-    let _pass = app.check_access(by, op, deployment(), rec).await?;
+    let _pass = app.check_access(by, op, Target::deployment(), rec).await?;
     let verifier = app.audit().verifier();
     let report = audit::verify(app, verifier.as_ref(), None).await?;
     Ok((report, verifier.map(|v| v.to_text())))
@@ -207,12 +207,8 @@ pub async fn prove_inclusion(app: &App, by: &Principal, seq: u64) -> Result<audi
     let rec = app
         .record(by, &crate::access::action(op))
         .with(json!({"seq": seq}));
-    let _pass = app.check_access(by, op, deployment(), rec).await?;
+    let _pass = app.check_access(by, op, Target::deployment(), rec).await?;
     audit::prove(app, seq).await
-}
-
-fn deployment() -> Target {
-    Target::deployment()
 }
 
 /// `ExportAudit`'s start: signs a checkpoint of the trail as it stands (this call's entry
@@ -221,7 +217,7 @@ fn deployment() -> Target {
 pub async fn export_audit(app: &App, by: &Principal) -> Result<(String, u64)> {
     let op = Operation::ExportAudit;
     let rec = app.record(by, &crate::access::action(op));
-    let _pass = app.check_access(by, op, deployment(), rec).await?;
+    let _pass = app.check_access(by, op, Target::deployment(), rec).await?;
     let cp = audit::checkpoint(app).await?;
     let verifier = app
         .audit()
@@ -234,7 +230,7 @@ pub async fn export_audit(app: &App, by: &Principal) -> Result<(String, u64)> {
 pub async fn list_models(app: &App, by: &Principal) -> Result<Vec<crate::store::ModelRow>> {
     let op = Operation::ListModels;
     let rec = app.record(by, &crate::access::action(op));
-    let _pass = app.check_access(by, op, deployment(), rec).await?;
+    let _pass = app.check_access(by, op, Target::deployment(), rec).await?;
     crate::pipeline::registry::list(app).await
 }
 
@@ -250,7 +246,7 @@ pub async fn model_card(
     let rec = app
         .record(by, &crate::access::action(op))
         .with(json!({"model": id}));
-    let _pass = app.check_access(by, op, deployment(), rec).await?;
+    let _pass = app.check_access(by, op, Target::deployment(), rec).await?;
     let model = crate::pipeline::registry::show(app, id).await?;
     let card = crate::pipeline::card::card(&model.row.id, &model.artifact, set);
     Ok((model, card))

@@ -23,8 +23,8 @@ use crate::store::{RunFact, SuggestionFact};
 type Result<T, E = EngineError> = std::result::Result<T, E>;
 
 /// A count of persons (or of their suggestions and decisions): `None` when it is above
-/// zero and below the minimum cell size.
-pub type Cell = Option<u64>;
+/// zero and below the minimum cell size (the same rule research releases follow).
+pub use tidig_models::research::{cell, Cell};
 
 /// Everything `tidig stats` and `GetStatistics` report.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -175,11 +175,6 @@ fn fairness_table(r: &FairnessReport, min: u64) -> FairnessTable {
         equalized_odds_difference: r.equalized_odds_difference,
         equalized_odds_ratio: r.equalized_odds_ratio,
     }
-}
-
-/// `n` unless it is a small cell.
-fn cell(n: u64, min: u64) -> Cell {
-    (n == 0 || n >= min).then_some(n)
 }
 
 /// `num ÷ den × scale`, unless either count is a small cell or `den` is zero.

@@ -24,6 +24,30 @@ pub struct Residence {
     pub household: Option<i64>,
 }
 
+/// An `objections` row as read: pseudonym, reference, registered at/by, withdrawn
+/// at/by/reference.
+type ObjectionTuple = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn objection_row(r: ObjectionTuple) -> ObjectionRow {
+    ObjectionRow {
+        pseudonym: r.0,
+        reference: r.1,
+        registered_at: r.2,
+        registered_by: r.3,
+        withdrawn_at: r.4,
+        withdrawn_by: r.5,
+        withdrawn_reference: r.6,
+    }
+}
+
 impl Store {
     /// Every person's birth and death dates.
     pub async fn person_dates(&self) -> Result<HashMap<i64, PersonDates>, StoreError> {
@@ -255,64 +279,27 @@ impl Store {
         &self,
         pseudonym: &str,
     ) -> Result<Option<ObjectionRow>, StoreError> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let row: Option<Row> = on_pool!(self, |p| sqlx::query_as(
+        let row: Option<ObjectionTuple> = on_pool!(self, |p| sqlx::query_as(
             "SELECT pseudonym, reference, registered_at, registered_by, withdrawn_at, \
              withdrawn_by, withdrawn_reference FROM objections WHERE pseudonym = $1"
         )
         .bind(pseudonym)
         .fetch_optional(p)
         .await?);
-        Ok(row.map(|r| ObjectionRow {
-            pseudonym: r.0,
-            reference: r.1,
-            registered_at: r.2,
-            registered_by: r.3,
-            withdrawn_at: r.4,
-            withdrawn_by: r.5,
-            withdrawn_reference: r.6,
-        }))
+        Ok(row.map(objection_row))
     }
 
     /// The objection register, newest first. Takes the access check's pass: the
     /// register is personal data (whoever holds a person's national ID can find them).
     pub async fn objections(&self, _pass: &AccessPass) -> Result<Vec<ObjectionRow>, StoreError> {
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = fetch_all!(
+        let rows: Vec<ObjectionTuple> = fetch_all!(
             self,
-            Row,
+            ObjectionTuple,
             "SELECT pseudonym, reference, registered_at, registered_by, withdrawn_at, \
              withdrawn_by, withdrawn_reference FROM objections \
              ORDER BY registered_at DESC, pseudonym"
         );
-        Ok(rows
-            .into_iter()
-            .map(|r| ObjectionRow {
-                pseudonym: r.0,
-                reference: r.1,
-                registered_at: r.2,
-                registered_by: r.3,
-                withdrawn_at: r.4,
-                withdrawn_by: r.5,
-                withdrawn_reference: r.6,
-            })
-            .collect())
+        Ok(rows.into_iter().map(objection_row).collect())
     }
 
     /// Persons with a social-services case of `category` active at `instant` (seconds):
