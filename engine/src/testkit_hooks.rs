@@ -40,7 +40,28 @@ pub fn audit_fault() -> Result<(), crate::store::StoreError> {
 /// while a run is held there.
 #[cfg(feature = "testkit")]
 pub async fn pause_before_score_write() {
-    let Some(gate) = std::env::var_os("TIDIG_PAUSE_BEFORE_SCORE_WRITE") else {
+    pause("TIDIG_PAUSE_BEFORE_SCORE_WRITE").await;
+}
+
+#[cfg(not(feature = "testkit"))]
+pub async fn pause_before_score_write() {}
+
+/// Hold a research run once it has read its data, before it fits or registers
+/// (`TIDIG_PAUSE_RESEARCH=<file>`, as [`pause_before_score_write`]): the test that
+/// revokes a permit while a run is under way holds it there.
+#[cfg(feature = "testkit")]
+pub async fn pause_during_research() {
+    pause("TIDIG_PAUSE_RESEARCH").await;
+}
+
+#[cfg(not(feature = "testkit"))]
+pub async fn pause_during_research() {}
+
+/// Creates `<file>.reached` for the file variable `var` names and waits (at most two
+/// minutes) until `<file>` exists.
+#[cfg(feature = "testkit")]
+async fn pause(var: &str) {
+    let Some(gate) = std::env::var_os(var) else {
         return;
     };
     let gate = std::path::PathBuf::from(gate);
@@ -52,6 +73,3 @@ pub async fn pause_before_score_write() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
-
-#[cfg(not(feature = "testkit"))]
-pub async fn pause_before_score_write() {}

@@ -289,6 +289,39 @@ impl Permit {
             })
     }
 
+    /// Checks a cohort a researcher asks for (birth years, municipalities; `None` and
+    /// empty mean the permit's own) against the permit's: refused naming what lies
+    /// outside it.
+    pub fn allows_cohort(
+        &self,
+        birth_years: Option<[i32; 2]>,
+        municipalities: &[String],
+    ) -> Result<(), PermitError> {
+        let outside = |what: String| {
+            Err(PermitError::Cohort {
+                permit: self.id.clone(),
+                what,
+            })
+        };
+        let [first, last] = self.cohort.birth_years;
+        if let Some([from, to]) = birth_years {
+            if from > to || from < first || to > last {
+                return outside(format!(
+                    "birth years {from}–{to} (it allows {first}–{last})"
+                ));
+            }
+        }
+        if !self.cohort.municipalities.is_empty() {
+            if let Some(m) = municipalities
+                .iter()
+                .find(|m| !self.cohort.municipalities.contains(m))
+            {
+                return outside(format!("municipality `{m}`"));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether a person born in `birth_year` living in `municipality` is in the cohort.
     pub fn in_cohort(&self, birth_year: i32, municipality: Option<&str>) -> bool {
         let [first, last] = self.cohort.birth_years;
@@ -467,6 +500,13 @@ valid = { from = "2026-01-01", to = "2026-12-31" }
         assert_eq!(e.scope(), "period");
         assert!(p.in_cohort(2015, Some("091")));
         assert!(!p.in_cohort(2015, Some("049")));
+        // A narrower cohort asked for is inside; a wider one is refused naming what.
+        assert!(p.allows_cohort(Some([2010, 2015]), &["091".into()]).is_ok());
+        let e = p.allows_cohort(Some([2005, 2015]), &[]).unwrap_err();
+        assert_eq!(e.scope(), "cohort");
+        assert!(e.to_string().contains("2005–2015"), "{e}");
+        let e = p.allows_cohort(None, &["049".into()]).unwrap_err();
+        assert!(e.to_string().contains("`049`"), "{e}");
         assert!(!p.in_cohort(2007, Some("091")));
         assert!(!p.in_cohort(2015, None));
     }

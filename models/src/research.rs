@@ -197,6 +197,157 @@ pub fn suppress_with_total(counts: &[u64], min: u64) -> Vec<Cell> {
     out
 }
 
+/// One group's (or one calibration bin's) line in a released table. A line whose
+/// persons, positives, negatives or flagged persons include a small cell is hidden whole
+/// (its counts and every rate), and so is a second line when only one would be: the
+/// lines add up to published totals. A rate is shown only when the counts it divides
+/// (numerator and what remains of the denominator) are releasable too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Line {
+    /// The group's value, or the bin's range (`0.1–0.2`).
+    pub group: String,
+    pub persons: Cell,
+    pub positives: Cell,
+    /// Flagged at the table's flag share (absent in calibration tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flagged: Cell,
+    pub observed_rate: Option<f64>,
+    pub mean_predicted: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fpr: Option<f64>,
+}
+
+/// A released table: a fairness grouping or the calibration bins.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Table {
+    pub name: String,
+    pub lines: Vec<Line>,
+    /// Lines hidden by small-cell or complementary suppression.
+    pub suppressed: usize,
+}
+
+/// Counts behind one line.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    persons: u64,
+    positives: u64,
+    flagged: u64,
+    true_flags: u64,
+    score_sum: f64,
+}
+
+/// Which lines may be shown: none with a small cell among `counts`; when exactly one
+/// line is hidden, the smallest shown non-empty line is hidden too.
+fn visible(counts: &[Counts], min: u64, flags: bool) -> Vec<bool> {
+    let small = |n: u64| cell(n, min).is_none();
+    let mut show: Vec<bool> = counts
+        .iter()
+        .map(|c| {
+            let mut cells = vec![c.persons, c.positives, c.persons - c.positives];
+            if flags {
+                cells.push(c.flagged);
+            }
+            !cells.into_iter().any(small)
+        })
+        .collect();
+    if show.iter().filter(|s| !**s).count() == 1 {
+        if let Some(i) = (0..counts.len())
+            .filter(|&i| show[i] && counts[i].persons > 0)
+            .min_by_key(|&i| counts[i].persons)
+        {
+            show[i] = false;
+        }
+    }
+    show
+}
+
+/// `num / den` when both `num` and `den − num` are releasable and `den > 0`.
+fn rate(num: u64, den: u64, min: u64) -> Option<f64> {
+    (den > 0 && cell(num, min).is_some() && cell(den - num, min).is_some())
+        .then(|| num as f64 / den as f64)
+}
+
+fn lines(keys: Vec<String>, counts: &[Counts], min: u64, flags: bool) -> Table {
+    let show = visible(counts, min, flags);
+    let lines = keys
+        .into_iter()
+        .zip(counts)
+        .zip(&show)
+        .map(|((group, c), &shown)| {
+            let negatives = c.persons - c.positives;
+            let on = |v: Option<f64>| v.filter(|_| shown);
+            Line {
+                group,
+                persons: shown.then_some(c.persons),
+                positives: shown.then_some(c.positives),
+                flagged: (flags && shown).then_some(c.flagged),
+                observed_rate: on(rate(c.positives, c.persons, min)),
+                mean_predicted: on((c.persons > 0).then(|| c.score_sum / c.persons as f64)),
+                selection_rate: on(rate(c.flagged, c.persons, min).filter(|_| flags)),
+                tpr: on(rate(c.true_flags, c.positives, min).filter(|_| flags)),
+                fpr: on(rate(c.flagged - c.true_flags, negatives, min).filter(|_| flags)),
+            }
+        })
+        .collect();
+    Table {
+        name: String::new(),
+        lines,
+        suppressed: show.iter().filter(|s| !**s).count(),
+    }
+}
+
+/// The fairness table of one grouping: per group (ordered by name) persons, positives,
+/// flagged, and the rates Fairlearn reports (selection rate, TPR, FPR), suppressed as
+/// [`Line`] says.
+pub fn group_table(
+    name: &str,
+    groups: &[String],
+    flags: &[bool],
+    labels: &[bool],
+    scores: &[f64],
+    min: u64,
+) -> Table {
+    let mut by: std::collections::BTreeMap<&str, Counts> = Default::default();
+    for i in 0..groups.len() {
+        let c = by.entry(groups[i].as_str()).or_default();
+        c.persons += 1;
+        c.positives += labels[i] as u64;
+        c.flagged += flags[i] as u64;
+        c.true_flags += (flags[i] && labels[i]) as u64;
+        c.score_sum += scores[i];
+    }
+    let keys = by.keys().map(|k| k.to_string()).collect();
+    let counts: Vec<Counts> = by.into_values().collect();
+    Table {
+        name: name.to_string(),
+        ..lines(keys, &counts, min, true)
+    }
+}
+
+/// The calibration table: `bins` equal-width score bins with persons, positives, the
+/// observed rate and the mean score, suppressed as [`Line`] says.
+pub fn calibration_table(scores: &[f64], labels: &[bool], bins: usize, min: u64) -> Table {
+    let mut counts = vec![Counts::default(); bins.max(1)];
+    for (p, y) in scores.iter().zip(labels) {
+        let b = ((p * counts.len() as f64) as usize).min(counts.len() - 1);
+        counts[b].persons += 1;
+        counts[b].positives += *y as u64;
+        counts[b].score_sum += p;
+    }
+    let n = counts.len() as f64;
+    let keys = (0..counts.len())
+        .map(|i| format!("{:.2}–{:.2}", i as f64 / n, (i + 1) as f64 / n))
+        .collect();
+    Table {
+        name: "calibration".into(),
+        ..lines(keys, &counts, min, false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +433,115 @@ mod tests {
             suppress_with_total(&[40, 0, 9], 5),
             [Some(40), Some(0), Some(9)]
         );
+    }
+
+    fn groups(spec: &[(&str, usize, usize, usize, usize)]) -> (Vec<String>, Vec<bool>, Vec<bool>) {
+        // (group, true flags, flagged negatives, unflagged positives, unflagged negatives)
+        let (mut g, mut f, mut l) = (Vec::new(), Vec::new(), Vec::new());
+        for &(name, tp, fp, fn_, tn) in spec {
+            for (n, flag, label) in [
+                (tp, true, true),
+                (fp, true, false),
+                (fn_, false, true),
+                (tn, false, false),
+            ] {
+                for _ in 0..n {
+                    g.push(name.to_string());
+                    f.push(flag);
+                    l.push(label);
+                }
+            }
+        }
+        (g, f, l)
+    }
+
+    #[test]
+    fn group_lines_with_a_small_cell_are_hidden_with_a_complementary_line() {
+        // Hand-computed, min 5:
+        //   a: 40 persons, 12 positives (6 flagged), 28 negatives (4 flagged): shown;
+        //      TPR 6/12 = 0.5 (6 flagged and 6 not: releasable), FPR 4/28 hidden (4 is a
+        //      small cell), selection 10/40 = 0.25, observed 12/40 = 0.3.
+        //   b: 30 persons, 3 positives: a small cell, hidden.
+        //   c: 20 persons, 8 positives, 5 flagged: the smallest shown line, hidden with b
+        //      (else b = total − a − c).
+        //   d: 100 persons, 20 positives, 0 flagged: shown (zeros are not small).
+        let (g, f, l) = groups(&[
+            ("a", 6, 4, 6, 24),
+            ("b", 2, 3, 1, 24),
+            ("c", 5, 0, 3, 12),
+            ("d", 0, 0, 20, 80),
+        ]);
+        let scores = vec![0.25; g.len()];
+        let t = group_table("x", &g, &f, &l, &scores, 5);
+        assert_eq!(t.suppressed, 2);
+        let by = |k: &str| t.lines.iter().find(|x| x.group == k).unwrap().clone();
+        let a = by("a");
+        assert_eq!(
+            (a.persons, a.positives, a.flagged),
+            (Some(40), Some(12), Some(10))
+        );
+        assert_eq!(a.tpr, Some(0.5));
+        assert_eq!(a.fpr, None);
+        assert_eq!(a.selection_rate, Some(0.25));
+        assert_eq!(a.observed_rate, Some(0.3));
+        assert_eq!(a.mean_predicted, Some(0.25));
+        for hidden in [by("b"), by("c")] {
+            assert_eq!(
+                (
+                    hidden.persons,
+                    hidden.positives,
+                    hidden.flagged,
+                    hidden.tpr,
+                    hidden.observed_rate,
+                    hidden.mean_predicted
+                ),
+                (None, None, None, None, None, None),
+                "{hidden:?}"
+            );
+        }
+        let d = by("d");
+        assert_eq!(
+            (d.persons, d.positives, d.flagged),
+            (Some(100), Some(20), Some(0))
+        );
+        // 0 of 20: a zero is not a small cell, and the rest (20) is releasable.
+        assert_eq!((d.tpr, d.selection_rate), (Some(0.0), Some(0.0)));
+    }
+
+    #[test]
+    fn calibration_bins_hide_small_cells_and_their_complement() {
+        // Four bins, min 5: [0, .25) 50 persons 5 positives; [.25, .5) 12 persons 2
+        // positives (small); [.5, .75) 30 persons 15 positives (the smallest shown:
+        // complementary); [.75, 1] 8 persons 6 positives → 2 negatives: small as well,
+        // so two are hidden by their own cells and no complement is needed.
+        let mut p = Vec::new();
+        let mut y = Vec::new();
+        for (score, n, pos) in [(0.1, 50, 5), (0.3, 12, 2), (0.6, 30, 15), (0.9, 8, 6)] {
+            for i in 0..n {
+                p.push(score);
+                y.push(i < pos);
+            }
+        }
+        let t = calibration_table(&p, &y, 4, 5);
+        assert_eq!(t.suppressed, 2);
+        let shown: Vec<(&str, Cell, Option<f64>)> = t
+            .lines
+            .iter()
+            .map(|l| (l.group.as_str(), l.persons, l.observed_rate))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("0.00–0.25", Some(50), Some(0.1)),
+                ("0.25–0.50", None, None),
+                ("0.50–0.75", Some(30), Some(0.5)),
+                ("0.75–1.00", None, None),
+            ]
+        );
+        // Only the second bin small: the third (smallest shown) goes with it.
+        let t = calibration_table(&p[..92], &y[..92], 4, 5);
+        assert_eq!(t.suppressed, 2);
+        assert_eq!(t.lines[2].persons, None);
+        assert_eq!(t.lines[0].persons, Some(50));
     }
 }

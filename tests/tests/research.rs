@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use serde_json::Value;
 use tidig_connectors::national_id::Country;
 use tidig_engine::pipeline::permits::{amend, register, revoke};
-use tidig_engine::pipeline::research::{evaluate, results};
+use tidig_engine::pipeline::research::{evaluate, results, start, Kind, RunRequest, Step};
 use tidig_engine::pipeline::train::train;
 use tidig_engine::principal::Principal;
 use tidig_engine::{EngineError, Precondition};
@@ -65,6 +65,8 @@ fn walk(v: &Value, key: &str, min: u64) {
                 "unexposed_positive",
                 "exposed_negative",
                 "unexposed_negative",
+                "persons",
+                "flagged",
             ];
             if counts.contains(&key) {
                 let n = n.as_u64().unwrap();
@@ -192,42 +194,147 @@ async fn research_reads_only_what_the_permit_allows_and_releases_aggregates_only
         let fewer = narrow.results.unwrap()["train_persons"].as_u64().unwrap();
         assert!(fewer < full, "{backend}: {fewer} < {full}");
 
-        // Results of a run that started under version 2 and finishes after an amendment
-        // are withheld, nothing kept; a revoked permit runs nothing.
-        let rec = app.record(&rita, "research.start_research_run");
-        let pass = app
-            .check_access(
-                &rita,
-                tidig_governance::access::Operation::StartResearchRun,
-                tidig_engine::access::Target::deployment(),
-                rec,
-            )
-            .await
-            .unwrap();
+        // A cohort asked for outside the permit's is refused naming it.
+        let wide = RunRequest {
+            birth_years: Some([2010, 2025]),
+            ..RunRequest::new("THL/77/2026", Kind::Evaluate, date("2026-01-01"))
+        };
+        let (why, rules) = refusal(start(&app, &rita, &wide, &set).await.unwrap_err());
+        assert_eq!(rules, ["permit.cohort"]);
+        assert!(why.contains("2010–2025"), "{why}");
+
+        // A run that started under a version and finds the permit amended, revoked or
+        // expired when it goes on stops there and releases nothing.
+        let options = train_options(0.05, lenient.clone(), None);
+        let steps = std::sync::Mutex::new(Vec::new());
+        let on_step = |s: &Step| steps.lock().unwrap().push(s.clone());
+        let evaluation = RunRequest::new("THL/77/2026", Kind::Evaluate, date("2026-01-01"));
+        let held = start(&app, &rita, &evaluation, &set).await.unwrap();
         amend(&app, &op, &permit("[2016, 2025]")).await.unwrap();
-        let late = store
-            .record_research_run(
-                &pass,
-                &tidig_engine::store::NewResearchRun {
-                    id: "late",
-                    permit_id: "THL/77/2026",
-                    permit_version: 2,
-                    kind: "evaluate",
-                    as_of: 0,
-                    started_at: "2026-11-22T00:00:00.000Z",
-                    finished_at: "2026-11-22T00:01:00.000Z",
-                    today: "2026-11-22",
-                    results: "{\"auc\": 0.7}",
-                    read: serde_json::json!({}),
-                },
-            )
+        let run = held.run(&app, &set, &options, &on_step).await.unwrap();
+        assert_eq!(
+            (run.run.state.as_str(), &run.results),
+            ("withheld", &None),
+            "{backend}"
+        );
+        assert!(
+            run.run.reason.as_deref().unwrap().contains("amended"),
+            "{:?}",
+            run.run
+        );
+        // It stopped before reading anything.
+        let stages: Vec<String> = steps
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.stage.clone())
+            .collect();
+        assert_eq!(
+            stages,
+            ["reading snapshot 2023-01-02", "recording"],
+            "{backend}"
+        );
+
+        // A model trained under the permit: registered as trained, naming the permit;
+        // its results are aggregates with the card's summary.
+        let models_before = store.models().await.unwrap().len();
+        let training = RunRequest::new("THL/77/2026", Kind::Train, date("2026-01-01"));
+        let refused_health = start(&app, &rita, &training, &set).await.unwrap_err();
+        let (why, rules) = refusal(refused_health);
+        assert_eq!(
+            rules,
+            ["permit.feature"],
+            "the model's health inputs are outside"
+        );
+        assert!(why.contains("child_"), "{why}");
+        let everything = permit("[2016, 2025]").replace(
+            r#"registries = ["social", "population"]"#,
+            r#"registries = ["social", "population", "health"]"#,
+        );
+        amend(&app, &op, &everything).await.unwrap();
+        let trained = start(&app, &rita, &training, &set)
+            .await
+            .unwrap()
+            .run(&app, &set, &options, &|_| {})
             .await
             .unwrap();
-        assert_eq!((late.state.as_str(), late.results), ("withheld", None));
-        assert!(late.reason.unwrap().contains("amended"));
+        assert_eq!(
+            trained.run.state, "released",
+            "{backend}: {:?}",
+            trained.run
+        );
+        let res = trained.results.clone().unwrap();
+        walk(&res, "", 5);
+        let model_id = res["model"]["id"].as_str().unwrap().to_string();
+        assert_eq!(res["model"]["state"], "trained");
+        assert_eq!(res["model"]["permit"]["id"], "THL/77/2026");
+        let models = store.models().await.unwrap();
+        assert_eq!(models.len(), models_before + 1);
+        let row = models.iter().find(|m| m.id == model_id).unwrap();
+        assert_eq!(row.state.as_str(), "trained");
+        assert_eq!(row.created_by, "rita");
+        let artifact: Value =
+            serde_json::from_str(&store.model_artifact(&model_id).await.unwrap().unwrap()).unwrap();
+        assert_eq!(artifact["permit"]["id"], "THL/77/2026");
+        assert_eq!(artifact["permit"]["version"], 4);
+        assert!(
+            artifact["cohort"]["person-snapshots excluded by the permit's cohort"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+
+        // The same training, with the permit expiring while it runs: nothing registered.
+        amend(&app, &op, &everything.replace("2026-12-31", "2026-11-22"))
+            .await
+            .unwrap();
+        let held = start(&app, &rita, &training, &set).await.unwrap();
+        let tomorrow = tidig_engine::app::App::with_store(
+            store.clone(),
+            tidig_tests::settings(),
+            tidig_tests::default_pack().clone(),
+            tidig_engine::clock::Clock::fixed_on(date("2026-11-23")),
+        );
+        let run = held.run(&tomorrow, &set, &options, &|_| {}).await.unwrap();
+        assert_eq!(
+            (run.run.state.as_str(), &run.results),
+            ("withheld", &None),
+            "{backend}"
+        );
+        assert!(
+            run.run
+                .reason
+                .as_deref()
+                .unwrap()
+                .contains("expired on 2026-11-22"),
+            "{:?}",
+            run.run
+        );
+        tomorrow.audit().close().await.unwrap();
+        assert_eq!(
+            store.models().await.unwrap().len(),
+            models_before + 1,
+            "{backend}"
+        );
+
+        // Revoked while a training holds it: stopped, nothing registered.
+        amend(&app, &op, &everything).await.unwrap();
+        let held = start(&app, &rita, &training, &set).await.unwrap();
         revoke(&app, &op, "THL/77/2026", "study ended")
             .await
             .unwrap();
+        let run = held.run(&app, &set, &options, &|_| {}).await.unwrap();
+        assert_eq!(
+            (run.run.state.as_str(), &run.results),
+            ("withheld", &None),
+            "{backend}"
+        );
+        assert!(run.run.reason.as_deref().unwrap().contains("revoked"));
+        assert_eq!(
+            store.models().await.unwrap().len(),
+            models_before + 1,
+            "{backend}"
+        );
         let e = evaluate(&app, &rita, "THL/77/2026", date("2026-01-01"), &[], &set)
             .await
             .unwrap_err();

@@ -82,6 +82,17 @@ pub struct Artifact {
     /// tidig measured drift).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<tidig_models::drift::DriftReference>,
+    /// The secondary-use permit a researcher trained it under (absent when an operator
+    /// trained it for the deployment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permit: Option<PermitRef>,
+}
+
+/// A permit version, as a model trained under it names it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermitRef {
+    pub id: String,
+    pub version: i64,
 }
 
 impl Artifact {
@@ -140,6 +151,9 @@ struct Screen<'p> {
     births: HashMap<i64, i64>,
     /// Person-snapshots left out, per deciding rule.
     excluded: BTreeMap<String, usize>,
+    /// The permit a research run is scoped by: only its cohort is read, and snapshots
+    /// are read as built (a researcher does not build features).
+    permit: Option<&'p tidig_governance::permit::Permit>,
 }
 
 impl Screen<'_> {
@@ -180,16 +194,47 @@ async fn snapshot(
     let mut vectors = load_vectors(app, &version, as_of).await?;
     // Build when missing, and rebuild when labels were unobserved then: data may have
     // arrived since.
-    if vectors.is_empty() || vectors.values().any(|v| v.label.is_none()) {
+    let stale = vectors.is_empty() || vectors.values().any(|v| v.label.is_none());
+    if stale && screen.permit.is_some() {
+        return Err(Precondition::CannotTrain(format!(
+            "features for {as_of} are not built: an operator runs `tidig features build --as-of {as_of}`"
+        ))
+        .into());
+    }
+    if stale {
         build(app, by, set, as_of, &Quiet).await?;
         vectors = load_vectors(app, &version, as_of).await?;
     }
+    let residence: HashMap<i64, String> = match screen.permit {
+        Some(_) => app
+            .store()
+            .residences_on(dates::days(as_of))
+            .await?
+            .into_iter()
+            .map(|r| (r.person, r.municipality))
+            .collect(),
+        None => HashMap::new(),
+    };
     let mut out: Snapshot = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (pid, v) in vectors {
         let (vals, prot) = (v.values, v.protected);
         let Some(label) = v.label else {
             return Err(Precondition::LabelNotObserved { date: as_of }.into());
         };
+        if let Some(permit) = screen.permit {
+            let born = screen
+                .births
+                .get(&pid)
+                .and_then(|b| dates::from_days(*b))
+                .map(|b| chrono::Datelike::year(&b));
+            if !born.is_some_and(|y| permit.in_cohort(y, residence.get(&pid).map(String::as_str))) {
+                *screen
+                    .excluded
+                    .entry("the permit's cohort".into())
+                    .or_default() += 1;
+                continue;
+            }
+        }
         if !screen.allows(pid, as_of) {
             continue;
         }
@@ -201,8 +246,18 @@ async fn snapshot(
     Ok(out)
 }
 
+/// Whether a feature enters the model as `log1p` of its value: counts, amounts and
+/// durations, whose tails would otherwise dominate.
+pub(crate) fn log_transformed(f: &tidig_models::features::FeatureDef) -> bool {
+    use tidig_models::features::Aggregation as A;
+    matches!(
+        f.aggregation,
+        A::Count | A::Sum | A::Duration | A::DaysSinceLast | A::Moves
+    )
+}
+
 /// The fairness groupings reported: single attributes and sex × mother tongue.
-fn groupings(prot: &[BTreeMap<String, Option<String>>]) -> Vec<(String, Vec<String>)> {
+pub(crate) fn groupings(prot: &[BTreeMap<String, Option<String>>]) -> Vec<(String, Vec<String>)> {
     let get = |m: &BTreeMap<String, Option<String>>, k: &str| {
         m.get(k)
             .cloned()
@@ -299,11 +354,69 @@ async fn train_inner(
     options: &TrainOptions,
     record: &tidig_governance::audit::Record,
 ) -> Result<TrainReport> {
+    let started = Instant::now();
+    let (artifact, challenger_seconds) = fit(app, by, set, as_of, options, None).await?;
+    let id = artifact.hash();
+    let record = registration(record, &id, &artifact);
+    app.store()
+        .insert_model(&NewModel {
+            audit: &record,
+            id: &id,
+            kind: &artifact.kind,
+            feature_set_version: &artifact.feature_set_version,
+            gate_passed: artifact.gate_passed,
+            artifact_json: &serde_json::to_string(&artifact)?,
+            at: &app.clock().stamp(),
+            by: by.id(),
+            auth: by.auth.as_str(),
+        })
+        .await?;
+    let report = TrainReport {
+        model_id: id,
+        state: ModelState::Trained,
+        seconds: started.elapsed().as_secs_f64(),
+        challenger_seconds,
+        artifact,
+    };
+    if let Some(dir) = &options.cards {
+        crate::pipeline::card::write_files(dir, &report.model_id, &report.artifact, set)?;
+    }
+    Ok(report)
+}
+
+/// The training's audit record with what it registered.
+pub(crate) fn registration(
+    record: &tidig_governance::audit::Record,
+    id: &str,
+    artifact: &Artifact,
+) -> tidig_governance::audit::Record {
+    let mut record = record.clone().with(serde_json::json!({
+        "model": id,
+        "cohort": artifact.cohort,
+        "gate_passed": artifact.gate_passed,
+        "gate_failures": artifact.gate_failures,
+        "holdout_auc": artifact.evaluation.auc.map(|a| format!("{a:.6}")),
+        "permit": artifact.permit,
+    }));
+    record.versions.model = Some(id.to_string());
+    record
+}
+
+/// Fits and evaluates a model: the artifact, not yet registered, and the challenger's
+/// seconds. Under a permit only its cohort is read (the caller has checked its features
+/// and period) and the artifact names it.
+pub(crate) async fn fit(
+    app: &App,
+    by: &Principal,
+    set: &FeatureSet,
+    as_of: NaiveDate,
+    options: &TrainOptions,
+    permit: Option<(&tidig_governance::permit::Permit, i64)>,
+) -> Result<(Artifact, Option<f64>)> {
     let store = app.store();
     let (pack, deployment) = (app.pack(), &app.settings().deployment);
     let (capacity_share, gate) = (options.capacity_share, &options.gate);
     let challenger = options.challenger.as_ref();
-    let started = Instant::now();
     // Inputs: the numeric features, each allowed by the data-stage rules.
     let inputs: Vec<&tidig_models::features::FeatureDef> = set.numeric().collect();
     let candidate = tidig_governance::eval::ModelFacts {
@@ -320,6 +433,7 @@ async fn train_inner(
         objectors: store.objectors().await?,
         births: store.births().await?,
         excluded: BTreeMap::new(),
+        permit: permit.map(|(p, _)| p),
     };
     let horizon = Duration::days(set.label.horizon_days as i64);
     let holdout = as_of - horizon;
@@ -342,16 +456,7 @@ async fn train_inner(
         cohort.insert(format!("person-snapshots excluded by {rule}"), *n);
     }
     // Counts, amounts and durations are log-transformed; recorded in the artifact's scaler.
-    let log1p: Vec<bool> = inputs
-        .iter()
-        .map(|f| {
-            use tidig_models::features::Aggregation as A;
-            matches!(
-                f.aggregation,
-                A::Count | A::Sum | A::Duration | A::DaysSinceLast | A::Moves
-            )
-        })
-        .collect();
+    let log1p: Vec<bool> = inputs.iter().map(|f| log_transformed(f)).collect();
     let (model, cv) = cross_validate(&rows, &labels, &folds, 3, &[0.1, 1.0, 10.0, 100.0], &log1p)
         .map_err(|e| Precondition::CannotTrain(e.to_string()))?;
     let p: Vec<f64> = hrows.iter().map(|r| model.probability(r)).collect();
@@ -434,40 +539,12 @@ async fn train_inner(
         gate_failures: failures,
         code_version: env!("CARGO_PKG_VERSION").into(),
         drift: Some(drift),
+        permit: permit.map(|(p, version)| PermitRef {
+            id: p.id.clone(),
+            version,
+        }),
     };
-    let id = artifact.hash();
-    let mut record = record.clone().with(serde_json::json!({
-        "model": id,
-        "cohort": artifact.cohort,
-        "gate_passed": artifact.gate_passed,
-        "gate_failures": artifact.gate_failures,
-        "holdout_auc": artifact.evaluation.auc.map(|a| format!("{a:.6}")),
-    }));
-    record.versions.model = Some(id.clone());
-    store
-        .insert_model(&NewModel {
-            audit: &record,
-            id: &id,
-            kind: &artifact.kind,
-            feature_set_version: &artifact.feature_set_version,
-            gate_passed: artifact.gate_passed,
-            artifact_json: &serde_json::to_string(&artifact)?,
-            at: &app.clock().stamp(),
-            by: by.id(),
-            auth: by.auth.as_str(),
-        })
-        .await?;
-    let report = TrainReport {
-        model_id: id,
-        state: ModelState::Trained,
-        seconds: started.elapsed().as_secs_f64(),
-        challenger_seconds,
-        artifact,
-    };
-    if let Some(dir) = &options.cards {
-        crate::pipeline::card::write_files(dir, &report.model_id, &report.artifact, set)?;
-    }
-    Ok(report)
+    Ok((artifact, challenger_seconds))
 }
 
 /// The challenger's holdout figures next to the default model's probabilities `p`.

@@ -112,6 +112,7 @@ mod ingest;
 mod inspect;
 mod permits;
 mod population;
+#[macro_use]
 mod registry;
 mod research;
 mod stats;

@@ -105,39 +105,51 @@ pub enum TransitionOutcome {
     Raced,
 }
 
-const HISTORY: &str =
+/// Inserts model `$m` (state `trained`) and its first history row in transaction `$tx`,
+/// unless the id is registered already; evaluates to the rows inserted (0 or 1). One
+/// text for `insert_model` and a research run's release.
+macro_rules! insert_model_rows {
+    ($tx:ident, $m:expr) => {{
+        let m: &$crate::store::NewModel<'_> = $m;
+        let n = sqlx::query(
+            "INSERT INTO models (id, kind, feature_set, state, gate_passed, created_at, created_by, created_auth, artifact) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(m.id)
+        .bind(m.kind)
+        .bind(m.feature_set_version)
+        .bind($crate::domain::ModelState::Trained.as_str())
+        .bind(m.gate_passed as i64)
+        .bind(m.at)
+        .bind(m.by)
+        .bind(m.auth)
+        .bind(m.artifact_json)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            sqlx::query($crate::store::registry::HISTORY)
+                .bind(m.id)
+                .bind($crate::domain::ModelState::Trained.as_str())
+                .bind(m.at)
+                .bind(m.by)
+                .bind(m.auth)
+                .execute(&mut *$tx)
+                .await?;
+        }
+        n
+    }};
+}
+
+pub(super) const HISTORY: &str =
     "INSERT INTO model_history (model_id, state, at, by_whom, by_auth) VALUES ($1, $2, $3, $4, $5)";
 
 impl Store {
     /// Registers a model (idempotent: the id is the artifact's content hash). Returns
     /// whether it was new.
     pub async fn insert_model(&self, m: &NewModel<'_>) -> Result<bool, StoreError> {
-        let insert = "INSERT INTO models (id, kind, feature_set, state, gate_passed, created_at, created_by, created_auth, artifact) \
-                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id) DO NOTHING";
         let inserted = in_write_tx!(self, |tx| {
-            let n = sqlx::query(insert)
-                .bind(m.id)
-                .bind(m.kind)
-                .bind(m.feature_set_version)
-                .bind(ModelState::Trained.as_str())
-                .bind(m.gate_passed as i64)
-                .bind(m.at)
-                .bind(m.by)
-                .bind(m.auth)
-                .bind(m.artifact_json)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if n > 0 {
-                sqlx::query(HISTORY)
-                    .bind(m.id)
-                    .bind(ModelState::Trained.as_str())
-                    .bind(m.at)
-                    .bind(m.by)
-                    .bind(m.auth)
-                    .execute(&mut *tx)
-                    .await?;
-            }
+            let n = insert_model_rows!(tx, m);
             let record = m.audit.clone().with(serde_json::json!({"new": n > 0}));
             tx.append_audit(&[record]).await?;
             n > 0

@@ -1,7 +1,10 @@
-//! Research runs: released or withheld, decided in the transaction that records them
-//! against the permit as it stands then.
+//! Research runs: released, withheld or failed, decided in the transaction that records
+//! them against the permit as it stands then. A model trained under a permit is
+//! registered by that same transaction, and only when the run is released.
 
-use super::{AppendAudit, Store, StoreError};
+use tidig_governance::audit::Outcome;
+
+use super::{AppendAudit, NewModel, Store, StoreError};
 use crate::access::AccessPass;
 
 /// A finished run to record.
@@ -18,8 +21,14 @@ pub struct NewResearchRun<'a> {
     pub finished_at: &'a str,
     /// Today, `YYYY-MM-DD`: the permit must still be valid on it.
     pub today: &'a str,
-    /// The aggregates to release (JSON).
-    pub results: &'a str,
+    /// The aggregates to release (JSON); `None` when the run stopped before it had any.
+    pub results: Option<&'a str>,
+    /// Why the run stopped early, when it did (the permit changed while it ran).
+    pub stopped: Option<String>,
+    /// How the run failed, when it did (recorded as `failed`, nothing released).
+    pub failure: Option<Outcome>,
+    /// The model a training run registers when it is released.
+    pub model: Option<NewModel<'a>>,
     /// What the run read (features, snapshot dates, persons): the audit entry lists it.
     pub read: serde_json::Value,
 }
@@ -33,7 +42,7 @@ pub struct ResearchRunRow {
     pub principal: String,
     pub kind: String,
     pub as_of: i64,
-    /// `released` or `withheld`.
+    /// `released`, `withheld` or `failed`.
     pub state: String,
     pub reason: Option<String>,
     pub started_at: String,
@@ -100,39 +109,46 @@ impl Store {
                 .bind(run.permit_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let reason = match &current {
-                None => Some("the permit is no longer registered".to_string()),
-                Some((_, change, _)) if change == "revoked" => {
-                    Some("the permit was revoked before the run finished".into())
+            let permit = withheld_reason(current.as_ref(), run.permit_version, run.today);
+            let (state, reason) = match (&run.failure, permit, &run.stopped, run.results) {
+                (Some(Outcome::Failed { reason, .. } | Outcome::Denied { reason, .. }), ..) => {
+                    ("failed", Some(reason.clone()))
                 }
-                Some((v, _, _)) if *v != run.permit_version => Some(format!(
-                    "the permit was amended (version {v}) before the run finished"
-                )),
-                Some((_, _, definition)) => {
-                    let valid: Option<serde_json::Value> = serde_json::from_str(definition).ok();
-                    let to = valid
-                        .as_ref()
-                        .and_then(|d| d["valid"]["to"].as_str().map(str::to_string));
-                    match to {
-                        Some(to) if run.today > to.as_str() => Some(format!(
-                            "the permit expired on {to} before the run finished"
-                        )),
-                        _ => None,
-                    }
-                }
+                (_, Some(why), ..) => ("withheld", Some(why)),
+                (_, None, Some(why), _) => ("withheld", Some(why.clone())),
+                (_, None, None, None) => ("withheld", Some("the run released nothing".into())),
+                _ => ("released", None),
             };
-            let state = if reason.is_none() {
-                "released"
+            let results = if state == "released" {
+                run.results
             } else {
-                "withheld"
+                None
             };
-            let results = reason.is_none().then_some(run.results);
-            let seq = match pass.pending_record(serde_json::json!({
+            let model = run.model.as_ref().filter(|_| state == "released");
+            let registered = match model {
+                Some(m) => insert_model_rows!(tx, m) > 0,
+                None => false,
+            };
+            let mut records = Vec::new();
+            if let Some(r) = pass.pending_record(serde_json::json!({
                 "run": run.id, "state": state, "reason": reason, "read": run.read,
+                "model": model.map(|m| m.id),
             })) {
-                Some(r) => tx.append_audit(std::slice::from_ref(&r)).await?[0],
-                None => 0,
+                records.push(match &run.failure {
+                    Some(o) => r.with_outcome(o.clone()),
+                    None => r,
+                });
+            }
+            let own = !records.is_empty();
+            if let Some(m) = model {
+                records.push(m.audit.clone().with(serde_json::json!({"new": registered})));
+            }
+            let seqs = if records.is_empty() {
+                Vec::new()
+            } else {
+                tx.append_audit(&records).await?
             };
+            let seq = if own { seqs[0] } else { 0 };
             let seq = i64::try_from(seq).unwrap_or(i64::MAX);
             let principal = pass.principal().id().to_string();
             sqlx::query(&format!(
@@ -170,6 +186,24 @@ impl Store {
         }))
     }
 
+    /// Why a run under version `version` of permit `permit_id` may no longer release
+    /// anything `today` (`YYYY-MM-DD`), if so: the check a run makes between its stages.
+    pub async fn research_permit_check(
+        &self,
+        permit_id: &str,
+        version: i64,
+        today: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let current: Option<(i64, String, String)> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT version, change, definition FROM permits WHERE id = $1 \
+             ORDER BY version DESC LIMIT 1"
+        )
+        .bind(permit_id)
+        .fetch_optional(p)
+        .await?);
+        Ok(withheld_reason(current.as_ref(), version, today))
+    }
+
     /// A recorded run, if any.
     pub async fn research_run(
         &self,
@@ -182,5 +216,33 @@ impl Store {
             .fetch_optional(p)
             .await?);
         Ok(r.map(row))
+    }
+}
+
+/// Why a run that started under `version` may release nothing, given the permit's newest
+/// row (version, change, definition) and `today`: gone, revoked, amended or expired.
+fn withheld_reason(
+    current: Option<&(i64, String, String)>,
+    version: i64,
+    today: &str,
+) -> Option<String> {
+    match current {
+        None => Some("the permit is no longer registered".to_string()),
+        Some((_, change, _)) if change == "revoked" => {
+            Some("the permit was revoked before the run finished".into())
+        }
+        Some((v, _, _)) if *v != version => Some(format!(
+            "the permit was amended (version {v}) before the run finished"
+        )),
+        Some((_, _, definition)) => {
+            let d: Option<serde_json::Value> = serde_json::from_str(definition).ok();
+            let to = d.as_ref().and_then(|d| d["valid"]["to"].as_str());
+            match to {
+                Some(to) if today > to => Some(format!(
+                    "the permit expired on {to} before the run finished"
+                )),
+                _ => None,
+            }
+        }
     }
 }
