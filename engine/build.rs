@@ -7,7 +7,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../proto");
-    let files = ["tidig/v1/caseworker.proto", "tidig/v1/oversight.proto"];
+    let files = [
+        "tidig/v1/caseworker.proto",
+        "tidig/v1/oversight.proto",
+        "tidig/v1/research.proto",
+    ];
     // sqlx::migrate! embeds the migrations: a new file must rebuild the crate.
     println!("cargo:rerun-if-changed=migrations");
     for f in files {

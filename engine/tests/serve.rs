@@ -542,3 +542,287 @@ async fn the_stop_switch_reaches_every_replica_and_a_run_about_to_write() {
         assert!(v.status.success(), "{backend}: {}", stderr(&v));
     }
 }
+
+/// Every string in `v` that looks like a pseudonym (`p` + 32 hex digits), every key
+/// that names a person, and every count below `min`: what a research answer must not
+/// hold.
+fn person_level(v: &serde_json::Value, key: &str, min: u64, found: &mut Vec<String>) {
+    use serde_json::Value;
+    let personal = [
+        "person",
+        "pseudonym",
+        "subject",
+        "national",
+        "suggestion",
+        "pid",
+    ];
+    let counts = [
+        "train_persons",
+        "holdout_persons",
+        "holdout_positives",
+        "positives",
+        "negatives",
+        "persons",
+        "flagged",
+        "exposed_positive",
+        "unexposed_positive",
+        "exposed_negative",
+        "unexposed_negative",
+    ];
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if personal.iter().any(|p| k.contains(p)) && !counts.contains(&k.as_str()) {
+                    found.push(format!("key `{k}`"));
+                }
+                person_level(x, k, min, found);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| person_level(x, key, min, found)),
+        Value::String(s)
+            if s.len() == 33
+                && s.starts_with('p')
+                && s[1..].bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            found.push(format!("a pseudonym under `{key}`"));
+        }
+        Value::Number(n)
+            if counts.contains(&key) && n.as_u64().is_some_and(|n| n > 0 && n < min) =>
+        {
+            found.push(format!("`{key}` = {n}"));
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_research_run_is_watched_to_its_end_and_a_revocation_mid_way_releases_nothing() {
+    use prost::Message as _;
+    use proto::oversight_service_client::OversightServiceClient;
+    use proto::research_service_client::ResearchServiceClient;
+
+    // The SQLite store: the same store code is tested on both backends in
+    // tests/tests/research.rs; this is the service and its processes.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tidig.toml"), SETTINGS).unwrap();
+    let q = quickstart(d, None);
+    let permit = q["research"]["permit"].as_str().unwrap().to_string();
+    let as_of = q["research"]["as_of"].as_str().unwrap().to_string();
+    let gate = d.join("research-gate");
+    let (child, v) = {
+        let mut child = command(d, &["--json", "serve", "--listen", "127.0.0.1:0"])
+            .env("TIDIG_PAUSE_RESEARCH", &gate)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        (
+            child,
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+        )
+    };
+    let server = Server {
+        child,
+        url: format!("http://{}", v["listening"].as_str().unwrap()),
+    };
+    let mut research = ResearchServiceClient::connect(server.url.clone())
+        .await
+        .unwrap();
+    let mut oversight = OversightServiceClient::connect(server.url.clone())
+        .await
+        .unwrap();
+    let researcher = "demo-researcher";
+    let start = |kind: proto::RunKind| proto::StartRunRequest {
+        permit_id: permit.clone(),
+        kind: kind as i32,
+        as_of: as_of.clone(),
+        ..Default::default()
+    };
+    // Every encoded answer, for the walk at the end.
+    let mut answers: Vec<Vec<u8>> = Vec::new();
+
+    // Refused at the start, naming the permit rule: a caseworker is no researcher; a
+    // training run needs health features this permit does not allow.
+    let e = research
+        .start_run(as_(
+            "demo-caseworker-family-services-central",
+            start(proto::RunKind::Evaluate),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let e = research
+        .start_run(as_(researcher, start(proto::RunKind::Train)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("permit `"), "{e:?}");
+
+    // A run held once it has read its data: the watcher sees its stages, in order.
+    let started = research
+        .start_run(as_(researcher, start(proto::RunKind::Evaluate)))
+        .await
+        .unwrap()
+        .into_inner();
+    answers.push(started.encode_to_vec());
+    let mut watch = research
+        .watch_run(as_(
+            researcher,
+            proto::WatchRunRequest {
+                run_id: started.run_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let reached = d.join("research-gate.reached");
+    let waited = std::time::Instant::now();
+    while !reached.exists() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(120),
+            "the run never reached the gate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // While it runs: RUNNING, nothing to read yet; another researcher does not see it.
+    let running = research
+        .get_results(as_(
+            researcher,
+            proto::GetResultsRequest {
+                run_id: started.run_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(running.state(), proto::RunState::Running);
+    assert!(running.results_json.is_empty());
+    answers.push(running.encode_to_vec());
+    // The permit is revoked through the oversight service meanwhile; the run goes on
+    // from its gate, finds it revoked at its next stage and stops.
+    oversight
+        .revoke_permit(as_(
+            "demo-dpo",
+            proto::RevokePermitRequest {
+                id: permit.clone(),
+                reason: "consent of the register keeper withdrawn".into(),
+            },
+        ))
+        .await
+        .unwrap();
+    std::fs::write(&gate, b"").unwrap();
+    let mut steps = Vec::new();
+    while let Some(p) = watch.message().await.unwrap() {
+        answers.push(p.encode_to_vec());
+        steps.push(p);
+    }
+    let last = steps.last().unwrap();
+    assert_eq!(last.state(), proto::RunState::Withheld, "{steps:?}");
+    assert!(last.reason.contains("revoked"), "{last:?}");
+    let percents: Vec<u32> = steps.iter().map(|p| p.percent).collect();
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+    assert!(
+        steps
+            .iter()
+            .any(|p| p.stage.starts_with("reading snapshot")),
+        "{steps:?}"
+    );
+    assert!(
+        !steps.iter().any(|p| p.stage == "aggregating"),
+        "it stopped before: {steps:?}"
+    );
+    let withheld = research
+        .get_results(as_(
+            researcher,
+            proto::GetResultsRequest {
+                run_id: started.run_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(withheld.state(), proto::RunState::Withheld);
+    assert!(withheld.results_json.is_empty(), "nothing released");
+    assert!(withheld.audit_seq > 0);
+    answers.push(withheld.encode_to_vec());
+    // A watch after the end answers with how it ended.
+    let mut again = research
+        .watch_run(as_(
+            researcher,
+            proto::WatchRunRequest {
+                run_id: started.run_id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let end = again.message().await.unwrap().unwrap();
+    assert_eq!(end.state(), proto::RunState::Withheld);
+    assert!(again.message().await.unwrap().is_none());
+    // A revoked permit starts nothing.
+    let e = research
+        .start_run(as_(researcher, start(proto::RunKind::Evaluate)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+
+    // The quickstart's released run through the service: its aggregates, and nothing
+    // person-level in any answer.
+    let quick = q["research"]["run"].as_str().unwrap().to_string();
+    let e = research
+        .get_results(as_(
+            "demo-auditor",
+            proto::GetResultsRequest {
+                run_id: quick.clone(),
+            },
+        ))
+        .await;
+    assert!(e.is_ok(), "oversight reads runs: {e:?}");
+    let released = research
+        .get_results(as_(
+            researcher,
+            proto::GetResultsRequest {
+                run_id: quick.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(released.state(), proto::RunState::Released);
+    let results: serde_json::Value = serde_json::from_str(&released.results_json).unwrap();
+    let min = results["min_cell"].as_u64().unwrap();
+    assert!(results["calibration"]["lines"].as_array().unwrap().len() == 10);
+    assert!(!results["fairness"].as_array().unwrap().is_empty());
+    assert!(!results["factors"]["factors"].as_array().unwrap().is_empty());
+    answers.push(released.encode_to_vec());
+    let mut found = Vec::new();
+    person_level(&results, "", min, &mut found);
+    assert_eq!(
+        found,
+        Vec::<String>::new(),
+        "person-level content in the results"
+    );
+    // And no answer's bytes hold a pseudonym of the persons the quickstart flagged.
+    let pseudonyms: Vec<String> = q["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["pseudonym"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!pseudonyms.is_empty());
+    for bytes in &answers {
+        for p in &pseudonyms {
+            assert!(
+                !bytes.windows(p.len()).any(|w| w == p.as_bytes()),
+                "an answer holds pseudonym {p}"
+            );
+        }
+    }
+    let (status, err) = server.terminate();
+    assert!(status.success(), "{err}");
+}

@@ -22,7 +22,11 @@ fn contract() -> Vec<FileDescriptorProto> {
     let names: Vec<&str> = files.iter().map(|f| f.name()).collect();
     assert_eq!(
         names,
-        ["tidig/v1/caseworker.proto", "tidig/v1/oversight.proto"]
+        [
+            "tidig/v1/caseworker.proto",
+            "tidig/v1/oversight.proto",
+            "tidig/v1/research.proto"
+        ]
     );
     files
 }
@@ -91,6 +95,58 @@ fn the_contract_follows_its_conventions_and_documents_everything() {
             "GetPermit"
         ]
     );
+    assert_eq!(methods(&files[2]), ["StartRun", "WatchRun", "GetResults"]);
+}
+
+/// The research service's messages have no field that could carry a person: no
+/// pseudonym, person, subject, national ID or suggestion, and no message type of the
+/// other services (whose messages do carry persons).
+#[test]
+fn no_research_message_can_carry_a_person() {
+    let files = contract();
+    let research = &files[2];
+    let personal = [
+        "person",
+        "pseudonym",
+        "subject",
+        "national",
+        "suggestion",
+        "patient",
+    ];
+    let mut fields = 0;
+    for m in &research.message_type {
+        for f in &m.field {
+            fields += 1;
+            let name = f.name().to_lowercase();
+            assert!(
+                !personal.iter().any(|p| name.contains(p)),
+                "{}.{} could carry a person",
+                m.name(),
+                f.name()
+            );
+            if !f.type_name().is_empty() {
+                let own = research
+                    .message_type
+                    .iter()
+                    .map(|m| format!(".tidig.v1.{}", m.name()))
+                    .chain(
+                        research
+                            .enum_type
+                            .iter()
+                            .map(|e| format!(".tidig.v1.{}", e.name())),
+                    )
+                    .any(|t| t == f.type_name());
+                assert!(
+                    own,
+                    "{}.{} is of another service's type {}",
+                    m.name(),
+                    f.name(),
+                    f.type_name()
+                );
+            }
+        }
+    }
+    assert!(fields >= 20, "the walk saw {fields} fields");
 }
 
 /// One file's conventions; `used` carries the request and response messages already
@@ -193,7 +249,7 @@ async fn health_and_reflection_answer_stock_clients() {
         async move { health.check(request).await.unwrap().into_inner().status() }
     };
     assert_eq!(status("").await, ServingStatus::Serving);
-    for service in [proto::CASEWORKER_SERVICE, proto::OVERSIGHT_SERVICE] {
+    for service in proto::SERVICES {
         assert_eq!(status(service).await, ServingStatus::Serving, "{service}");
     }
     let unknown = health
@@ -225,7 +281,7 @@ async fn health_and_reflection_answer_stock_clients() {
             panic!("not a service list: {answer:?}");
         };
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        for service in [proto::CASEWORKER_SERVICE, proto::OVERSIGHT_SERVICE] {
+        for service in proto::SERVICES {
             assert!(names.iter().any(|n| n == service), "{names:?}");
         }
         assert!(

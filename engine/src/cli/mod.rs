@@ -159,6 +159,11 @@ pub struct TrainArgs {
     /// Skip the random-forest challenger (the card then has no comparison).
     #[arg(long)]
     pub no_challenger: bool,
+    /// Train as a researcher (`--as`) under this secondary-use permit: only its cohort
+    /// and period are read, the results are aggregates, and the model enters the
+    /// registry as trained with the permit named, for oversight to approve.
+    #[arg(long)]
+    pub permit: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,9 +204,19 @@ pub enum ResearchCommand {
         permit: String,
         #[arg(long)]
         as_of: String,
+        /// `evaluate` (aggregates only) or `train` (the deployment's model trained on
+        /// the permitted data, registered as trained for oversight to approve).
+        #[arg(long, default_value = "evaluate")]
+        kind: String,
         /// Features to use (comma-separated); every feature the permit allows by default.
         #[arg(long, value_delimiter = ',')]
         features: Vec<String>,
+        /// A narrower cohort: birth years `FIRST-LAST` inside the permit's.
+        #[arg(long)]
+        born: Option<String>,
+        /// A narrower cohort: municipality codes (comma-separated) inside the permit's.
+        #[arg(long, value_delimiter = ',')]
+        municipalities: Vec<String>,
     },
     /// A run's record and, when released, its aggregate results.
     Results { id: String },
@@ -566,14 +581,26 @@ async fn run(cli: Cli) -> Result<()> {
                 ResearchCommand::Run {
                     permit,
                     as_of,
+                    kind,
                     features,
+                    born,
+                    municipalities,
                 } => {
-                    let as_of = dates::parse("--as-of", &as_of)?;
-                    let set = load_feature_set(None)?;
-                    with_app!(ctx, |app| pipeline::research::evaluate(
-                        &app, &by, &permit, as_of, &features, &set
-                    )
-                    .await?)
+                    use pipeline::research::{Kind, RunRequest};
+                    let kind = match kind.as_str() {
+                        "evaluate" => Kind::Evaluate,
+                        "train" => Kind::Train,
+                        other => anyhow::bail!("--kind `{other}`: evaluate or train"),
+                    };
+                    let request = RunRequest {
+                        features,
+                        birth_years: born.as_deref().map(birth_years).transpose()?,
+                        municipalities,
+                        ..RunRequest::new(&permit, kind, dates::parse("--as-of", &as_of)?)
+                    };
+                    let options =
+                        pipeline::train::TrainOptions::new(0.05, ctx.settings.gate.clone())?;
+                    research_run(&ctx, &by, &request, options).await?
                 }
                 ResearchCommand::Results { id } => {
                     with_app!(ctx, |app| pipeline::research::results(&app, &by, &id)
@@ -747,16 +774,67 @@ async fn features(ctx: &Ctx, a: FeaturesBuildArgs) -> Result<()> {
     Ok(())
 }
 
+/// `FIRST-LAST` birth years.
+fn birth_years(text: &str) -> Result<[i32; 2]> {
+    let parse = |t: &str| t.trim().parse::<i32>().ok();
+    match text.split_once('-').map(|(a, b)| (parse(a), parse(b))) {
+        Some((Some(a), Some(b))) => Ok([a, b]),
+        _ => anyhow::bail!("--born `{text}`: expected FIRST-LAST birth years, e.g. 2010-2015"),
+    }
+}
+
+/// Starts and runs a research run here, its stages on a progress bar.
+async fn research_run(
+    ctx: &Ctx,
+    by: &Principal,
+    request: &pipeline::research::RunRequest,
+    options: pipeline::train::TrainOptions,
+) -> Result<pipeline::research::ResearchRun> {
+    use crate::progress::Progress as _;
+    let set = load_feature_set(None)?;
+    let bar = Bar::count(ctx.json);
+    bar.start_count("research run", 100);
+    let on_step = |s: &pipeline::research::Step| {
+        bar.message(&s.stage);
+        bar.set(u64::from(s.percent));
+    };
+    let run = with_app!(ctx, |app| {
+        let prepared = pipeline::research::start(&app, by, request, &set).await?;
+        prepared.run(&app, &set, &options, &on_step).await?
+    });
+    bar.clear();
+    Ok(run)
+}
+
 async fn train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
     if a.model != "logistic" {
         anyhow::bail!("--model `{}`: only `logistic` is available", a.model);
     }
     let as_of = dates::parse("--as-of", &a.as_of)?;
     let set = load_feature_set(a.set.as_deref())?;
-    let by = ctx.principal()?;
     let mut options = pipeline::train::TrainOptions::new(a.capacity, ctx.settings.gate.clone())?;
     options.challenger = (!a.no_challenger).then(ForestParams::default);
     options.cards = Some(a.cards.clone());
+    if let Some(permit) = a.permit {
+        // Research under a permit: the researcher `--as` names trains, aggregates only.
+        if a.set.is_some() {
+            anyhow::bail!("--permit trains the deployment's feature set; drop --set");
+        }
+        let by = Principal::researcher(ctx.actor.as_deref())?;
+        let request =
+            pipeline::research::RunRequest::new(&permit, pipeline::research::Kind::Train, as_of);
+        let run = research_run(ctx, &by, &request, options).await?;
+        if ctx.json {
+            emit_json!(
+                "{}",
+                json!({"ok": true, "run": run.run, "results": run.results})
+            );
+        } else {
+            print::print_research(&run);
+        }
+        return Ok(());
+    }
+    let by = ctx.principal()?;
     let report = with_app!(ctx, |app| pipeline::train::train(
         &app, &by, &set, as_of, &options
     )

@@ -324,6 +324,35 @@ pub fn print_golden(report: &tidig_governance::golden::GoldenReport, json: bool)
 /// A `tidig client` answer for people (the JSON object is what `--json` prints).
 pub fn print_client_answer(a: &serde_json::Value) {
     let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    if let Some(id) = a.get("run_id") {
+        println!(
+            "research run {}: {}{}; its aggregates: `tidig client research-results {}`",
+            s(id),
+            s(&a["state"]),
+            Some(s(&a["reason"]))
+                .filter(|r| !r.is_empty())
+                .map_or(String::new(), |r| format!(" ({r})")),
+            s(id)
+        );
+        return;
+    }
+    if let (Some(run), Some(res)) = (a.get("run"), a.get("results")) {
+        println!(
+            "research run {} ({}) under permit {} v{}: {}{}",
+            s(&run["id"]),
+            s(&run["kind"]),
+            s(&run["permit_id"]),
+            run["permit_version"],
+            s(&run["state"]),
+            Some(s(&run["reason"]))
+                .filter(|r| !r.is_empty())
+                .map_or(String::new(), |r| format!(" ({r})")),
+        );
+        if res.is_object() {
+            research_results(res);
+        }
+        return;
+    }
     let stop = &a["scoring"];
     if stop["stopped"] == true {
         println!(
@@ -708,9 +737,14 @@ pub fn print_research(r: &crate::pipeline::research::ResearchRun) {
             .as_deref()
             .map_or(String::new(), |why| format!(" ({why})"))
     );
-    let Some(res) = &r.results else {
-        return;
-    };
+    if let Some(res) = &r.results {
+        research_results(res);
+    }
+}
+
+/// A research run's released aggregates (what `tidig research results` and `tidig
+/// client research-results` show).
+fn research_results(res: &serde_json::Value) {
     let n = |v: &serde_json::Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
     let f = |v: &serde_json::Value, d: usize| {
         v.as_f64().map_or("-".to_string(), |x| format!("{x:.d$}"))
@@ -741,6 +775,45 @@ pub fn print_research(r: &crate::pipeline::research::ResearchRun) {
             f(&x["ci_low"], 2),
             f(&x["ci_high"], 2),
             f(&x["coefficient"], 3)
+        );
+    }
+    for t in
+        std::iter::once(&res["calibration"]).chain(res["fairness"].as_array().into_iter().flatten())
+    {
+        let Some(lines) = t["lines"].as_array() else {
+            continue;
+        };
+        println!(
+            "  {} ({} lines suppressed): {}",
+            t["name"].as_str().unwrap_or_default(),
+            t["suppressed"],
+            lines
+                .iter()
+                .map(|l| format!(
+                    "{} n={} obs={} pred={}",
+                    l["group"].as_str().unwrap_or_default(),
+                    n(&l["persons"]),
+                    f(&l["observed_rate"], 3),
+                    f(&l["mean_predicted"], 3)
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    let m = &res["model"];
+    if m.is_object() {
+        println!(
+            "  model {} registered as {} under permit {} v{}; gate {}; next: {}",
+            m["id"].as_str().unwrap_or_default(),
+            m["state"].as_str().unwrap_or_default(),
+            m["permit"]["id"].as_str().unwrap_or_default(),
+            m["permit"]["version"],
+            if m["gate_passed"] == true {
+                "passed"
+            } else {
+                "failed"
+            },
+            m["next"].as_str().unwrap_or_default()
         );
     }
 }

@@ -102,7 +102,7 @@ pub async fn run(ctx: &Ctx, a: QuickstartArgs) -> Result<()> {
             json!({"ok": report.failed_files == 0, "db": ctx.db, "keys_created": created, "synth": synth, "ingest": report, "store": counts, "features": features,
                    "model": {"id": model.model_id, "auc": model.artifact.evaluation.auc, "gate_passed": model.artifact.gate_passed, "card": format!("model-cards/{}.md", &model.model_id[..16])},
                    "score": scored, "top": top, "audit": audit,
-                   "research": {"run": research.run.id, "state": research.run.state, "permit": research.run.permit_id},
+                   "research": {"run": research.run.id, "state": research.run.state, "permit": research.run.permit_id, "as_of": crate::dates::from_days(research.run.as_of).map(|d| d.to_string())},
                    "serving": (!a.no_serve).then(|| json!({"listen": listen, "demo_tokens": crate::server::auth::demo_principals(&settings).into_iter().map(|(t, _)| t).collect::<Vec<_>>(), "calls": calls}))})
         );
     } else {

@@ -286,6 +286,21 @@ pub enum ClientCall {
         #[arg(long)]
         out: std::path::PathBuf,
     },
+    /// Start a research run under a permit and watch it to its end (researcher).
+    ResearchRun {
+        #[arg(long)]
+        permit: String,
+        #[arg(long)]
+        as_of: String,
+        /// `evaluate` (aggregates only) or `train` (registers a model as trained).
+        #[arg(long, default_value = "evaluate")]
+        kind: String,
+        /// Features to use (comma-separated); every feature the permit allows by default.
+        #[arg(long, value_delimiter = ',')]
+        features: Vec<String>,
+    },
+    /// A research run's record and released aggregates.
+    ResearchResults { id: String },
 }
 
 /// Runs one call and prints its answer (the JSON object with `--json`).
@@ -368,6 +383,18 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
         ClientCall::RevokePermit { id, reason } => Call::RevokePermit { id, reason },
         ClientCall::ListPermits => Call::ListPermits,
         ClientCall::GetPermit { id } => Call::GetPermit { id },
+        ClientCall::ResearchRun {
+            permit,
+            as_of,
+            kind,
+            features,
+        } => Call::ResearchRun {
+            permit,
+            kind,
+            as_of,
+            features,
+        },
+        ClientCall::ResearchResults { id } => Call::ResearchResults { id },
         ClientCall::SubjectAccess {
             person,
             reference,
@@ -395,7 +422,13 @@ pub async fn client(json_out: bool, a: ClientArgs) -> Result<()> {
     };
     let human = !json_out;
     let answer = server::client::call(&caller, call, |event| {
-        if human {
+        if human && event.get("stage").is_some() {
+            println!(
+                "{:>3}% {}",
+                event["percent"].as_u64().unwrap_or_default(),
+                event["stage"].as_str().unwrap_or_default()
+            );
+        } else if human {
             println!(
                 "new: {} {} {} {:.3}",
                 event["id"].as_str().unwrap_or_default(),

@@ -102,6 +102,13 @@ pub fn card(id: &str, a: &Artifact, set: &FeatureSet) -> String {
         prec = e.precision_at_capacity,
         rec = e.recall_at_capacity,
     );
+    if let Some(p) = &a.permit {
+        md.push_str(&format!(
+            "**Trained under secondary-use permit** `{}` (version {}): only its cohort and \
+             data period were read; approval and activation are oversight's.\n\n",
+            p.id, p.version
+        ));
+    }
     md.push_str("## Fairness (flags at capacity; small groups suppressed)\n\n| grouping | group | n | selection rate | TPR | FPR | mean predicted | observed |\n|---|---|---|---|---|---|---|---|\n");
     for r in &a.fairness {
         for g in &r.groups {
@@ -322,6 +329,7 @@ mod tests {
             gate_failures: Vec::new(),
             code_version: "0.1.0".into(),
             drift: None,
+            permit: None,
         }
     }
 

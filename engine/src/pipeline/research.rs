@@ -358,9 +358,12 @@ impl Prepared {
     ) -> Result<ResearchRun> {
         let outcome = self.work(app, set, options, on_step).await;
         let (results, stopped, failure, artifact) = match &outcome {
-            Ok(Work::Done(results, artifact)) => {
-                (Some(results.clone()), None, None, artifact.clone())
-            }
+            Ok(Work::Done(results, artifact)) => (
+                Some((**results).clone()),
+                None,
+                None,
+                artifact.as_deref().cloned(),
+            ),
             Ok(Work::Stopped(why)) => (None, Some(why.clone()), None, None),
             Err(e) => (None, None, Some(crate::audit::outcome_of(e)), None),
         };
@@ -565,7 +568,7 @@ impl Prepared {
                 ),
             }),
         };
-        Ok(Work::Done(results, Some(artifact)))
+        Ok(Work::Done(Box::new(results), Some(Box::new(artifact))))
     }
 
     async fn evaluate(&self, app: &App, set: &FeatureSet, on_step: OnStep<'_>) -> Result<Work> {
@@ -629,7 +632,7 @@ impl Prepared {
             features: names,
             model: None,
         };
-        Ok(Work::Done(results, None))
+        Ok(Work::Done(Box::new(results), None))
     }
 
     /// Reads the three snapshots: only the chosen columns, only the cohort, never an
@@ -713,9 +716,26 @@ impl Prepared {
 /// How a run's work ended.
 enum Work {
     /// The results and, for a training run, the model to register.
-    Done(Results, Option<train::Artifact>),
+    Done(Box<Results>, Option<Box<train::Artifact>>),
     /// The permit stopped holding: why.
     Stopped(String),
+}
+
+/// Whether `by` may follow run `id`, which `owner` started and which has not been
+/// recorded yet: the access policy's check (audited), and a researcher only their own.
+pub async fn may_follow(app: &App, by: &Principal, id: &str, owner: &str) -> Result<()> {
+    let op = Operation::GetResearchResults;
+    let rec = app
+        .record(by, &crate::access::action(op))
+        .with(json!({"run": id, "running": true}));
+    app.check_access(by, op, Target::deployment(), rec).await?;
+    if by.role.as_str() == "researcher" && !by.same_person(owner) {
+        return Err(EngineError::NotFound {
+            what: "research run",
+            id: id.into(),
+        });
+    }
+    Ok(())
 }
 
 /// `tidig research results`: a run's record and, when released, its aggregates. A

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use super::proto;
 use super::proto::caseworker_service_client::CaseworkerServiceClient;
 use super::proto::oversight_service_client::OversightServiceClient;
+use super::proto::research_service_client::ResearchServiceClient;
 use crate::domain::DecisionOutcome;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
@@ -104,6 +105,18 @@ pub enum Call {
         person: String,
         reference: String,
         out: std::path::PathBuf,
+    },
+    /// Starts a research run and watches it to its end (each step an event).
+    ResearchRun {
+        permit: String,
+        /// `evaluate` or `train`.
+        kind: String,
+        as_of: String,
+        features: Vec<String>,
+    },
+    /// A research run's record and released aggregates.
+    ResearchResults {
+        id: String,
     },
 }
 
@@ -573,6 +586,78 @@ pub async fn call(
                 .map_err(status)?
                 .into_inner();
             json!({"permits": r.permits.into_iter().map(permit).collect::<Vec<_>>()})
+        }
+        Call::ResearchRun {
+            permit,
+            kind,
+            as_of,
+            features,
+        } => {
+            let kind = match kind.as_str() {
+                "evaluate" => proto::RunKind::Evaluate,
+                "train" => proto::RunKind::Train,
+                other => {
+                    return Err(ClientError::Status {
+                        code: "InvalidArgument".into(),
+                        message: format!("kind `{other}`: evaluate or train"),
+                    })
+                }
+            };
+            let mut r = ResearchServiceClient::new(channel);
+            let started = r
+                .start_run(authorized(
+                    token,
+                    proto::StartRunRequest {
+                        permit_id: permit,
+                        kind: kind as i32,
+                        as_of,
+                        features,
+                        ..Default::default()
+                    },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut stream = r
+                .watch_run(authorized(
+                    token,
+                    proto::WatchRunRequest {
+                        run_id: started.run_id.clone(),
+                    },
+                )?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let mut last = json!({});
+            while let Some(p) = stream.message().await.map_err(status)? {
+                last = json!({
+                    "stage": p.stage, "percent": p.percent,
+                    "state": lower(p.state().as_str_name(), "RUN_STATE_"),
+                    "reason": p.reason,
+                });
+                on_event(&last);
+            }
+            json!({"run_id": started.run_id, "state": last["state"], "reason": last["reason"]})
+        }
+        Call::ResearchResults { id } => {
+            let r = ResearchServiceClient::new(channel)
+                .get_results(authorized(token, proto::GetResultsRequest { run_id: id })?)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let results: Value = if r.results_json.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&r.results_json)
+                    .map_err(|e| ClientError::Answer(format!("results_json: {e}")))?
+            };
+            json!({"run": {
+                "id": r.run_id, "permit_id": r.permit_id, "permit_version": r.permit_version,
+                "kind": lower(r.kind().as_str_name(), "RUN_KIND_"),
+                "state": lower(r.state().as_str_name(), "RUN_STATE_"),
+                "reason": r.reason, "started_at": r.started_at, "finished_at": r.finished_at,
+                "audit_seq": r.audit_seq,
+            }, "results": results})
         }
         Call::GetPermit { id } => {
             let r = OversightServiceClient::new(channel)

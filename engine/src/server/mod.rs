@@ -2,7 +2,8 @@
 //! the edge: requests become the engine's own values, the engine's errors become
 //! `tonic::Status` here and nowhere else.
 //!
-//! Served: `tidig.v1.CaseworkerService` (`caseworker`), `grpc.health.v1` health and
+//! Served: `tidig.v1.CaseworkerService` (`caseworker`), `tidig.v1.OversightService`
+//! (`oversight`), `tidig.v1.ResearchService` (`research`), `grpc.health.v1` health and
 //! server reflection (v1 and v1alpha), so stock gRPC tools can see and call the service.
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ pub mod caseworker;
 pub mod client;
 pub mod load;
 pub mod oversight;
+pub mod research;
 
 pub use auth::{AuthSetupError, Authenticator};
 
@@ -32,6 +34,12 @@ pub mod proto {
 
     /// The oversight service's full name.
     pub const OVERSIGHT_SERVICE: &str = "tidig.v1.OversightService";
+
+    /// The research service's full name.
+    pub const RESEARCH_SERVICE: &str = "tidig.v1.ResearchService";
+
+    /// Every tidig service, as health checks know them.
+    pub const SERVICES: [&str; 3] = [CASEWORKER_SERVICE, OVERSIGHT_SERVICE, RESEARCH_SERVICE];
 }
 
 /// Why the server could not run.
@@ -74,7 +82,7 @@ pub async fn serve(
     health
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    for service in [proto::CASEWORKER_SERVICE, proto::OVERSIGHT_SERVICE] {
+    for service in proto::SERVICES {
         health
             .set_service_status(service, tonic_health::ServingStatus::Serving)
             .await;
@@ -84,6 +92,9 @@ pub async fn serve(
     let oversight = proto::oversight_service_server::OversightServiceServer::new(
         oversight::OversightApi::new(app.clone(), auth.clone()),
     );
+    let research = proto::research_service_server::ResearchServiceServer::new(
+        research::ResearchApi::new(app.clone(), auth.clone()),
+    );
     let caseworker = proto::caseworker_service_server::CaseworkerServiceServer::new(
         caseworker::CaseworkerApi::new(app, auth, watches_stopped),
     );
@@ -92,7 +103,7 @@ pub async fn serve(
         health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
-        for service in [proto::CASEWORKER_SERVICE, proto::OVERSIGHT_SERVICE] {
+        for service in proto::SERVICES {
             health
                 .set_service_status(service, tonic_health::ServingStatus::NotServing)
                 .await;
@@ -116,6 +127,7 @@ pub async fn serve(
     builder
         .add_service(caseworker)
         .add_service(oversight)
+        .add_service(research)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
