@@ -761,11 +761,17 @@ fn research_results(res: &serde_json::Value) {
         f(&res["auc"], 3),
         f(&res["brier"], 4)
     );
-    println!(
-        "  {:<44} {:>8} {:>8} {:>8}  {:<17} {:>7}",
-        "factor (exposed = above the median)", "prev+", "prev-", "OR", "95% CI", "coef"
-    );
-    for x in res["factors"]["factors"].as_array().into_iter().flatten() {
+    let factors = res["factors"]["factors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !factors.is_empty() {
+        println!(
+            "  {:<44} {:>8} {:>8} {:>8}  {:<17} {:>7}",
+            "factor (exposed = above the median)", "prev+", "prev-", "OR", "95% CI", "coef"
+        );
+    }
+    for x in &factors {
         println!(
             "  {:<44} {:>8} {:>8} {:>8}  [{:>6}, {:>6}] {:>7}",
             x["feature"].as_str().unwrap_or_default(),
@@ -783,12 +789,18 @@ fn research_results(res: &serde_json::Value) {
         let Some(lines) = t["lines"].as_array() else {
             continue;
         };
+        let hidden = t["suppressed"].as_u64().unwrap_or_default();
         println!(
-            "  {} ({} lines suppressed): {}",
+            "  {}{}: {}",
             t["name"].as_str().unwrap_or_default(),
-            t["suppressed"],
+            if hidden > 0 {
+                format!(" ({hidden} lines suppressed)")
+            } else {
+                String::new()
+            },
             lines
                 .iter()
+                .filter(|l| !l["persons"].is_null())
                 .map(|l| format!(
                     "{} n={} obs={} pred={}",
                     l["group"].as_str().unwrap_or_default(),

@@ -495,7 +495,7 @@ impl Prepared {
         if let Some(why) = self.checkpoint(app, on_step, "training", 10).await? {
             return Ok(Work::Stopped(why));
         }
-        let (artifact, _) = train::fit(
+        let (artifact, _, holdout) = train::fit(
             app,
             &self.by,
             set,
@@ -534,13 +534,15 @@ impl Prepared {
                 .then_some(e.auc)
                 .flatten(),
             brier: cell(e.rows as u64, min).map(|_| e.brier),
-            calibration: Table {
-                name: "calibration".into(),
-                lines: Vec::new(),
-                suppressed: 0,
-            },
+            calibration: calibration_table(&holdout.scores, &holdout.labels, 10, min),
             flag_share: options.capacity_share,
-            fairness: Vec::new(),
+            fairness: holdout
+                .groupings
+                .iter()
+                .map(|(name, groups)| {
+                    group_table(name, groups, &holdout.flags, &holdout.labels, &holdout.scores, min)
+                })
+                .collect(),
             factors: FactorReport {
                 min_cell: min,
                 positives: None,

@@ -355,7 +355,7 @@ async fn train_inner(
     record: &tidig_governance::audit::Record,
 ) -> Result<TrainReport> {
     let started = Instant::now();
-    let (artifact, challenger_seconds) = fit(app, by, set, as_of, options, None).await?;
+    let (artifact, challenger_seconds, _) = fit(app, by, set, as_of, options, None).await?;
     let id = artifact.hash();
     let record = registration(record, &id, &artifact);
     app.store()
@@ -382,6 +382,17 @@ async fn train_inner(
         crate::pipeline::card::write_files(dir, &report.model_id, &report.artifact, set)?;
     }
     Ok(report)
+}
+
+/// The holdout as the fit saw it, for aggregates computed beside the artifact (a
+/// research run's tables). Held in memory only; never stored.
+pub(crate) struct Holdout {
+    pub scores: Vec<f64>,
+    pub labels: Vec<bool>,
+    /// Flagged at the options' capacity share.
+    pub flags: Vec<bool>,
+    /// The fairness groupings: (name, group per holdout person).
+    pub groupings: Vec<(String, Vec<String>)>,
 }
 
 /// The training's audit record with what it registered.
@@ -412,7 +423,7 @@ pub(crate) async fn fit(
     as_of: NaiveDate,
     options: &TrainOptions,
     permit: Option<(&tidig_governance::permit::Permit, i64)>,
-) -> Result<(Artifact, Option<f64>)> {
+) -> Result<(Artifact, Option<f64>, Holdout)> {
     let store = app.store();
     let (pack, deployment) = (app.pack(), &app.settings().deployment);
     let (capacity_share, gate) = (options.capacity_share, &options.gate);
@@ -544,7 +555,13 @@ pub(crate) async fn fit(
             version,
         }),
     };
-    Ok((artifact, challenger_seconds))
+    let holdout = Holdout {
+        scores: p,
+        labels: hlabels,
+        flags,
+        groupings: groupings(&hprot),
+    };
+    Ok((artifact, challenger_seconds, holdout))
 }
 
 /// The challenger's holdout figures next to the default model's probabilities `p`.

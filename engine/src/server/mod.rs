@@ -69,9 +69,10 @@ pub async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), ServeError> {
     Ok((listener, local))
 }
 
-/// Serves the caseworker service, health and reflection on `listener` until `shutdown`
-/// completes. Then health turns NOT_SERVING, open watches end, and calls in flight
-/// finish (their audit entries durable) before this returns.
+/// Serves the caseworker, oversight and research services, health and reflection on
+/// `listener` until `shutdown` completes. Then health turns NOT_SERVING, open watches
+/// end, calls in flight finish (their audit entries durable) and research runs under way
+/// finish and are recorded before this returns.
 pub async fn serve(
     app: Arc<crate::app::App>,
     auth: Authenticator,
@@ -92,9 +93,8 @@ pub async fn serve(
     let oversight = proto::oversight_service_server::OversightServiceServer::new(
         oversight::OversightApi::new(app.clone(), auth.clone()),
     );
-    let research = proto::research_service_server::ResearchServiceServer::new(
-        research::ResearchApi::new(app.clone(), auth.clone()),
-    );
+    let research_api = research::ResearchApi::new(app.clone(), auth.clone());
+    let research = proto::research_service_server::ResearchServiceServer::new(research_api.clone());
     let caseworker = proto::caseworker_service_server::CaseworkerServiceServer::new(
         caseworker::CaseworkerApi::new(app, auth, watches_stopped),
     );
@@ -138,5 +138,7 @@ pub async fn serve(
             shutdown,
         )
         .await?;
+    // Research runs started before the shutdown finish and are recorded.
+    research_api.drain().await;
     Ok(())
 }

@@ -23,12 +23,14 @@ struct Running {
 }
 
 /// The service's state: the application core, who may call, and the runs under way in
-/// this process.
+/// this process (and their tasks, which a shutdown waits for: a run started is a run
+/// recorded).
 #[derive(Clone)]
 pub struct ResearchApi {
     app: Arc<App>,
     auth: Authenticator,
     runs: Arc<Mutex<HashMap<String, Running>>>,
+    tasks: Arc<Mutex<tokio::task::JoinSet<()>>>,
 }
 
 impl ResearchApi {
@@ -37,7 +39,14 @@ impl ResearchApi {
             app,
             auth,
             runs: Arc::default(),
+            tasks: Arc::default(),
         }
+    }
+
+    /// Waits for every run under way to finish and be recorded.
+    pub async fn drain(&self) {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        while tasks.join_next().await.is_some() {}
     }
 
     fn running(&self, id: &str) -> Option<(String, watch::Receiver<proto::WatchRunResponse>)> {
@@ -121,7 +130,10 @@ impl proto::research_service_server::ResearchService for ResearchApi {
             },
         );
         let (app, runs, run_id) = (self.app.clone(), self.runs.clone(), id.clone());
-        tokio::spawn(async move {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Finished runs' tasks are reaped here, so the set holds only those under way.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(async move {
             let mut options = match TrainOptions::new(0.05, app.settings().gate.clone()) {
                 Ok(o) => o,
                 Err(e) => {
