@@ -695,6 +695,18 @@ impl Settings {
             "gate.max_equalized_odds_difference",
             g.max_equalized_odds_difference,
         )?;
+        if !(g.confidence >= 0.5 && g.confidence < 1.0) {
+            return bad(
+                "gate.confidence",
+                format!("{} is not in [0.5, 1)", g.confidence),
+            );
+        }
+        if g.groupings.is_empty() || g.groupings.iter().any(|x| x.trim().is_empty()) {
+            return bad(
+                "gate.groupings",
+                "name at least one grouping (protected attributes, or two joined by ` x `)".into(),
+            );
+        }
         Ok(())
     }
 

@@ -109,37 +109,66 @@ pub fn card(id: &str, a: &Artifact, set: &FeatureSet) -> String {
             p.id, p.version
         ));
     }
-    md.push_str("## Fairness (flags at capacity; small groups suppressed)\n\n| grouping | group | n | selection rate | TPR | FPR | mean predicted | observed |\n|---|---|---|---|---|---|---|---|\n");
+    md.push_str("## Fairness (flags at capacity; small groups and rates suppressed)\n\nEach rate with its Wilson 95% interval and, in the group's row, its support (positives / negatives / flagged).\n\n| grouping | group | n (pos / neg / flagged) | selection rate | TPR | FPR | mean predicted | observed |\n|---|---|---|---|---|---|---|---|\n");
+    let rate = |v: Option<f64>, ci: Option<[f64; 2]>| match (v, ci) {
+        (Some(v), Some([lo, hi])) => format!("{v:.3} [{lo:.2}, {hi:.2}]"),
+        (Some(v), None) => format!("{v:.3}"),
+        _ => "–".to_string(),
+    };
     for r in &a.fairness {
-        for g in &r.groups {
-            if g.suppressed {
-                md.push_str(&format!(
-                    "| {} | {} | <{} | suppressed | | | | |\n",
-                    r.attribute, g.group, a.gate.min_group
-                ));
-            } else {
-                md.push_str(&format!(
-                    "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                    r.attribute,
-                    g.group,
-                    g.count,
-                    f(g.selection_rate),
-                    f(g.tpr),
-                    f(g.fpr),
-                    f(g.mean_predicted),
-                    f(g.observed_rate)
-                ));
-            }
+        for g in r.groups.iter().filter(|g| !g.suppressed) {
+            let support = match (g.positives, g.negatives, g.flagged) {
+                (Some(p), Some(n), Some(fl)) => format!("{} ({p} / {n} / {fl})", g.count),
+                _ => g.count.to_string(),
+            };
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                r.attribute,
+                g.group,
+                support,
+                rate(g.selection_rate, g.selection_rate_ci),
+                rate(g.tpr, g.tpr_ci),
+                rate(g.fpr, g.fpr_ci),
+                f(g.mean_predicted),
+                f(g.observed_rate)
+            ));
         }
+        let hidden = r.groups.iter().filter(|g| g.suppressed).count();
+        if hidden > 0 {
+            md.push_str(&format!(
+                "| {} | {hidden} group{} below the minimum size ({}) | | | | | | |\n",
+                r.attribute,
+                if hidden == 1 { "" } else { "s" },
+                a.gate.min_group
+            ));
+        }
+        let bounds = match (
+            r.confidence,
+            r.demographic_parity_ratio_bound,
+            r.equalized_odds_difference_bound,
+        ) {
+            (Some(c), dp, eo) => format!(
+                " (with {:.0}% confidence: DP ratio at most {}, EO difference at least {})",
+                100.0 * c,
+                f(dp),
+                f(eo)
+            ),
+            _ => String::new(),
+        };
         md.push_str(&format!(
-            "| {} | **summary** | | DP ratio {} / diff {} | EO ratio {} / diff {} | | | |\n",
+            "| {} | **summary** | | DP ratio {} / diff {} | EO ratio {} / diff {}{} | | | |\n",
             r.attribute,
             f(r.demographic_parity_ratio),
             f(r.demographic_parity_difference),
             f(r.equalized_odds_ratio),
-            f(r.equalized_odds_difference)
+            f(r.equalized_odds_difference),
+            bounds
         ));
     }
+    md.push_str(&format!(
+        "\nWhere these summaries differ from Fairlearn's: a group without positives (negatives) has no TPR (FPR) and is left out, where Fairlearn counts it as 0; suppressed groups and rates are left out too.\n\n**Gate rule:** {}.\n",
+        a.gate.rule()
+    ));
     md.push_str(&format!(
         "\n**Release gate:** {}.{}\n\n## Inputs\n\n",
         if a.gate_passed {
@@ -249,6 +278,12 @@ mod tests {
             fpr: (!suppressed).then_some(0.03),
             mean_predicted: (!suppressed).then_some(0.041),
             observed_rate: (!suppressed).then_some(0.039),
+            positives: (!suppressed).then_some(40),
+            negatives: (!suppressed).then_some(count.saturating_sub(40)),
+            flagged: (!suppressed).then_some(50),
+            selection_rate_ci: (!suppressed).then_some([0.04, 0.06]),
+            tpr_ci: (!suppressed).then_some([0.25, 0.56]),
+            fpr_ci: None,
         };
         Artifact {
             kind: "logistic".into(),
@@ -311,6 +346,10 @@ mod tests {
                 demographic_parity_ratio: Some(0.9),
                 equalized_odds_difference: Some(0.05),
                 equalized_odds_ratio: Some(0.85),
+                groups_suppressed: 1,
+                confidence: Some(0.95),
+                demographic_parity_ratio_bound: Some(1.0),
+                equalized_odds_difference_bound: Some(0.0),
             }],
             challenger: Some(Challenger {
                 kind: "random forest".into(),

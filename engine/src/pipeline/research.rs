@@ -604,7 +604,7 @@ impl Prepared {
         let capacity = ((hrows.len() as f64 * FLAG_SHARE).ceil() as usize).max(1);
         let flags = tidig_models::metrics::flag_top(&p, capacity);
         let fairness = if self.reads_protected() {
-            train::groupings(&read.protected)
+            train::groupings(set, &app.settings().gate.groupings, &read.protected)?
                 .into_iter()
                 .map(|(name, groups)| group_table(&name, &groups, &flags, hlabels, &p, min))
                 .collect()

@@ -256,45 +256,67 @@ pub(crate) fn log_transformed(f: &tidig_models::features::FeatureDef) -> bool {
     )
 }
 
-/// The fairness groupings reported: single attributes and sex × mother tongue.
-pub(crate) fn groupings(prot: &[BTreeMap<String, Option<String>>]) -> Vec<(String, Vec<String>)> {
-    let get = |m: &BTreeMap<String, Option<String>>, k: &str| {
-        m.get(k)
-            .cloned()
-            .flatten()
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let tongue = |m: &BTreeMap<String, Option<String>>| match get(m, "mother_tongue").as_str() {
-        "fi" | "sv" => "fi/sv".to_string(),
-        "unknown" => "unknown".to_string(),
-        _ => "other".to_string(),
-    };
-    vec![
-        ("sex".into(), prot.iter().map(|m| get(m, "sex")).collect()),
-        ("mother_tongue".into(), prot.iter().map(tongue).collect()),
-        (
-            "citizenship".into(),
-            prot.iter()
+/// One person's value of a protected attribute as fairness groups it: mother tongue as
+/// `fi/sv`, `other` or `unknown`; citizenship as `fi` or `other`; any other attribute as
+/// it is (`unknown` when missing).
+fn bucket(attribute: &str, m: &BTreeMap<String, Option<String>>) -> String {
+    let v = m
+        .get(attribute)
+        .cloned()
+        .flatten()
+        .unwrap_or_else(|| "unknown".into());
+    match attribute {
+        "mother_tongue" => match v.as_str() {
+            "fi" | "sv" => "fi/sv".into(),
+            "unknown" => "unknown".into(),
+            _ => "other".into(),
+        },
+        "citizenship" if v != "fi" => "other".into(),
+        _ => v,
+    }
+}
+
+/// The fairness groupings `specs` (protected attributes of `set`, or two joined by
+/// ` x `) over the holdout's protected attributes; an unknown attribute is refused
+/// naming `gate.groupings`.
+pub(crate) fn groupings(
+    set: &FeatureSet,
+    specs: &[String],
+    prot: &[BTreeMap<String, Option<String>>],
+) -> Result<Vec<(String, Vec<String>)>> {
+    let protected: Vec<&str> = set
+        .features
+        .iter()
+        .filter(|f| f.sensitivity == Sensitivity::Protected)
+        .map(|f| f.id.as_str())
+        .collect();
+    specs
+        .iter()
+        .map(|spec| {
+            let parts: Vec<&str> = spec.split(" x ").map(str::trim).collect();
+            if let Some(bad) = parts.iter().find(|p| !protected.contains(p)) {
+                return Err(EngineError::invalid(
+                    "gate.groupings",
+                    format!(
+                        "`{bad}` in `{spec}` is not a protected attribute of feature set `{}` (it has {})",
+                        set.name,
+                        protected.join(", ")
+                    ),
+                ));
+            }
+            let groups = prot
+                .iter()
                 .map(|m| {
-                    if get(m, "citizenship") == "fi" {
-                        "fi".into()
-                    } else {
-                        "other".into()
-                    }
+                    parts
+                        .iter()
+                        .map(|p| bucket(p, m))
+                        .collect::<Vec<_>>()
+                        .join(" x ")
                 })
-                .collect(),
-        ),
-        (
-            "municipality".into(),
-            prot.iter().map(|m| get(m, "municipality")).collect(),
-        ),
-        (
-            "sex x mother_tongue".into(),
-            prot.iter()
-                .map(|m| format!("{} x {}", get(m, "sex"), tongue(m)))
-                .collect(),
-        ),
-    ]
+                .collect();
+            Ok((spec.clone(), groups))
+        })
+        .collect()
 }
 
 /// How a model is trained; the rule pack and deployment come from the `App`.
@@ -505,11 +527,10 @@ pub(crate) async fn fit(
         }
         None => None,
     };
-    let fairness: Vec<FairnessReport> = groupings(&hprot)
-        .into_iter()
-        .map(|(name, groups)| {
-            fairness::report(&name, &groups, &flags, &hlabels, &p, gate.min_group)
-        })
+    let grouped = groupings(set, &gate.groupings, &hprot)?;
+    let fairness: Vec<FairnessReport> = grouped
+        .iter()
+        .map(|(name, groups)| fairness::report(name, groups, &flags, &hlabels, &p, &gate.floors()))
         .collect();
     let failures = gate.failures(evaluation.auc, &fairness);
     let excluded_features = set
@@ -559,7 +580,7 @@ pub(crate) async fn fit(
         scores: p,
         labels: hlabels,
         flags,
-        groupings: groupings(&hprot),
+        groupings: grouped,
     };
     Ok((artifact, challenger_seconds, holdout))
 }
