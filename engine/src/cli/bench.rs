@@ -735,6 +735,10 @@ pub struct BenchTrainArgs {
     pub seed: u64,
     #[arg(long, default_value = "target/bench-data")]
     pub data: PathBuf,
+    /// Keep the store here (a new SQLite file) instead of a temporary directory: the
+    /// scikit-learn peer (`scripts/sklearn_peer.py`) trains on the same vectors.
+    #[arg(long)]
+    pub store: Option<PathBuf>,
 }
 
 /// The cached municipality ingested into a fresh SQLite store, with the default set's
@@ -752,7 +756,12 @@ async fn prepare(a: &BenchTrainArgs, json_out: bool, settings: &Settings) -> Res
     let dir = municipality(&a.data, a.persons, a.seed, false, json_out)?;
     Keys::ensure(&settings.keys.dir, &settings.audit.origin)?;
     let work = tempfile::tempdir()?;
-    let url = format!("sqlite://{}", work.path().join("bench.db").display());
+    let path = match &a.store {
+        Some(p) if p.exists() => anyhow::bail!("--store {}: exists; name a new file", p.display()),
+        Some(p) => p.clone(),
+        None => work.path().join("bench.db"),
+    };
+    let url = format!("sqlite://{}", path.display());
     child("sqlite", &url, &["ingest".as_ref(), dir.as_os_str()])?;
     let mut settings = settings.clone();
     settings.deployment = bench_deployment();

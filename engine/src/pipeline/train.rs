@@ -519,11 +519,13 @@ pub(crate) async fn fit(
             let t = Instant::now();
             let forest = Forest::fit(&rows, &labels, params)
                 .map_err(|e| Precondition::CannotTrain(format!("the challenger: {e}")))?;
-            challenger_seconds = Some(t.elapsed().as_secs_f64());
             let q = forest
                 .probabilities(&hrows)
                 .map_err(|e| EngineError::internal(format_args!("the challenger: {e}")))?;
-            Some(compare(params, &p, &q, &hlabels, capacity))
+            let compared = compare(params, &p, &q, &hlabels, capacity);
+            // Its fit, holdout predictions and comparison: all of it is the challenger's.
+            challenger_seconds = Some(t.elapsed().as_secs_f64());
+            Some(compared)
         }
         None => None,
     };
