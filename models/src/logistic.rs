@@ -87,9 +87,13 @@ impl Scaler {
             .collect()
     }
 
+    /// The rows on the model's input scale, column-major: the solver's gradient is
+    /// `Xᵀ r`, which ndarray (without BLAS) computes row by row of `Xᵀ` — contiguous
+    /// columns of `X` here, strided ones (a cache miss per element) in row-major order.
     pub fn matrix(&self, rows: &[Vec<Option<f64>>]) -> Array2<f64> {
+        use ndarray::ShapeBuilder as _;
         let width = self.means.len();
-        let mut m = Array2::zeros((rows.len(), width));
+        let mut m = Array2::zeros((rows.len(), width).f());
         for (i, r) in rows.iter().enumerate() {
             for (j, v) in self.transform(r).into_iter().enumerate() {
                 m[[i, j]] = v;
