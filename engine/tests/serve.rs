@@ -543,58 +543,6 @@ async fn the_stop_switch_reaches_every_replica_and_a_run_about_to_write() {
     }
 }
 
-/// Every string in `v` that looks like a pseudonym (`p` + 32 hex digits), every key
-/// that names a person, and every count below `min`: what a research answer must not
-/// hold.
-fn person_level(v: &serde_json::Value, key: &str, min: u64, found: &mut Vec<String>) {
-    use serde_json::Value;
-    let personal = [
-        "person",
-        "pseudonym",
-        "subject",
-        "national",
-        "suggestion",
-        "pid",
-    ];
-    let counts = [
-        "train_persons",
-        "holdout_persons",
-        "holdout_positives",
-        "positives",
-        "negatives",
-        "persons",
-        "flagged",
-        "exposed_positive",
-        "unexposed_positive",
-        "exposed_negative",
-        "unexposed_negative",
-    ];
-    match v {
-        Value::Object(m) => {
-            for (k, x) in m {
-                if personal.iter().any(|p| k.contains(p)) && !counts.contains(&k.as_str()) {
-                    found.push(format!("key `{k}`"));
-                }
-                person_level(x, k, min, found);
-            }
-        }
-        Value::Array(a) => a.iter().for_each(|x| person_level(x, key, min, found)),
-        Value::String(s)
-            if s.len() == 33
-                && s.starts_with('p')
-                && s[1..].bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
-            found.push(format!("a pseudonym under `{key}`"));
-        }
-        Value::Number(n)
-            if counts.contains(&key) && n.as_u64().is_some_and(|n| n > 0 && n < min) =>
-        {
-            found.push(format!("`{key}` = {n}"));
-        }
-        _ => {}
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_research_run_is_watched_to_its_end_and_a_revocation_mid_way_releases_nothing() {
     use prost::Message as _;
@@ -800,10 +748,8 @@ async fn a_research_run_is_watched_to_its_end_and_a_revocation_mid_way_releases_
     assert!(!results["fairness"].as_array().unwrap().is_empty());
     assert!(!results["factors"]["factors"].as_array().unwrap().is_empty());
     answers.push(released.encode_to_vec());
-    let mut found = Vec::new();
-    person_level(&results, "", min, &mut found);
     assert_eq!(
-        found,
+        tidig_engine::testkit::person_level(&results, min),
         Vec::<String>::new(),
         "person-level content in the results"
     );

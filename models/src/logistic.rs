@@ -338,15 +338,20 @@ impl Logistic {
 mod tests {
     use super::*;
 
-    /// A planted signal: feature 0 raises the risk, feature 1 lowers it, feature 2 is noise.
-    fn planted(n: usize, seed: u64) -> (Vec<Vec<Option<f64>>>, Vec<bool>) {
+    /// A seeded xorshift stream of uniforms in [0, 1).
+    fn uniform(seed: u64) -> impl FnMut() -> f64 {
         let mut state = seed;
-        let mut next = || {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        }
+    }
+
+    /// A planted signal: feature 0 raises the risk, feature 1 lowers it, feature 2 is noise.
+    fn planted(n: usize, seed: u64) -> (Vec<Vec<Option<f64>>>, Vec<bool>) {
+        let mut next = uniform(seed);
         let mut rows = Vec::new();
         let mut labels = Vec::new();
         for _ in 0..n {
@@ -361,13 +366,7 @@ mod tests {
     /// A town-like fixture: 16 inputs (counts with a long tail, correlated pairs, noise,
     /// a missing share), a rare outcome.
     fn townlike(n: usize, seed: u64) -> (Vec<Vec<Option<f64>>>, Vec<bool>, Vec<bool>) {
-        let mut state = seed;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(seed);
         let (mut rows, mut labels) = (Vec::new(), Vec::new());
         for _ in 0..n {
             let need = next() * next() * 6.0;

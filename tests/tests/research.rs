@@ -44,37 +44,13 @@ fn researcher(id: &str) -> Principal {
     Principal::researcher(Some(id)).unwrap()
 }
 
-/// Every count in the released results is 0 or at least `min`, and no string in them
-/// is a pseudonym (`p` + 32 hex digits): nothing person-level.
-fn walk(v: &Value, key: &str, min: u64) {
-    match v {
-        Value::Object(m) => m.iter().for_each(|(k, x)| walk(x, k, min)),
-        Value::Array(a) => a.iter().for_each(|x| walk(x, key, min)),
-        Value::String(s) => assert!(
-            !(s.len() == 33 && s.starts_with('p') && s[1..].bytes().all(|b| b.is_ascii_hexdigit())),
-            "a pseudonym under `{key}`"
-        ),
-        Value::Number(n) => {
-            let counts = [
-                "train_persons",
-                "holdout_persons",
-                "holdout_positives",
-                "positives",
-                "negatives",
-                "exposed_positive",
-                "unexposed_positive",
-                "exposed_negative",
-                "unexposed_negative",
-                "persons",
-                "flagged",
-            ];
-            if counts.contains(&key) {
-                let n = n.as_u64().unwrap();
-                assert!(n == 0 || n >= min, "`{key}` = {n} is a small cell");
-            }
-        }
-        _ => {}
-    }
+/// Nothing person-level in released results: no pseudonym, no person key, no small count.
+fn walk(v: &Value, min: u64) {
+    assert_eq!(
+        tidig_engine::testkit::person_level(v, min),
+        Vec::<String>::new(),
+        "person-level content: {v}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +87,7 @@ async fn research_reads_only_what_the_permit_allows_and_releases_aggregates_only
             .unwrap();
         assert_eq!(run.run.state, "released", "{backend}: {:?}", run.run);
         let res = run.results.clone().unwrap();
-        walk(&res, "", 5);
+        walk(&res, 5);
         let features: Vec<&str> = res["features"]
             .as_array()
             .unwrap()
@@ -264,7 +240,7 @@ async fn research_reads_only_what_the_permit_allows_and_releases_aggregates_only
             trained.run
         );
         let res = trained.results.clone().unwrap();
-        walk(&res, "", 5);
+        walk(&res, 5);
         let model_id = res["model"]["id"].as_str().unwrap().to_string();
         assert_eq!(res["model"]["state"], "trained");
         assert_eq!(res["model"]["permit"]["id"], "THL/77/2026");

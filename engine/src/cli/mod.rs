@@ -607,14 +607,7 @@ async fn run(cli: Cli) -> Result<()> {
                         .await?)
                 }
             };
-            if ctx.json {
-                emit_json!(
-                    "{}",
-                    json!({"ok": true, "run": run.run, "results": run.results})
-                );
-            } else {
-                print::print_research(&run);
-            }
+            print::print_research(&run, ctx.json);
             Ok(())
         }
         Command::Drift => {
@@ -824,14 +817,7 @@ async fn train(ctx: &Ctx, a: TrainArgs) -> Result<()> {
         let request =
             pipeline::research::RunRequest::new(&permit, pipeline::research::Kind::Train, as_of);
         let run = research_run(ctx, &by, &request, options).await?;
-        if ctx.json {
-            emit_json!(
-                "{}",
-                json!({"ok": true, "run": run.run, "results": run.results})
-            );
-        } else {
-            print::print_research(&run);
-        }
+        print::print_research(&run, ctx.json);
         return Ok(());
     }
     let by = ctx.principal()?;

@@ -724,7 +724,14 @@ pub fn print_statistics(st: &serde_json::Value) {
 
 /// A research run: its state and, when released, the aggregates (`-` marks a
 /// suppressed cell).
-pub fn print_research(r: &crate::pipeline::research::ResearchRun) {
+pub fn print_research(r: &crate::pipeline::research::ResearchRun, json: bool) {
+    if json {
+        emit_json!(
+            "{}",
+            json!({"ok": true, "run": r.run, "results": r.results})
+        );
+        return;
+    }
     let run = &r.run;
     println!(
         "research run {} under permit {} v{} as of {}: {}{}",

@@ -13,7 +13,7 @@
 //! command line runs it at once, the service in the background while a client watches
 //! its [`Step`]s.
 
-use chrono::{Datelike, Duration, NaiveDate};
+use chrono::{Duration, NaiveDate};
 use serde::Serialize;
 use serde_json::json;
 use sha2::Digest;
@@ -140,7 +140,8 @@ pub struct ModelSummary {
     pub feature_set_version: String,
     pub label: String,
     pub permit: train::PermitRef,
-    pub cross_validation_best_alpha: Option<f64>,
+    /// The L2 strength cross-validation chose.
+    pub alpha: f64,
     pub pr_auc: Option<f64>,
     pub log_loss: f64,
     pub gate_passed: bool,
@@ -559,7 +560,7 @@ impl Prepared {
                     id: self.permit.id.clone(),
                     version: self.version,
                 },
-                cross_validation_best_alpha: Some(artifact.model.alpha),
+                alpha: artifact.model.alpha,
                 pr_auc: (cell(positives, min).is_some()).then_some(e.pr_auc).flatten(),
                 log_loss: e.log_loss,
                 gate_passed: artifact.gate_passed,
@@ -661,28 +662,12 @@ impl Prepared {
             }
             let vectors = load_vectors(app, &version, d).await?;
             if vectors.is_empty() {
-                return Err(Precondition::CannotTrain(format!(
-                    "features for {d} are not built: an operator runs `tidig features build --as-of {d}`"
-                ))
-                .into());
+                return Err(train::not_built(d));
             }
-            let residence: std::collections::HashMap<i64, String> = store
-                .residences_on(dates::days(d))
-                .await?
-                .into_iter()
-                .map(|r| (r.person, r.municipality))
-                .collect();
+            let cohort = train::PermitCohort::on(app, &self.permit, d).await?;
             let (mut rows, mut labels) = (Vec::new(), Vec::new());
             for (pid, v) in vectors {
-                let born = births
-                    .get(&pid)
-                    .and_then(|b| dates::from_days(*b))
-                    .map(|b| b.year());
-                let inside = born.is_some_and(|y| {
-                    self.permit
-                        .in_cohort(y, residence.get(&pid).map(String::as_str))
-                });
-                if !inside || objectors.contains(&pid) {
+                if !cohort.holds(&births, pid) || objectors.contains(&pid) {
                     continue;
                 }
                 let Some(label) = v.label else {

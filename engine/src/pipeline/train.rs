@@ -181,6 +181,52 @@ impl Screen<'_> {
     }
 }
 
+/// The refusal to read a snapshot whose features are not built: under a permit, building
+/// is an operator's job, not the researcher's.
+pub(crate) fn not_built(date: NaiveDate) -> EngineError {
+    Precondition::CannotTrain(format!(
+        "features for {date} are not built: an operator runs `tidig features build --as-of {date}`"
+    ))
+    .into()
+}
+
+/// Who of a snapshot a permit's cohort holds: born in its years and living, on the
+/// snapshot date, in one of its municipalities (any, when it names none).
+pub(crate) struct PermitCohort<'p> {
+    permit: &'p tidig_governance::permit::Permit,
+    residence: HashMap<i64, String>,
+}
+
+impl<'p> PermitCohort<'p> {
+    pub(crate) async fn on(
+        app: &App,
+        permit: &'p tidig_governance::permit::Permit,
+        date: NaiveDate,
+    ) -> Result<PermitCohort<'p>> {
+        let residence = app
+            .store()
+            .residences_on(dates::days(date))
+            .await?
+            .into_iter()
+            .map(|r| (r.person, r.municipality))
+            .collect();
+        Ok(PermitCohort { permit, residence })
+    }
+
+    /// Whether person `pid` (`births`: days since the epoch per person) is in it.
+    pub(crate) fn holds(&self, births: &HashMap<i64, i64>, pid: i64) -> bool {
+        births
+            .get(&pid)
+            .and_then(|b| dates::from_days(*b))
+            .is_some_and(|b| {
+                self.permit.in_cohort(
+                    chrono::Datelike::year(&b),
+                    self.residence.get(&pid).map(String::as_str),
+                )
+            })
+    }
+}
+
 /// Loads (building if needed) one snapshot's labelled vectors of the persons the
 /// eligibility rules let training use.
 async fn snapshot(
@@ -196,24 +242,15 @@ async fn snapshot(
     // arrived since.
     let stale = vectors.is_empty() || vectors.values().any(|v| v.label.is_none());
     if stale && screen.permit.is_some() {
-        return Err(Precondition::CannotTrain(format!(
-            "features for {as_of} are not built: an operator runs `tidig features build --as-of {as_of}`"
-        ))
-        .into());
+        return Err(not_built(as_of));
     }
     if stale {
         build(app, by, set, as_of, &Quiet).await?;
         vectors = load_vectors(app, &version, as_of).await?;
     }
-    let residence: HashMap<i64, String> = match screen.permit {
-        Some(_) => app
-            .store()
-            .residences_on(dates::days(as_of))
-            .await?
-            .into_iter()
-            .map(|r| (r.person, r.municipality))
-            .collect(),
-        None => HashMap::new(),
+    let cohort = match screen.permit {
+        Some(permit) => Some(PermitCohort::on(app, permit, as_of).await?),
+        None => None,
     };
     let mut out: Snapshot = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (pid, v) in vectors {
@@ -221,19 +258,15 @@ async fn snapshot(
         let Some(label) = v.label else {
             return Err(Precondition::LabelNotObserved { date: as_of }.into());
         };
-        if let Some(permit) = screen.permit {
-            let born = screen
-                .births
-                .get(&pid)
-                .and_then(|b| dates::from_days(*b))
-                .map(|b| chrono::Datelike::year(&b));
-            if !born.is_some_and(|y| permit.in_cohort(y, residence.get(&pid).map(String::as_str))) {
-                *screen
-                    .excluded
-                    .entry("the permit's cohort".into())
-                    .or_default() += 1;
-                continue;
-            }
+        if cohort
+            .as_ref()
+            .is_some_and(|c| !c.holds(&screen.births, pid))
+        {
+            *screen
+                .excluded
+                .entry("the permit's cohort".into())
+                .or_default() += 1;
+            continue;
         }
         if !screen.allows(pid, as_of) {
             continue;
