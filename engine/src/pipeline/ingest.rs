@@ -339,6 +339,50 @@ fn sniff(path: &Path) -> std::io::Result<Sniffed> {
     Ok(Sniffed::Data(detect(&plain_name(path), head), patients))
 }
 
+/// Times a file is loaded before a deadlock with another load counts as its failure.
+const LOAD_ATTEMPTS: u32 = 5;
+
+/// The SHA-256 of each file, in order, each computed on a blocking thread while the
+/// file before it loads: a file's digest (which decides whether it was loaded before) is
+/// ready when its turn comes instead of costing a pass over it while nothing else runs.
+struct Digests {
+    paths: std::vec::IntoIter<PathBuf>,
+    next: Option<tokio::task::JoinHandle<Result<String, String>>>,
+}
+
+impl Digests {
+    fn ahead_of(inputs: &[Input]) -> Digests {
+        let paths: Vec<PathBuf> = inputs
+            .iter()
+            .filter(|i| i.format.is_some())
+            .map(|i| i.path.clone())
+            .collect();
+        let mut d = Digests {
+            paths: paths.into_iter(),
+            next: None,
+        };
+        d.next = d.start();
+        d
+    }
+
+    fn start(&mut self) -> Option<tokio::task::JoinHandle<Result<String, String>>> {
+        let path = self.paths.next()?;
+        Some(tokio::task::spawn_blocking(move || sha256_file(&path)))
+    }
+
+    /// The digest of the next file; the one after it starts.
+    async fn next(&mut self) -> Result<String, String> {
+        let current = self.next.take();
+        self.next = self.start();
+        match current {
+            Some(h) => h
+                .await
+                .unwrap_or_else(|e| Err(format!("hashing stopped: {e}"))),
+            None => Err("no digest was started for this file".into()),
+        }
+    }
+}
+
 fn sha256_file(path: &Path) -> Result<String, String> {
     let mut file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let mut hasher = Sha256::new();
@@ -546,12 +590,14 @@ pub async fn ingest_with(
     let abort_at = crate::testkit_hooks::abort_after_batches();
     let mut batches_written = 0u64;
     let mut fhir_lines = 0u64;
+    let mut digests = Digests::ahead_of(&inputs);
 
     for input in inputs {
         let Some(format) = input.format else { continue };
         let file_started = Instant::now();
+        let digest = digests.next().await;
         let started_at = clock.stamp();
-        let sha = match sha256_file(&input.path) {
+        let sha = match digest {
             Ok(sha) => sha,
             Err(e) => {
                 report.failed_files += 1;
@@ -607,122 +653,143 @@ pub async fn ingest_with(
             continue;
         }
         progress.message(input.display.rsplit('/').next().unwrap_or(&input.display));
-        let mut tx = store
-            .begin_file(&input.display, &sha, format.name(), started_at.clone())
-            .await?;
-        read.store(0, Ordering::Relaxed);
-        let (btx, mut brx) = mpsc::channel::<Batch>(4);
-        let stop = Arc::new(AtomicBool::new(false));
-        let job = ParseJob {
-            path: input.path.clone(),
-            format,
-            edge: edge.clone(),
-            table: table.clone(),
-            aliases: aliases.clone(),
-            read: read.clone(),
-            stop: stop.clone(),
-            limit: opts.batch_rows,
-        };
-        let parser = std::thread::Builder::new()
-            .name("tidig-parse".into())
-            .spawn(move || run_parse(job, btx))
-            .map_err(|e| {
-                EngineError::internal(format_args!("cannot start the parser thread: {e}"))
-            })?;
-        let mut write_error = None;
-        let mut inserted_dup = (0u64, 0u64);
-        let mut pending = 0u64;
-        while let Some(batch) = brx.recv().await {
-            match tx.write(batch).await {
-                Ok(o) => {
-                    inserted_dup.0 += o.inserted;
-                    inserted_dup.1 += o.duplicate;
-                    pending += o.pending;
-                    batches_written += 1;
-                    progress.position(done_bytes + read.load(Ordering::Relaxed));
-                    if abort_at.is_some_and(|n| batches_written >= n) {
-                        std::process::abort();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut tx = store
+                .begin_file(&input.display, &sha, format.name(), started_at.clone())
+                .await?;
+            read.store(0, Ordering::Relaxed);
+            let (btx, mut brx) = mpsc::channel::<Batch>(4);
+            let stop = Arc::new(AtomicBool::new(false));
+            let job = ParseJob {
+                path: input.path.clone(),
+                format,
+                edge: edge.clone(),
+                table: table.clone(),
+                aliases: aliases.clone(),
+                read: read.clone(),
+                stop: stop.clone(),
+                limit: opts.batch_rows,
+            };
+            let parser = std::thread::Builder::new()
+                .name("tidig-parse".into())
+                .spawn(move || run_parse(job, btx))
+                .map_err(|e| {
+                    EngineError::internal(format_args!("cannot start the parser thread: {e}"))
+                })?;
+            let mut write_error = None;
+            let mut inserted_dup = (0u64, 0u64);
+            let mut pending = 0u64;
+            while let Some(batch) = brx.recv().await {
+                match tx.write(batch).await {
+                    Ok(o) => {
+                        inserted_dup.0 += o.inserted;
+                        inserted_dup.1 += o.duplicate;
+                        pending += o.pending;
+                        batches_written += 1;
+                        progress.position(done_bytes + read.load(Ordering::Relaxed));
+                        if abort_at.is_some_and(|n| batches_written >= n) {
+                            std::process::abort();
+                        }
+                    }
+                    Err(e) => {
+                        stop.store(true, Ordering::Relaxed);
+                        write_error = Some(e);
+                        break;
                     }
                 }
-                Err(e) => {
-                    stop.store(true, Ordering::Relaxed);
-                    write_error = Some(e);
-                    break;
+            }
+            drop(brx);
+            let joined = tokio::task::spawn_blocking(move || parser.join())
+                .await
+                .map_err(|e| EngineError::internal(format_args!("joining the parser: {e}")))?;
+            let (parsed, new_aliases) = match joined {
+                Ok(v) => v,
+                Err(_) => {
+                    return Err(EngineError::internal(format_args!(
+                        "{}: the parser thread panicked",
+                        input.display
+                    )))
+                }
+            };
+            let failure = match (write_error, parsed) {
+                // Another load held rows this one needed while it waited for this one's
+                // (PostgreSQL broke the deadlock by failing this transaction): nothing of
+                // it was kept, so the file is loaded again from the start.
+                (Some(e), _) if e.is_conflict() && attempt < LOAD_ATTEMPTS => {
+                    tracing::warn!("{}: {e}; loading it again", input.display);
+                    continue;
+                }
+                (Some(e), _) => Err(format!("database error: {e}")),
+                (None, Err(e)) => Err(redact::scrub(&e.to_string()).into_owned()),
+                (None, Ok(c)) => Ok(c),
+            };
+            match failure {
+                Ok(c) => {
+                    let counts = crate::store::RunCounts {
+                        read: c.read,
+                        loaded: c.accepted.saturating_sub(inserted_dup.1 + pending),
+                        rejected: c.rejected,
+                        duplicate: inserted_dup.1,
+                        skipped: c.skipped,
+                        pending,
+                    };
+                    fr.pending = pending;
+                    fr.read = counts.read;
+                    fr.loaded = counts.loaded;
+                    fr.rejected = counts.rejected;
+                    fr.duplicate = counts.duplicate;
+                    fr.skipped = counts.skipped;
+                    let record = file_record(&input.display, &sha, format.name(), Some(&fr), None);
+                    let finished = clock.stamp();
+                    let committed = tx.commit(&counts, &finished, &record).await;
+                    let resolved = match committed {
+                        Ok(n) => n,
+                        Err(e) if e.is_conflict() && attempt < LOAD_ATTEMPTS => {
+                            tracing::warn!("{}: {e}; loading it again", input.display);
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    };
+                    fr.resolved = resolved;
+                    aliases = new_aliases;
+                    if matches!(format, Format::FhirNdjson | Format::FhirBundle) {
+                        fhir_lines += c.read;
+                    }
+                }
+                Err(message) => {
+                    drop(tx);
+                    let message = format!("{}: {message}", input.display);
+                    fr.status = FileStatus::Failed;
+                    store
+                        .record_run(
+                            &RunRecord {
+                                file: &input.display,
+                                sha256: &sha,
+                                format: format.name(),
+                                status: FileStatus::Failed,
+                                error: Some(&message),
+                                started_at: &started_at,
+                                finished_at: &clock.stamp(),
+                            },
+                            &file_record(
+                                &input.display,
+                                &sha,
+                                format.name(),
+                                Some(&fr),
+                                Some(&message),
+                            ),
+                        )
+                        .await?;
+                    fr.error = Some(message);
+                    report.failed_files += 1;
                 }
             }
+            break;
         }
-        drop(brx);
-        let joined = tokio::task::spawn_blocking(move || parser.join())
-            .await
-            .map_err(|e| EngineError::internal(format_args!("joining the parser: {e}")))?;
-        let (parsed, new_aliases) = match joined {
-            Ok(v) => v,
-            Err(_) => {
-                return Err(EngineError::internal(format_args!(
-                    "{}: the parser thread panicked",
-                    input.display
-                )))
-            }
-        };
         done_bytes += size;
         progress.position(done_bytes);
-        let failure = match (write_error, parsed) {
-            (Some(e), _) => Err(format!("database error: {e}")),
-            (None, Err(e)) => Err(redact::scrub(&e.to_string()).into_owned()),
-            (None, Ok(c)) => Ok(c),
-        };
-        match failure {
-            Ok(c) => {
-                let counts = crate::store::RunCounts {
-                    read: c.read,
-                    loaded: c.accepted.saturating_sub(inserted_dup.1 + pending),
-                    rejected: c.rejected,
-                    duplicate: inserted_dup.1,
-                    skipped: c.skipped,
-                    pending,
-                };
-                fr.pending = pending;
-                fr.read = counts.read;
-                fr.loaded = counts.loaded;
-                fr.rejected = counts.rejected;
-                fr.duplicate = counts.duplicate;
-                fr.skipped = counts.skipped;
-                let record = file_record(&input.display, &sha, format.name(), Some(&fr), None);
-                let resolved = tx.commit(&counts, &clock.stamp(), &record).await?;
-                fr.resolved = resolved;
-                aliases = new_aliases;
-                if matches!(format, Format::FhirNdjson | Format::FhirBundle) {
-                    fhir_lines += c.read;
-                }
-            }
-            Err(message) => {
-                drop(tx);
-                let message = format!("{}: {message}", input.display);
-                fr.status = FileStatus::Failed;
-                store
-                    .record_run(
-                        &RunRecord {
-                            file: &input.display,
-                            sha256: &sha,
-                            format: format.name(),
-                            status: FileStatus::Failed,
-                            error: Some(&message),
-                            started_at: &started_at,
-                            finished_at: &clock.stamp(),
-                        },
-                        &file_record(
-                            &input.display,
-                            &sha,
-                            format.name(),
-                            Some(&fr),
-                            Some(&message),
-                        ),
-                    )
-                    .await?;
-                fr.error = Some(message);
-                report.failed_files += 1;
-            }
-        }
         fr.seconds = file_started.elapsed().as_secs_f64();
         report.read += fr.read;
         report.loaded += fr.loaded;

@@ -12,7 +12,8 @@ use tidig_connectors::record::{
 
 use tidig_governance::audit::Record as AuditRecord;
 
-use super::{AppendAudit, Backend, Store, StoreError};
+use super::copy::{self, CopyRows};
+use super::{AppendAudit, Store, StoreError};
 
 /// Records gathered from the parser, written together.
 #[derive(Debug, Default)]
@@ -98,6 +99,8 @@ enum Tx {
 /// The transaction that loads one file; nothing is visible until [`IngestTx::commit`].
 pub struct IngestTx {
     tx: Tx,
+    /// PostgreSQL: the load's temporary tables (see `copy`).
+    temps: copy::Temps,
     run_id: i64,
     file: String,
     sha256: String,
@@ -110,33 +113,30 @@ impl std::fmt::Debug for IngestTx {
     }
 }
 
-/// The PostgreSQL advisory lock key that serialises loading transactions ("tidig-in").
+/// The PostgreSQL advisory lock key that serialises the commits of loads ("tidig-in").
 const INGEST_LOCK: i64 = 0x7469_6469_672d_696e;
 
 /// SQLite's bound-parameter limit in the bundled library (32766), with margin.
 const SQLITE_PARAMS: usize = 32_000;
-/// PostgreSQL's bound-parameter limit (65535), with margin.
-const PG_PARAMS: usize = 65_000;
 /// Rows per statement: larger statements cost more to prepare than they save.
 const MAX_ROWS: usize = 512;
 
-/// `INSERT INTO table (cols) VALUES ($1, …), (…) tail` for `rows` rows.
-/// SQLite gets anonymous `?` parameters: numbered ones are looked up by name while the
-/// statement is prepared, which is quadratic in their number.
-fn values_sql(backend: Backend, table_cols: &str, ncols: usize, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(64 + rows * ncols * 7);
-    // On SQLite, `OR IGNORE` (unlike `ON CONFLICT DO NOTHING` with NOT NULL columns) lets
-    // no row abort the statement, so SQLite needs no statement journal for it: every page
-    // a multi-row insert touches would otherwise be copied there first.
+/// `INSERT INTO table (cols) VALUES (?, …), (…) tail` for `rows` rows, on SQLite.
+/// Anonymous `?` parameters: numbered ones are looked up by name while the statement is
+/// prepared, which is quadratic in their number.
+fn values_sql(table_cols: &str, ncols: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(64 + rows * ncols * 2);
+    // `OR IGNORE` (unlike `ON CONFLICT DO NOTHING` with NOT NULL columns) lets no row
+    // abort the statement, so SQLite needs no statement journal for it: every page a
+    // multi-row insert touches would otherwise be copied there first.
     let ignore = tail.ends_with("DO NOTHING");
-    if backend == Backend::Sqlite && ignore {
+    if ignore {
         sql.push_str("INSERT OR IGNORE INTO ");
     } else {
         sql.push_str("INSERT INTO ");
     }
     sql.push_str(table_cols);
     sql.push_str(" VALUES ");
-    let mut n = 1;
     for r in 0..rows {
         if r > 0 {
             sql.push(',');
@@ -146,17 +146,11 @@ fn values_sql(backend: Backend, table_cols: &str, ncols: usize, rows: usize, tai
             if c > 0 {
                 sql.push(',');
             }
-            if backend == Backend::Sqlite {
-                sql.push('?');
-            } else {
-                sql.push('$');
-                sql.push_str(&n.to_string());
-                n += 1;
-            }
+            sql.push('?');
         }
         sql.push(')');
     }
-    if !(backend == Backend::Sqlite && ignore) {
+    if !ignore {
         sql.push(' ');
         sql.push_str(tail);
     }
@@ -180,33 +174,18 @@ fn fixed_chunks<T>(rows: &[T], max: usize) -> Vec<&[T]> {
     out
 }
 
-/// Inserts `rows` in chunks on either backend; evaluates to the rows affected.
+/// Inserts `rows` in multi-row statements on SQLite; evaluates to the rows affected.
 macro_rules! insert_rows {
-    ($self:expr, $table_cols:expr, $ncols:expr, $tail:expr, $rows:expr, |$q:ident, $r:ident| $bind:expr) => {{
+    ($tx:expr, $table_cols:expr, $ncols:expr, $tail:expr, $rows:expr, |$q:ident, $r:ident| $bind:expr) => {{
         let rows = $rows;
         let mut affected = 0u64;
-        match &mut $self.tx {
-            Tx::Sqlite(tx) => {
-                for chunk in fixed_chunks(rows, (SQLITE_PARAMS / $ncols).clamp(1, MAX_ROWS)) {
-                    let sql = values_sql(Backend::Sqlite, $table_cols, $ncols, chunk.len(), $tail);
-                    let mut $q = sqlx::query(&sql);
-                    for $r in chunk {
-                        $q = $bind;
-                    }
-                    affected += $q.execute(&mut **tx).await?.rows_affected();
-                }
+        for chunk in fixed_chunks(rows, (SQLITE_PARAMS / $ncols).clamp(1, MAX_ROWS)) {
+            let sql = values_sql($table_cols, $ncols, chunk.len(), $tail);
+            let mut $q = sqlx::query(&sql);
+            for $r in chunk {
+                $q = $bind;
             }
-            Tx::Postgres(tx) => {
-                for chunk in fixed_chunks(rows, (PG_PARAMS / $ncols).clamp(1, MAX_ROWS)) {
-                    let sql =
-                        values_sql(Backend::Postgres, $table_cols, $ncols, chunk.len(), $tail);
-                    let mut $q = sqlx::query(&sql);
-                    for $r in chunk {
-                        $q = $bind;
-                    }
-                    affected += $q.execute(&mut **tx).await?.rows_affected();
-                }
-            }
+            affected += $q.execute(&mut **$tx).await?.rows_affected();
         }
         affected
     }};
@@ -244,15 +223,10 @@ impl IngestTx {
                 (Tx::Sqlite(tx), id)
             }
             Store::Postgres(p) => {
+                // No lock while writing: a load copies its records under their own keys
+                // and stages shared rows in temporary tables; the ingest lock is taken
+                // at commit (see `commit`), so loads of different files run at once.
                 let mut tx = p.begin().await?;
-                // One loading transaction at a time, as SQLite's IMMEDIATE gives: a commit
-                // then always sees every alias an earlier commit stored, so pending events
-                // resolve whatever the interleaving, and two loads never wait on each
-                // other's rows in opposite orders.
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(INGEST_LOCK)
-                    .execute(&mut *tx)
-                    .await?;
                 let id: i64 = sqlx::query_scalar(sql)
                     .bind(file)
                     .bind(sha256)
@@ -260,16 +234,12 @@ impl IngestTx {
                     .bind(&started_at)
                     .fetch_one(&mut *tx)
                     .await?;
-                sqlx::query(
-                    "CREATE TEMP TABLE events_stage (LIKE events INCLUDING DEFAULTS) ON COMMIT DROP",
-                )
-                .execute(&mut *tx)
-                .await?;
                 (Tx::Postgres(tx), id)
             }
         };
         Ok(IngestTx {
             tx,
+            temps: copy::Temps::default(),
             run_id,
             file: file.into(),
             sha256: sha256.into(),
@@ -285,24 +255,24 @@ impl IngestTx {
         &self.started_at
     }
 
-    fn backend(&self) -> Backend {
-        match self.tx {
-            Tx::Sqlite(_) => Backend::Sqlite,
-            Tx::Postgres(_) => Backend::Postgres,
-        }
-    }
-
     /// Writes one batch.
     pub async fn write(&mut self, mut batch: Batch) -> Result<WriteOutcome, StoreError> {
         // In key order, consecutive inserts walk the same index pages.
         batch.events.sort_unstable_by_key(|e| e.record_key);
-        let batch = &batch;
         let run_id = self.run_id;
+        let (file, sha) = (self.file.clone(), self.sha256.clone());
+        let tx = match &mut self.tx {
+            Tx::Sqlite(tx) => tx,
+            Tx::Postgres(tx) => {
+                return write_postgres(tx, &mut self.temps, &batch, run_id, &file, &sha).await
+            }
+        };
+        let batch = &batch;
         let mut out = WriteOutcome::default();
 
         let persons: Vec<&PersonRow> = batch.persons.values().collect();
         insert_rows!(
-            self,
+            tx,
             "persons (id, pseudonym, scheme, birth_date, sex, death_date)",
             6,
             "ON CONFLICT (id) DO UPDATE SET \
@@ -324,7 +294,7 @@ impl IngestTx {
             .filter_map(|p| p.sealed.as_ref().map(|s| (p.key.id, s)))
             .collect();
         insert_rows!(
-            self,
+            tx,
             "vault (person_id, nonce, ciphertext)",
             3,
             "ON CONFLICT (person_id) DO NOTHING",
@@ -335,7 +305,7 @@ impl IngestTx {
                 .bind(s.1.ciphertext.clone())
         );
         insert_rows!(
-            self,
+            tx,
             "codes (id, system, code)",
             3,
             "ON CONFLICT (id) DO NOTHING",
@@ -344,7 +314,7 @@ impl IngestTx {
         );
         let aliases: Vec<&AliasRow> = batch.aliases.values().collect();
         insert_rows!(
-            self,
+            tx,
             "fhir_refs (ref_key, person_id)",
             2,
             "ON CONFLICT (ref_key) DO UPDATE SET person_id = excluded.person_id",
@@ -353,7 +323,7 @@ impl IngestTx {
         );
         let protected: Vec<&ProtectedRow> = batch.protected.values().collect();
         insert_rows!(
-            self,
+            tx,
             "protected_attributes (person_id, attribute, value)",
             3,
             "ON CONFLICT (person_id, attribute) DO UPDATE SET value = excluded.value",
@@ -364,7 +334,7 @@ impl IngestTx {
                 .bind(&p.value)
         );
         let n = insert_rows!(
-            self,
+            tx,
             "residences (record_key, person_id, valid_from, valid_to, municipality, postcode, household_key, run_id)",
             8,
             "ON CONFLICT (record_key) DO NOTHING",
@@ -382,7 +352,7 @@ impl IngestTx {
         out.inserted += n;
         out.duplicate += batch.residences.len() as u64 - n;
         let n = insert_rows!(
-            self,
+            tx,
             "relations (record_key, child_id, parent_id, relation, valid_from, valid_to, run_id)",
             7,
             "ON CONFLICT (record_key) DO NOTHING",
@@ -399,7 +369,7 @@ impl IngestTx {
         out.inserted += n;
         out.duplicate += batch.relations.len() as u64 - n;
         let n = insert_rows!(
-            self,
+            tx,
             "pending_events (record_key, subject_ref, kind, code_id, detail_id, status, start_time, end_time, value, run_id)",
             10,
             "ON CONFLICT (record_key) DO NOTHING",
@@ -418,12 +388,28 @@ impl IngestTx {
         );
         out.pending += n;
         out.duplicate += batch.pending.len() as u64 - n;
-        let n = self.write_events(&batch.events).await?;
+        let n = insert_rows!(
+            tx,
+            "events (record_key, person_id, kind, code_id, detail_id, status, start_time, end_time, value, run_id)",
+            10,
+            "ON CONFLICT (record_key) DO NOTHING",
+            &batch.events,
+            |q, e| q
+                .bind(e.record_key)
+                .bind(e.person_id)
+                .bind(e.kind.code())
+                .bind(e.code_id)
+                .bind(e.detail_id)
+                .bind(e.status as u8 as i64)
+                .bind(e.start)
+                .bind(e.end)
+                .bind(e.value)
+                .bind(run_id)
+        );
         out.inserted += n;
         out.duplicate += batch.events.len() as u64 - n;
-        let (file, sha) = (self.file.clone(), self.sha256.clone());
         insert_rows!(
-            self,
+            tx,
             "quarantine (sha256, line, field, reason, file, run_id)",
             6,
             "ON CONFLICT (sha256, line, field) DO NOTHING",
@@ -437,75 +423,6 @@ impl IngestTx {
                 .bind(run_id)
         );
         Ok(out)
-    }
-
-    /// Events: multi-row inserts on SQLite; COPY into a staging table on PostgreSQL,
-    /// moved into `events` with `ON CONFLICT DO NOTHING` per batch.
-    async fn write_events(&mut self, events: &[EventRow]) -> Result<u64, StoreError> {
-        if events.is_empty() {
-            return Ok(0);
-        }
-        let run_id = self.run_id;
-        if self.backend() == Backend::Sqlite {
-            return Ok(insert_rows!(
-                self,
-                "events (record_key, person_id, kind, code_id, detail_id, status, start_time, end_time, value, run_id)",
-                10,
-                "ON CONFLICT (record_key) DO NOTHING",
-                events,
-                |q, e| q
-                    .bind(e.record_key)
-                    .bind(e.person_id)
-                    .bind(e.kind.code())
-                    .bind(e.code_id)
-                    .bind(e.detail_id)
-                    .bind(e.status as u8 as i64)
-                    .bind(e.start)
-                    .bind(e.end)
-                    .bind(e.value)
-                    .bind(run_id)
-            ));
-        }
-        let Tx::Postgres(tx) = &mut self.tx else {
-            return Ok(0);
-        };
-        let mut text = String::with_capacity(events.len() * 80);
-        for e in events {
-            use std::fmt::Write;
-            let opt = |v: Option<i64>| v.map_or("\\N".to_string(), |v| v.to_string());
-            let _ = writeln!(
-                text,
-                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-                e.record_key,
-                e.person_id,
-                e.kind.code(),
-                e.code_id,
-                opt(e.detail_id),
-                e.status as u8,
-                e.start,
-                opt(e.end),
-                e.value.map_or("\\N".to_string(), |v| format!("{v:?}")),
-                run_id
-            );
-        }
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY events_stage (record_key, person_id, kind, code_id, detail_id, status, \
-                 start_time, end_time, value, run_id) FROM STDIN",
-            )
-            .await?;
-        copy.send(text.into_bytes()).await?;
-        copy.finish().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO events SELECT * FROM events_stage ON CONFLICT (record_key) DO NOTHING",
-        )
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        sqlx::query("TRUNCATE events_stage")
-            .execute(&mut **tx)
-            .await?;
-        Ok(inserted)
     }
 
     /// Resolves pending events, marks the run loaded with its counts and commits
@@ -557,7 +474,19 @@ impl IngestTx {
         }
         let resolved = match &mut self.tx {
             Tx::Sqlite(tx) => go!(tx),
-            Tx::Postgres(tx) => go!(tx),
+            Tx::Postgres(tx) => {
+                // One committing load at a time, as SQLite's one writer gives: a commit
+                // then sees every alias and pending event an earlier commit stored, so
+                // pending events resolve whatever the interleaving. The shared rows are
+                // merged only now, under the lock and in key order, so two loads never
+                // wait on each other's rows in opposite orders.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(INGEST_LOCK)
+                    .execute(&mut **tx)
+                    .await?;
+                copy::merge_shared(tx, &self.temps).await?;
+                go!(tx)
+            }
         };
         match self.tx {
             Tx::Sqlite(tx) => tx.commit().await?,
@@ -565,6 +494,125 @@ impl IngestTx {
         }
         Ok(resolved)
     }
+}
+
+/// One batch on PostgreSQL: every table through `COPY` (see `copy`).
+async fn write_postgres(
+    tx: &mut Transaction<'static, Postgres>,
+    temps: &mut copy::Temps,
+    batch: &Batch,
+    run_id: i64,
+    file: &str,
+    sha256: &str,
+) -> Result<WriteOutcome, StoreError> {
+    let mut out = WriteOutcome::default();
+    let mut rows = CopyRows::with_capacity(batch.persons.len() * 100);
+    let mut sealed = CopyRows::with_capacity(batch.persons.len() * 200);
+    for p in batch.persons.values() {
+        rows.int(p.key.id)
+            .text(&p.key.pseudonym())
+            .text(p.scheme)
+            .opt_int(p.birth_date.map(i64::from))
+            .opt_text(sex_text(p.sex))
+            .opt_int(p.death_date.map(i64::from))
+            .end();
+        if let Some(s) = &p.sealed {
+            sealed
+                .int(p.key.id)
+                .bytes(&s.nonce)
+                .bytes(&s.ciphertext)
+                .end();
+        }
+    }
+    copy::write_shared(tx, temps, copy::PERSONS, rows).await?;
+    copy::write_shared(tx, temps, copy::VAULT, sealed).await?;
+    let mut rows = CopyRows::with_capacity(batch.codes.len() * 40);
+    for c in &batch.codes {
+        rows.int(c.id).text(&c.system).text(&c.code).end();
+    }
+    copy::write_shared(tx, temps, copy::CODES, rows).await?;
+    let mut rows = CopyRows::with_capacity(batch.aliases.len() * 40);
+    for a in batch.aliases.values() {
+        rows.int(a.ref_key).int(a.person_id).end();
+    }
+    copy::write_shared(tx, temps, copy::ALIASES, rows).await?;
+    let mut rows = CopyRows::with_capacity(batch.protected.len() * 40);
+    for p in batch.protected.values() {
+        rows.int(p.person_id)
+            .text(p.attribute.as_str())
+            .text(&p.value)
+            .end();
+    }
+    copy::write_shared(tx, temps, copy::PROTECTED, rows).await?;
+
+    let mut rows = CopyRows::with_capacity(batch.residences.len() * 80);
+    for r in &batch.residences {
+        rows.int(r.record_key)
+            .int(r.person_id)
+            .int(i64::from(r.valid_from))
+            .opt_int(r.valid_to.map(i64::from))
+            .text(&r.municipality)
+            .opt_text(r.postcode.as_deref())
+            .opt_int(r.household_key)
+            .int(run_id)
+            .end();
+    }
+    let n = copy::write_keyed(tx, temps, copy::RESIDENCES, rows).await?;
+    out.inserted += n;
+    out.duplicate += batch.residences.len() as u64 - n;
+    let mut rows = CopyRows::with_capacity(batch.relations.len() * 80);
+    for r in &batch.relations {
+        rows.int(r.record_key)
+            .int(r.child_id)
+            .int(r.parent_id)
+            .text(r.relation.as_str())
+            .opt_int(r.valid_from.map(i64::from))
+            .opt_int(r.valid_to.map(i64::from))
+            .int(run_id)
+            .end();
+    }
+    let n = copy::write_keyed(tx, temps, copy::RELATIONS, rows).await?;
+    out.inserted += n;
+    out.duplicate += batch.relations.len() as u64 - n;
+    let event = |rows: &mut CopyRows, e: &EventRow, who: i64| {
+        rows.int(e.record_key)
+            .int(who)
+            .int(e.kind.code())
+            .int(e.code_id)
+            .opt_int(e.detail_id)
+            .int(e.status as u8 as i64)
+            .int(e.start)
+            .opt_int(e.end)
+            .opt_float(e.value)
+            .int(run_id)
+            .end();
+    };
+    let mut rows = CopyRows::with_capacity(batch.pending.len() * 90);
+    for p in &batch.pending {
+        event(&mut rows, &p.event, p.subject_ref);
+    }
+    let n = copy::write_keyed(tx, temps, copy::PENDING, rows).await?;
+    out.pending += n;
+    out.duplicate += batch.pending.len() as u64 - n;
+    let mut rows = CopyRows::with_capacity(batch.events.len() * 90);
+    for e in &batch.events {
+        event(&mut rows, e, e.person_id);
+    }
+    let n = copy::write_keyed(tx, temps, copy::EVENTS, rows).await?;
+    out.inserted += n;
+    out.duplicate += batch.events.len() as u64 - n;
+    let mut rows = CopyRows::with_capacity(batch.rejections.len() * 120);
+    for r in &batch.rejections {
+        rows.text(sha256)
+            .int(r.line as i64)
+            .text(&r.field)
+            .text(&r.reason)
+            .text(file)
+            .int(run_id)
+            .end();
+    }
+    copy::write_keyed(tx, temps, copy::QUARANTINE, rows).await?;
+    Ok(out)
 }
 
 /// The figures a committed run records.

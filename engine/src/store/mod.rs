@@ -107,6 +107,7 @@ macro_rules! fetch_all {
 
 mod audit;
 mod casework;
+mod copy;
 mod features;
 mod ingest;
 mod inspect;
@@ -223,6 +224,14 @@ impl StoreError {
             | StoreError::Corrupt { .. }
             | StoreError::KeyMismatch { .. } => false,
         }
+    }
+
+    /// Whether the transaction lost a deadlock or a serialisation conflict with another
+    /// (PostgreSQL SQLSTATE 40P01, 40001): it was rolled back, and running it again
+    /// from the start is the remedy.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Sql(sqlx::Error::Database(e))
+            if matches!(e.code().as_deref(), Some("40P01" | "40001")))
     }
 
     fn backend_is_postgres(&self, e: &dyn sqlx::error::DatabaseError) -> bool {
