@@ -105,6 +105,37 @@ macro_rules! fetch_all {
     };
 }
 
+/// All rows of `SELECT cols rest` as `Vec<ty>` (a tuple), on either backend. On SQLite the
+/// rows come back as one JSON array that SQLite builds (`json_group_array`) instead of a
+/// row at a time from sqlx's worker thread, which costs microseconds per row (a
+/// population of 100,000 is half a million rows). Integers and text only: SQLite's JSON
+/// writes doubles with 15 significant digits. `cols` are plain column names of `rest`.
+macro_rules! fetch_all_packed {
+    ($store:expr, $ty:ty, $cols:expr, $rest:expr $(, $bind:expr)*) => {
+        match $store {
+            $crate::store::Store::Sqlite(s) => {
+                let sql = format!(
+                    "SELECT json_group_array(json_array({c})) FROM (SELECT {c} {r})",
+                    c = $cols,
+                    r = $rest
+                );
+                let text: Option<String> =
+                    sqlx::query_scalar(&sql)$(.bind($bind))*.fetch_one(&s.read).await?;
+                serde_json::from_str::<Vec<$ty>>(text.as_deref().unwrap_or("[]")).map_err(|e| {
+                    $crate::store::StoreError::Corrupt {
+                        what: "rows packed as JSON",
+                        value: e.to_string(),
+                    }
+                })?
+            }
+            $crate::store::Store::Postgres(p) => {
+                let sql = format!("SELECT {} {}", $cols, $rest);
+                sqlx::query_as::<_, $ty>(&sql)$(.bind($bind))*.fetch_all(p).await?
+            }
+        }
+    };
+}
+
 mod audit;
 mod casework;
 mod copy;

@@ -51,17 +51,16 @@ fn objection_row(r: ObjectionTuple) -> ObjectionRow {
 impl Store {
     /// Every person's birth and death dates.
     pub async fn person_dates(&self) -> Result<HashMap<i64, PersonDates>, StoreError> {
-        let mut out = HashMap::new();
-        for_each_row!(
+        let rows = fetch_all_packed!(
             self,
             (i64, Option<i64>, Option<i64>),
-            "SELECT id, birth_date, death_date FROM persons",
-            [],
-            |(id, birth, death)| {
-                out.insert(id, PersonDates { birth, death });
-            }
+            "id, birth_date, death_date",
+            "FROM persons"
         );
-        Ok(out)
+        Ok(rows
+            .into_iter()
+            .map(|(id, birth, death)| (id, PersonDates { birth, death }))
+            .collect())
     }
 
     /// Every person's birth date (days since the epoch), where known.
@@ -76,29 +75,23 @@ impl Store {
 
     /// Every person's recorded sex (`F`, `M`).
     pub async fn sexes(&self) -> Result<HashMap<i64, String>, StoreError> {
-        let mut out = HashMap::new();
-        for_each_row!(
+        let rows = fetch_all_packed!(
             self,
-            (i64, Option<String>),
-            "SELECT id, sex FROM persons",
-            [],
-            |(id, sex)| {
-                if let Some(sex) = sex {
-                    out.insert(id, sex);
-                }
-            }
+            (i64, String),
+            "id, sex",
+            "FROM persons WHERE sex IS NOT NULL"
         );
-        Ok(out)
+        Ok(rows.into_iter().collect())
     }
 
     /// The residences valid on `day`, in (person, valid from, record) order: the last
     /// one per person wins when residences overlap.
     pub async fn residences_on(&self, day: i64) -> Result<Vec<Residence>, StoreError> {
-        let rows: Vec<(i64, String, Option<String>, Option<i64>)> = fetch_all!(
+        let rows = fetch_all_packed!(
             self,
             (i64, String, Option<String>, Option<i64>),
-            "SELECT person_id, municipality, postcode, household_key FROM residences \
-             WHERE valid_from <= $1 AND (valid_to IS NULL OR valid_to > $1) \
+            "person_id, municipality, postcode, household_key",
+            "FROM residences WHERE valid_from <= $1 AND (valid_to IS NULL OR valid_to > $1) \
              ORDER BY person_id, valid_from, record_key",
             day
         );
@@ -115,10 +108,11 @@ impl Store {
 
     /// The parent–child relations valid on `day`: (child, parent, relation as stored).
     pub async fn relations_on(&self, day: i64) -> Result<Vec<(i64, i64, String)>, StoreError> {
-        Ok(fetch_all!(
+        Ok(fetch_all_packed!(
             self,
             (i64, i64, String),
-            "SELECT child_id, parent_id, relation FROM relations \
+            "child_id, parent_id, relation",
+            "FROM relations \
              WHERE (valid_from IS NULL OR valid_from <= $1) AND (valid_to IS NULL OR valid_to > $1) \
              ORDER BY child_id, parent_id, relation",
             day
@@ -131,32 +125,33 @@ impl Store {
         after: i64,
         up_to: i64,
     ) -> Result<Vec<(i64, i64)>, StoreError> {
-        Ok(fetch_all!(
+        Ok(fetch_all_packed!(
             self,
             (i64, i64),
-            "SELECT person_id, valid_from FROM residences WHERE valid_from > $1 AND valid_from <= $2",
+            "person_id, valid_from",
+            "FROM residences WHERE valid_from > $1 AND valid_from <= $2",
             after,
             up_to
         ))
     }
 
-    /// The protected attributes (`attribute → value`) of the persons in `of`, streamed.
+    /// The protected attributes (`attribute → value`) of the persons in `of`.
     pub async fn protected_attributes(
         &self,
         of: &HashSet<i64>,
     ) -> Result<HashMap<i64, Vec<(String, String)>>, StoreError> {
         let mut out: HashMap<i64, Vec<(String, String)>> = HashMap::new();
-        for_each_row!(
+        let rows = fetch_all_packed!(
             self,
             (i64, String, String),
-            "SELECT person_id, attribute, value FROM protected_attributes",
-            [],
-            |(pid, attribute, value)| {
-                if of.contains(&pid) {
-                    out.entry(pid).or_default().push((attribute, value));
-                }
-            }
+            "person_id, attribute, value",
+            "FROM protected_attributes"
         );
+        for (pid, attribute, value) in rows {
+            if of.contains(&pid) {
+                out.entry(pid).or_default().push((attribute, value));
+            }
+        }
         Ok(out)
     }
 
