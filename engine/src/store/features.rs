@@ -198,6 +198,20 @@ impl Store {
                 });
             }
         }
+        // The scan filled both readers' page caches with pages read once; SQLite gives
+        // them back, so that the memory serves what the build does next instead of
+        // adding to its peak.
+        if let Store::Sqlite(s) = self {
+            let mut idle = Vec::new();
+            while let Some(c) = s.read.try_acquire() {
+                idle.push(c);
+            }
+            for c in &mut idle {
+                sqlx::query("PRAGMA shrink_memory")
+                    .execute(&mut **c)
+                    .await?;
+            }
+        }
         Ok(())
     }
 

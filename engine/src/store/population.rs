@@ -141,16 +141,45 @@ impl Store {
         of: &HashSet<i64>,
     ) -> Result<HashMap<i64, Vec<(String, String)>>, StoreError> {
         let mut out: HashMap<i64, Vec<(String, String)>> = HashMap::new();
-        let rows = fetch_all_packed!(
-            self,
-            (i64, String, String),
-            "person_id, attribute, value",
-            "FROM protected_attributes"
-        );
-        for (pid, attribute, value) in rows {
-            if of.contains(&pid) {
-                out.entry(pid).or_default().push((attribute, value));
+        let rows: Vec<(i64, String, String)> = match self {
+            // In slices of the table, each packed by SQLite and kept only for the persons
+            // asked for: a whole population's rows at once would be a JSON text and a
+            // vector several times the size of what is kept.
+            Store::Sqlite(_) => {
+                const SLICE: i64 = 65_536;
+                let last: Option<i64> = on_pool!(self, |p| sqlx::query_scalar(
+                    "SELECT max(rowid) FROM protected_attributes"
+                )
+                .fetch_one(p)
+                .await?);
+                let mut kept = Vec::new();
+                let mut from = 0;
+                while from <= last.unwrap_or(-1) {
+                    let slice = fetch_all_packed!(
+                        self,
+                        (i64, String, String),
+                        "person_id, attribute, value",
+                        "FROM protected_attributes WHERE rowid >= $1 AND rowid < $2",
+                        from,
+                        from + SLICE
+                    );
+                    kept.extend(slice.into_iter().filter(|r| of.contains(&r.0)));
+                    from += SLICE;
+                }
+                kept
             }
+            Store::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT person_id, attribute, value FROM protected_attributes \
+                     WHERE person_id = ANY($1)",
+                )
+                .bind(of.iter().copied().collect::<Vec<i64>>())
+                .fetch_all(p)
+                .await?
+            }
+        };
+        for (pid, attribute, value) in rows {
+            out.entry(pid).or_default().push((attribute, value));
         }
         Ok(out)
     }
