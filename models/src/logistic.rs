@@ -138,6 +138,51 @@ pub const GRADIENT_TOLERANCE_PER_ROW: f64 = 1e-7;
 /// fit that would need more stops here rather than run on.
 pub const MAX_ITERATIONS: u64 = 1000;
 
+/// Newton steps that finish a kept model ([`Design::fit_exact`]): from L-BFGS's solution
+/// two or three reach the optimum to rounding.
+pub const NEWTON_STEPS: usize = 8;
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Solves `H x = b` for a symmetric positive definite `H` (row-major `m × m`,
+/// overwritten by its Cholesky factor); `None` when `H` is not positive definite.
+fn cholesky_solve(h: &mut [f64], b: &[f64], m: usize) -> Option<Vec<f64>> {
+    for j in 0..m {
+        let mut s = h[j * m + j];
+        for k in 0..j {
+            s -= h[j * m + k] * h[j * m + k];
+        }
+        if s <= 0.0 || !s.is_finite() {
+            return None;
+        }
+        let l = s.sqrt();
+        h[j * m + j] = l;
+        for i in j + 1..m {
+            let mut s = h[i * m + j];
+            for k in 0..j {
+                s -= h[i * m + k] * h[j * m + k];
+            }
+            h[i * m + j] = s / l;
+        }
+    }
+    let mut x = b.to_vec();
+    for i in 0..m {
+        for k in 0..i {
+            x[i] -= h[i * m + k] * x[k];
+        }
+        x[i] /= h[i * m + i];
+    }
+    for i in (0..m).rev() {
+        for k in i + 1..m {
+            x[i] -= h[k * m + i] * x[k];
+        }
+        x[i] /= h[i * m + i];
+    }
+    Some(x)
+}
+
 /// A fit's solution in the solver's own orientation (intercept last): the start of the
 /// next fit on the same standardised rows (a warm start along the L2 path).
 #[derive(Clone, Debug)]
@@ -235,6 +280,98 @@ impl Design {
             },
             WarmStart(Array1::from(raw)),
         ))
+    }
+
+    /// Fits at `alpha` from `warm` to the default tolerance, then finishes with Newton
+    /// steps ([`Design::newton`]): the model a training run keeps. Where correlated inputs
+    /// leave the objective nearly flat along some direction, L-BFGS stops with the
+    /// objective at the optimum to 1e-9 but coefficients up to 0.016 away (400,000-person
+    /// town, α 0.1); Newton's steps use the curvature L-BFGS only estimates.
+    pub fn fit_exact(
+        &self,
+        alpha: f64,
+        warm: Option<&WarmStart>,
+    ) -> Result<(Logistic, WarmStart), TrainError> {
+        let (mut model, warm) = self.fit(alpha, warm)?;
+        self.newton(&mut model, NEWTON_STEPS);
+        Ok((model, warm))
+    }
+
+    /// Newton steps on `model`'s weights and intercept for its own objective, each
+    /// accepted only when it lowers the objective (halved up to 30 times otherwise);
+    /// stops when a step moves no coefficient by more than 1e-12. Returns the steps
+    /// taken. One step costs a pass over the columns for the Hessian `XᵀDX + αI`
+    /// (D the logistic variances), solved by Cholesky.
+    pub fn newton(&self, model: &mut Logistic, max_steps: usize) -> usize {
+        let (n, d) = (self.x.nrows(), self.x.ncols());
+        let y: Vec<f64> = self.y.iter().map(|&t| if t { 1.0 } else { 0.0 }).collect();
+        // The design matrix is column-major (`Scaler::matrix`), so each column is a slice.
+        let Some(columns) = (0..d)
+            .map(|j| self.x.column(j).to_slice())
+            .collect::<Option<Vec<&[f64]>>>()
+        else {
+            return 0;
+        };
+        let mut objective = self.objective(model);
+        for step in 0..max_steps {
+            let mut z = vec![model.intercept; n];
+            for (col, w) in columns.iter().zip(&model.weights) {
+                for (zi, xi) in z.iter_mut().zip(col.iter()) {
+                    *zi += xi * w;
+                }
+            }
+            let mut r = vec![0.0; n];
+            let mut v = vec![0.0; n];
+            for i in 0..n {
+                let p = 1.0 / (1.0 + (-z[i]).exp());
+                r[i] = p - y[i];
+                v[i] = p * (1.0 - p);
+            }
+            // Gradient and Hessian in the order (weights…, intercept).
+            let m = d + 1;
+            let mut g = vec![0.0; m];
+            let mut h = vec![0.0; m * m];
+            for j in 0..d {
+                g[j] = dot(columns[j], &r) + model.alpha * model.weights[j];
+                let weighted: Vec<f64> = columns[j].iter().zip(&v).map(|(x, v)| x * v).collect();
+                for k in 0..=j {
+                    let hjk = dot(&weighted, columns[k]);
+                    h[j * m + k] = hjk;
+                    h[k * m + j] = hjk;
+                }
+                h[j * m + j] += model.alpha;
+                let hjb = weighted.iter().sum::<f64>();
+                h[j * m + d] = hjb;
+                h[d * m + j] = hjb;
+            }
+            g[d] = r.iter().sum();
+            h[d * m + d] = v.iter().sum();
+            let Some(delta) = cholesky_solve(&mut h, &g, m) else {
+                return step;
+            };
+            let mut t = 1.0;
+            let mut accepted = false;
+            for _ in 0..30 {
+                let mut next = model.clone();
+                for (w, dw) in next.weights.iter_mut().zip(&delta) {
+                    *w -= t * dw;
+                }
+                next.intercept -= t * delta[d];
+                let o = self.objective(&next);
+                if o <= objective {
+                    *model = next;
+                    objective = o;
+                    accepted = true;
+                    break;
+                }
+                t *= 0.5;
+            }
+            let moved = t * delta.iter().fold(0.0f64, |a, x| a.max(x.abs()));
+            if !accepted || moved <= 1e-12 {
+                return step + usize::from(accepted);
+            }
+        }
+        max_steps
     }
 
     /// The objective the solver minimises for `model` at its L2 strength: the summed
@@ -428,6 +565,64 @@ mod tests {
                 gap(&path)
             );
         }
+    }
+
+    /// Nearly collinear inputs (as income-support months and amounts are): L-BFGS stops
+    /// with the objective at the optimum but coefficients off along the flat direction
+    /// (3.6e-5 here); the Newton finish reaches the reference's coefficients (a tight
+    /// L-BFGS fit run on by Newton to convergence) to 1e-8.
+    #[test]
+    fn newton_steps_finish_an_ill_conditioned_fit_at_the_optimum() {
+        let mut u = uniform(11);
+        let n = 20_000;
+        let mut rows = Vec::with_capacity(n);
+        let mut labels = Vec::with_capacity(n);
+        for _ in 0..n {
+            let a = u() * 4.0 - 2.0;
+            let b = a + (u() - 0.5) * 1e-3;
+            let c = u() * 2.0 - 1.0;
+            let z = -2.0 + 0.8 * a + 0.7 * b + 0.5 * c;
+            labels.push(u() < 1.0 / (1.0 + (-z).exp()));
+            rows.push(vec![Some(a), Some(b), Some(c)]);
+        }
+        let design = Design::new(&rows, &labels, &[false; 3]).unwrap();
+        let alpha = 0.01;
+        let (tight, _) = design.fit_to(alpha, None, 1e-10, 200_000).unwrap();
+        let mut reference = tight.clone();
+        let steps = design.newton(&mut reference, 50);
+        assert!(steps <= 50);
+        let gap = |m: &Logistic| {
+            m.weights
+                .iter()
+                .zip(&reference.weights)
+                .map(|(a, b)| (a - b).abs())
+                .chain([(m.intercept - reference.intercept).abs()])
+                .fold(0.0, f64::max)
+        };
+        let (fast, _) = design.fit(alpha, None).unwrap();
+        let (exact, _) = design.fit_exact(alpha, None).unwrap();
+        let (o_ref, o_fast) = (design.objective(&reference), design.objective(&fast));
+        assert!(
+            (o_fast - o_ref).abs() <= 1e-6 * o_ref,
+            "{o_fast} against {o_ref}"
+        );
+        // L-BFGS alone misses "coefficients within 1e-5" here.
+        assert!(gap(&fast) > 1e-5, "L-BFGS alone: {}", gap(&fast));
+        assert!(gap(&exact) < 1e-8, "with Newton: {}", gap(&exact));
+        // And independently of the Newton code: the tight L-BFGS fit (gradient 1e-10)
+        // (itself still 8e-7 off along the flat direction) agrees with the finished model
+        // far closer than with the default stop.
+        let to_tight = |m: &Logistic| {
+            m.weights
+                .iter()
+                .zip(&tight.weights)
+                .map(|(a, b)| (a - b).abs())
+                .chain([(m.intercept - tight.intercept).abs()])
+                .fold(0.0, f64::max)
+        };
+        assert!(to_tight(&exact) < 2e-6, "{}", to_tight(&exact));
+        assert!(to_tight(&fast) > 1e-5, "{}", to_tight(&fast));
+        assert!(design.objective(&exact) <= o_fast);
     }
 
     #[test]

@@ -108,12 +108,14 @@ pub fn cross_validate(
         .map_or((1.0, None), |r| {
             (r.alpha, alphas.iter().position(|a| *a == r.alpha))
         });
-    // The final fit starts from a fold's solution at the chosen strength.
+    // The final fit starts from a fold's solution at the chosen strength and is finished
+    // by Newton steps (cross-validation only compares strengths; the kept model must be
+    // the optimum).
     let warm = at.and_then(|a| {
         per_fold
             .iter()
             .find_map(|f| f.get(a).cloned().flatten().map(|o| o.2))
     });
     let design = Design::new(rows, labels, log1p)?;
-    Ok((design.fit(best, warm.as_ref())?.0, results))
+    Ok((design.fit_exact(best, warm.as_ref())?.0, results))
 }
