@@ -208,18 +208,23 @@ impl IngestTx {
     ) -> Result<IngestTx, StoreError> {
         let sql = "INSERT INTO ingest_runs (file, sha256, format, status, started_at) \
                    VALUES ($1, $2, $3, 'running', $4) RETURNING id";
+        macro_rules! record_run {
+            ($tx:expr) => {
+                sqlx::query_scalar::<_, i64>(sql)
+                    .bind(file)
+                    .bind(sha256)
+                    .bind(format)
+                    .bind(&started_at)
+                    .fetch_one(&mut *$tx)
+                    .await?
+            };
+        }
         let (tx, run_id) = match store {
             Store::Sqlite(s) => {
                 // IMMEDIATE takes the write lock now, so concurrent writers queue on the
                 // busy timeout instead of failing with "database is locked" later.
                 let mut tx = s.write.begin_with("BEGIN IMMEDIATE").await?;
-                let id: i64 = sqlx::query_scalar(sql)
-                    .bind(file)
-                    .bind(sha256)
-                    .bind(format)
-                    .bind(&started_at)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let id = record_run!(tx);
                 (Tx::Sqlite(tx), id)
             }
             Store::Postgres(p) => {
@@ -227,13 +232,7 @@ impl IngestTx {
                 // and stages shared rows in temporary tables; the ingest lock is taken
                 // at commit (see `commit`), so loads of different files run at once.
                 let mut tx = p.begin().await?;
-                let id: i64 = sqlx::query_scalar(sql)
-                    .bind(file)
-                    .bind(sha256)
-                    .bind(format)
-                    .bind(&started_at)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let id = record_run!(tx);
                 (Tx::Postgres(tx), id)
             }
         };
@@ -260,11 +259,11 @@ impl IngestTx {
         // In key order, consecutive inserts walk the same index pages.
         batch.events.sort_unstable_by_key(|e| e.record_key);
         let run_id = self.run_id;
-        let (file, sha) = (self.file.clone(), self.sha256.clone());
+        let (file, sha) = (&self.file, &self.sha256);
         let tx = match &mut self.tx {
             Tx::Sqlite(tx) => tx,
             Tx::Postgres(tx) => {
-                return write_postgres(tx, &mut self.temps, &batch, run_id, &file, &sha).await
+                return write_postgres(tx, &mut self.temps, &batch, run_id, file, sha).await
             }
         };
         let batch = &batch;
@@ -415,11 +414,11 @@ impl IngestTx {
             "ON CONFLICT (sha256, line, field) DO NOTHING",
             &batch.rejections,
             |q, r| q
-                .bind(&sha)
+                .bind(sha)
                 .bind(r.line as i64)
                 .bind(&r.field)
                 .bind(&r.reason)
-                .bind(&file)
+                .bind(file)
                 .bind(run_id)
         );
         Ok(out)
